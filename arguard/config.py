@@ -1,0 +1,426 @@
+"""Load and validate arguard.toml into frozen, typed configuration objects.
+
+Every problem names the file and the line of the offending table or key. Loading collects
+all problems before raising, so `arguard check-config` reports them together.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import regex
+
+from arguard.errors import ConfigError, Problem
+from arguard.tomlfile import TomlFile
+
+DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
+CONFIG_ENV = "ARGUARD_CONFIG"
+
+BUILTIN_ACTIONS = ("iptables", "ipset", "route", "hosts-deny", "disable-account", "webhook")
+EXPECT_VALUES = ("srcip", "dstip", "srcuser", "dstuser", "user")
+ADDRESS_FIELDS = ("srcip", "dstip")
+
+# Keys each built-in action accepts in its [[command]] table, with their types and defaults.
+ACTION_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "iptables": {"chain": (str, "arguard"), "jump_from": (list, ["INPUT"]),
+                 "target": (str, "DROP")},
+    "ipset": {"set_name": (str, "arguard"), "jump_from": (list, ["INPUT"]),
+              "target": (str, "DROP")},
+    "route": {"route_type": (str, "blackhole")},
+    "hosts-deny": {"path": (str, "/etc/hosts.deny"), "daemon": (str, "ALL")},
+    "disable-account": {"shadow": (str, "/etc/shadow"), "passwd": (str, "/etc/passwd"),
+                        "min_uid": (int, 1000)},
+    "webhook": {"url": (str, None), "format": (str, "json"), "retries": (int, 3),
+                "request_timeout": ((int, float), 5)},
+    "script": {"exec_timeout": ((int, float), 60)},
+}
+PATH_OPTIONS = {"path", "shadow", "passwd"}
+
+
+@dataclass(frozen=True)
+class Paths:
+    state_dir: Path = Path("/var/lib/arguard")
+    log_dir: Path = Path("/var/log/arguard")
+    run_dir: Path = Path("/run/arguard")
+    decoders_d: Path = Path("/etc/arguard/decoders.d")
+    rules_d: Path = Path("/etc/arguard/rules.d")
+    ar_bin_dir: Path = Path("/etc/arguard/active-response/bin")
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "arguard.db"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "arguard.lock"
+
+    @property
+    def alerts_log(self) -> Path:
+        return self.log_dir / "alerts.json"
+
+    @property
+    def responses_log(self) -> Path:
+        return self.log_dir / "active-responses.log"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    white_list: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_blocks: int = 100_000
+    offender_forget: int = 86_400
+    unblock_on_exit: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str | None = None
+    journal_matches: tuple[str, ...] | None = None
+    start_at: str = "end"
+    max_line_bytes: int = 65_536
+    poll: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.path is not None:
+            return self.path
+        return "journal:" + " ".join(self.journal_matches or ())
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    action: str
+    expect: str
+    timeout_allowed: bool = False
+    executable: str | None = None
+    extra_args: tuple[str, ...] = ()
+    legacy_args: bool = False
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class ActiveResponse:
+    command: str
+    location: str = "local"
+    rules_id: tuple[int, ...] = ()
+    level: int | None = None
+    rules_group: str | None = None
+    timeout: int | None = None
+    repeated_offenders: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    paths: Paths
+    global_: GlobalSettings
+    sources: tuple[Source, ...]
+    commands: Mapping[str, Command]
+    active_responses: tuple[ActiveResponse, ...]
+    shipped_ruleset: bool = True
+
+
+def shipped_dir(kind: str) -> Path:
+    """Directory of the decoders, rules or conf files that come with the package."""
+    return Path(str(resources.files(f"arguard.shipped.{kind}")))
+
+
+def resolve_config_path(cli_path: str | None) -> Path | None:
+    """-c FILE, then $ARGUARD_CONFIG, then /etc/arguard/arguard.toml; None when none exists."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def load_config(path: Path | None) -> Config:
+    """Load a config file; with None, the shipped default configuration."""
+    if path is None:
+        return _Loader(TomlFile.load(shipped_dir("conf") / "arguard.toml"), is_default=True).load()
+    return _Loader(TomlFile.load(path), is_default=False).load()
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+               dict: "a table", float: "a number"}
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kind)
+    return _TYPE_NAMES.get(kind, kind.__name__)
+
+
+def _is_type(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+class _Loader:
+    def __init__(self, doc: TomlFile, is_default: bool):
+        self.doc = doc
+        self.is_default = is_default
+        self.problems: list[Problem] = []
+        self.base = doc.path.parent
+
+    def fail(self, message: str, table: str | None = None, index: int | None = None,
+             key: str | None = None) -> None:
+        self.problems.append(self.doc.problem(message, table, index, key))
+
+    def check_keys(self, data: dict, allowed: Mapping[str, Any], table: str,
+                   index: int | None = None) -> None:
+        for key, value in data.items():
+            if key not in allowed:
+                self.fail(f"unknown key {key!r} in [{table}]", table, index, key)
+            elif not _is_type(value, allowed[key]):
+                self.fail(f"{table}.{key} must be {_type_name(allowed[key])}", table, index, key)
+
+    def table(self, name: str) -> dict:
+        value = self.doc.data.get(name, {})
+        if not isinstance(value, dict):
+            self.fail(f"[{name}] must be a table", key=name)
+            return {}
+        return value
+
+    def array(self, name: str) -> list[dict]:
+        value = self.doc.data.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.fail(f"{name} must be written as [[{name}]] tables", key=name)
+            return []
+        return value
+
+    def path(self, value: str) -> Path:
+        return (self.base / value) if not os.path.isabs(value) else Path(value)
+
+    def load(self) -> Config:
+        known = {"paths", "global", "ruleset", "source", "command", "active_response"}
+        for key in self.doc.data:
+            if key not in known:
+                self.fail(f"unknown top-level key or table {key!r}", key=key)
+        paths = self.load_paths()
+        global_ = self.load_global()
+        ruleset = self.table("ruleset")
+        self.check_keys(ruleset, {"shipped": bool}, "ruleset")
+        sources = tuple(s for s in (self.load_source(i, d)
+                                    for i, d in enumerate(self.array("source"))) if s)
+        commands: dict[str, Command] = {}
+        for index, data in enumerate(self.array("command")):
+            command = self.load_command(index, data)
+            if command is None:
+                continue
+            if command.name in commands:
+                self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
+            commands[command.name] = command
+        responses = tuple(r for r in (self.load_response(i, d, commands)
+                                      for i, d in enumerate(self.array("active_response"))) if r)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Config(
+            path=None if self.is_default else self.doc.path,
+            paths=paths, global_=global_, sources=sources,
+            commands=MappingProxyType(commands), active_responses=responses,
+            shipped_ruleset=bool(ruleset.get("shipped", True)),
+        )
+
+    def load_paths(self) -> Paths:
+        data = self.table("paths")
+        names = Paths.__dataclass_fields__
+        self.check_keys(data, {name: str for name in names}, "paths")
+        return Paths(**{k: self.path(v) for k, v in data.items()
+                        if k in names and isinstance(v, str)})
+
+    def load_global(self) -> GlobalSettings:
+        data = self.table("global")
+        self.check_keys(data, {"white_list": list, "max_blocks": int, "offender_forget": int,
+                               "unblock_on_exit": bool}, "global")
+        networks = []
+        for entry in data.get("white_list", []) if isinstance(data.get("white_list"), list) else []:
+            network = parse_network(entry)
+            if network is None:
+                self.fail(f"white_list entry {entry!r} is not an IP address or CIDR",
+                          "global", key="white_list")
+            else:
+                networks.append(network)
+        for key in ("max_blocks", "offender_forget"):
+            if isinstance(data.get(key), int) and data[key] <= 0:
+                self.fail(f"global.{key} must be positive", "global", key=key)
+        defaults = GlobalSettings()
+        return GlobalSettings(
+            white_list=tuple(networks),
+            max_blocks=data.get("max_blocks", defaults.max_blocks),
+            offender_forget=data.get("offender_forget", defaults.offender_forget),
+            unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
+        )
+
+    def load_source(self, index: int, data: dict) -> Source | None:
+        before = len(self.problems)
+        self.check_keys(data, {"path": str, "journal": dict, "start_at": str,
+                               "max_line_bytes": int, "poll": bool}, "source", index)
+        has_path, has_journal = "path" in data, "journal" in data
+        if has_path == has_journal:
+            self.fail("a [[source]] needs exactly one of 'path' or 'journal'", "source", index)
+        matches: tuple[str, ...] | None = None
+        if isinstance(data.get("journal"), dict):
+            journal = data["journal"]
+            unknown = set(journal) - {"matches"}
+            if unknown:
+                self.fail(f"unknown key {sorted(unknown)[0]!r} in source.journal",
+                          "source", index, "journal")
+            raw = journal.get("matches", [])
+            if not isinstance(raw, list) or not all(
+                    isinstance(m, str) and regex.fullmatch(r"[A-Z0-9_]+=.*", m) for m in raw):
+                self.fail("journal.matches must be a list of FIELD=value strings",
+                          "source", index, "journal")
+            else:
+                matches = tuple(raw)
+        if data.get("start_at", "end") not in ("end", "beginning"):
+            self.fail("start_at must be \"end\" or \"beginning\"", "source", index, "start_at")
+        if isinstance(data.get("max_line_bytes"), int) and data["max_line_bytes"] < 256:
+            self.fail("max_line_bytes must be at least 256", "source", index, "max_line_bytes")
+        if len(self.problems) > before:
+            return None
+        path = data.get("path")
+        return Source(
+            path=str(self.path(path)) if path else None,
+            journal_matches=matches,
+            start_at=data.get("start_at", "end"),
+            max_line_bytes=data.get("max_line_bytes", 65_536),
+            poll=data.get("poll", False),
+        )
+
+    def load_command(self, index: int, data: dict) -> Command | None:
+        before = len(self.problems)
+        action = data.get("action")
+        executable = data.get("executable")
+        base_keys: dict[str, Any] = {"name": str, "action": str, "executable": str,
+                                     "expect": str, "timeout_allowed": bool,
+                                     "extra_args": list, "legacy_args": bool}
+        if isinstance(action, str) and action in ACTION_OPTIONS:
+            option_spec = ACTION_OPTIONS[action]
+        elif executable is not None:
+            option_spec = ACTION_OPTIONS["script"]
+        else:
+            option_spec = {}
+        self.check_keys(data, base_keys | {k: t for k, (t, _) in option_spec.items()},
+                        "command", index)
+        name = data.get("name")
+        if not isinstance(name, str) or not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            self.fail("command needs a 'name' of letters, digits, '-', '_' or '.'",
+                      "command", index, "name" if "name" in data else None)
+        if (action is None) == (executable is None):
+            self.fail("a [[command]] needs exactly one of 'action' (built-in) or 'executable'",
+                      "command", index)
+        elif action is not None and action not in BUILTIN_ACTIONS:
+            self.fail(f"unknown action {action!r}; built-in actions are "
+                      + ", ".join(BUILTIN_ACTIONS), "command", index, "action")
+        if isinstance(executable, str) and (
+                "/" in executable or executable in (".", "..") or not executable.strip()):
+            self.fail("executable must be a bare file name inside paths.ar_bin_dir "
+                      "(no '/')", "command", index, "executable")
+        default_expect = "dstuser" if action == "disable-account" else "srcip"
+        expect = data.get("expect", default_expect)
+        if expect not in EXPECT_VALUES:
+            self.fail(f"expect must be one of {', '.join(EXPECT_VALUES)}",
+                      "command", index, "expect")
+        extra_args = data.get("extra_args", [])
+        if isinstance(extra_args, list) and not all(isinstance(a, str) for a in extra_args):
+            self.fail("extra_args must be a list of strings", "command", index, "extra_args")
+        if action == "webhook" and not isinstance(data.get("url"), str):
+            self.fail("a webhook command needs 'url'", "command", index)
+        if action == "webhook" and data.get("format", "json") not in ("json", "slack"):
+            self.fail("webhook format must be \"json\" or \"slack\"", "command", index, "format")
+        if action in ("iptables", "ipset") and data.get("target", "DROP") not in ("DROP", "REJECT"):
+            self.fail("target must be \"DROP\" or \"REJECT\"", "command", index, "target")
+        if action == "route" and data.get("route_type", "blackhole") not in (
+                "blackhole", "unreachable", "prohibit"):
+            self.fail("route_type must be blackhole, unreachable or prohibit",
+                      "command", index, "route_type")
+        if len(self.problems) > before:
+            return None
+        options = {k: v for k, (_, v) in option_spec.items()}
+        for key in option_spec:
+            if key in data:
+                options[key] = data[key]
+        for key in PATH_OPTIONS & options.keys():
+            options[key] = str(self.path(options[key]))
+        return Command(
+            name=name, action=action if action is not None else "script", expect=expect,
+            timeout_allowed=data.get("timeout_allowed", False), executable=executable,
+            extra_args=tuple(extra_args), legacy_args=data.get("legacy_args", False),
+            options=MappingProxyType(options),
+        )
+
+    def load_response(self, index: int, data: dict,
+                      commands: Mapping[str, Command]) -> ActiveResponse | None:
+        before = len(self.problems)
+        self.check_keys(data, {"command": str, "location": str, "rules_id": (list, int),
+                               "level": int, "rules_group": str, "timeout": int,
+                               "repeated_offenders": list, "disabled": bool},
+                        "active_response", index)
+        command = data.get("command")
+        if not isinstance(command, str):
+            self.fail("active_response needs 'command'", "active_response", index)
+        elif command not in commands:
+            self.fail(f"active_response names unknown command {command!r}",
+                      "active_response", index, "command")
+        elif "timeout" in data and not commands[command].timeout_allowed:
+            self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
+                      "active_response", index, "timeout")
+        if data.get("location", "local") != "local":
+            self.fail("location must be \"local\" (arguard runs on one host)",
+                      "active_response", index, "location")
+        rules_id = data.get("rules_id", [])
+        rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
+        if not all(isinstance(r, int) and not isinstance(r, bool) for r in rules_id):
+            self.fail("rules_id must be rule ids (integers)", "active_response", index,
+                      "rules_id")
+        if not rules_id and "level" not in data and "rules_group" not in data:
+            self.fail("active_response needs rules_id, level or rules_group",
+                      "active_response", index)
+        if isinstance(data.get("level"), int) and not 0 <= data["level"] <= 16:
+            self.fail("level must be 0-16", "active_response", index, "level")
+        if isinstance(data.get("timeout"), int) and data["timeout"] <= 0:
+            self.fail("timeout must be a positive number of seconds",
+                      "active_response", index, "timeout")
+        offenders = data.get("repeated_offenders", [])
+        if isinstance(offenders, list) and not all(
+                isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in offenders):
+            self.fail("repeated_offenders must be positive minutes",
+                      "active_response", index, "repeated_offenders")
+        if offenders and "timeout" not in data:
+            self.fail("repeated_offenders needs a timeout", "active_response", index,
+                      "repeated_offenders")
+        if len(self.problems) > before or data.get("disabled", False):
+            return None
+        return ActiveResponse(
+            command=command, location="local", rules_id=tuple(rules_id),
+            level=data.get("level"), rules_group=data.get("rules_group"),
+            timeout=data.get("timeout"), repeated_offenders=tuple(offenders),
+        )
+
+
+def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """An address or CIDR as a network, `::ffff:a.b.c.d` folded to IPv4; None if invalid."""
+    if not isinstance(text, str):
+        return None
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+        mapped = network.network_address.ipv4_mapped
+        return ipaddress.ip_network(f"{mapped}/{max(network.prefixlen - 96, 0)}", strict=False)
+    return network

@@ -1,0 +1,99 @@
+"""The records that flow between the stages: Line → Event → Alert → Response → Block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One log line as a source read it.
+
+    Sources that split fields themselves (the journal) set `program_name`, `hostname` and
+    `timestamp`; predecoding then takes the text as the bare message.
+    """
+
+    text: str
+    location: str
+    received: float
+    program_name: str | None = None
+    hostname: str | None = None
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Predecoded:
+    """What the syslog (or other) header said, and the message after it."""
+
+    message: str
+    timestamp: str | None = None
+    time: float | None = None
+    hostname: str | None = None
+    program_name: str | None = None
+    pid: str | None = None
+    header: bool = False
+
+
+@dataclass(slots=True)
+class Event:
+    line: Line
+    pre: Predecoded
+    time: float
+    decoder: str | None = None
+    decoder_child: str | None = None
+    category: str = "syslog"
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return self.pre.message
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """The part of a rule that an alert shows."""
+
+    id: int
+    level: int
+    description: str
+    groups: tuple[str, ...]
+    mitre: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    rule: RuleInfo
+    event: Event
+    firedtimes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What the policy decided for one active-response binding and one alert."""
+
+    command: str
+    target: str
+    timeout: int | None
+    alert: Alert | None
+    offence: int = 1
+    skipped: str | None = None
+
+
+BlockState = Literal["active", "lifted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One timed (or permanent) response, as kept in the `blocks` table."""
+
+    target: str
+    kind: Literal["ip", "user"]
+    command: str
+    rule_id: int | None
+    alert_id: str | None
+    created_at: float
+    expires_at: float | None
+    offence: int
+    state: BlockState = "active"
