@@ -1,0 +1,98 @@
+"""Alerts as JSON objects with Wazuh's alerts.json field names, and the alerts.json writer."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from arguard.model import Alert, Event
+
+_HOSTNAME = socket.gethostname()
+
+
+def format_time(when: float) -> str:
+    """Wazuh's alert timestamp form: 2026-11-22T13:40:01.123+0000."""
+    return datetime.fromtimestamp(when).astimezone().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + \
+        datetime.fromtimestamp(when).astimezone().strftime("%z")
+
+
+def predecoder_dict(event: Event) -> dict[str, str] | None:
+    pre = event.pre
+    if not pre.header:
+        return None
+    result = {}
+    if pre.program_name is not None:
+        result["program_name"] = pre.program_name
+    if pre.timestamp is not None:
+        result["timestamp"] = pre.timestamp
+    if pre.hostname is not None:
+        result["hostname"] = pre.hostname
+    return result
+
+
+def decoder_dict(event: Event) -> dict[str, str] | None:
+    if event.decoder is None:
+        return None
+    if event.decoder_child is None:
+        return {"name": event.decoder}
+    return {"parent": event.decoder, "name": event.decoder}
+
+
+def alert_to_dict(alert: Alert) -> dict:
+    event = alert.event
+    rule = alert.rule
+    result: dict = {
+        "timestamp": format_time(event.time),
+        "rule": {
+            "level": rule.level,
+            "description": rule.description,
+            "id": str(rule.id),
+            "firedtimes": alert.firedtimes,
+            "groups": list(rule.groups),
+        },
+        "agent": {"id": "000", "name": event.pre.hostname or _HOSTNAME},
+        "manager": {"name": _HOSTNAME},
+        "id": alert.id,
+        "full_log": event.line.text,
+    }
+    if rule.mitre:
+        result["rule"]["mitre"] = {"id": list(rule.mitre)}
+    predecoder = predecoder_dict(event)
+    if predecoder:
+        result["predecoder"] = predecoder
+    decoder = decoder_dict(event)
+    if decoder:
+        result["decoder"] = decoder
+    if event.fields:
+        result["data"] = dict(event.fields)
+    result["location"] = event.line.location
+    return result
+
+
+class AlertLog:
+    """Appends one JSON alert per line; `reopen()` after logrotate moved the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def write(self, alert: Alert) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps(alert_to_dict(alert), ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def reopen(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,253 @@
+"""Decoder files: loading, validation, and matching a predecoded line against them.
+
+Semantics (Wazuh's): root decoders are tried in load order, and the first root whose
+`program_name` and `prematch` match takes the line. Its children are then tried in load order;
+the first child whose `prematch` and `regex` both match wins, and later children with the same
+name as the winner (siblings) add their fields too. The event's decoder is the root's name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import regex
+
+from arguard.errors import ConfigError, Problem
+from arguard.model import Predecoded
+from arguard.patterns import compile_pattern, pattern_problem
+from arguard.tomlfile import TomlFile
+
+_KEYS = {"name", "parent", "program_name", "prematch", "prematch_offset", "regex",
+         "regex_offset", "type"}
+_REGEX_OFFSETS = ("after_parent", "after_prematch", "after_regex")
+_ADDRESS_FIELDS = ("srcip", "dstip")
+_PROGRAM_CACHE_LIMIT = 4096
+
+
+@dataclass(slots=True)
+class Decoder:
+    name: str
+    file: Path
+    line: int | None
+    parent: str | None = None
+    program_name: regex.Pattern | None = None
+    prematch: regex.Pattern | None = None
+    prematch_after_parent: bool = False
+    regex: regex.Pattern | None = None
+    regex_offset: str | None = None
+    type: str | None = None
+    children: list["Decoder"] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    decoder: str
+    child: str | None
+    category: str
+    fields: dict[str, str]
+
+
+def normalise_address(value: str) -> str:
+    """Canonical text of an IP literal (`::ffff:a.b.c.d` → `a.b.c.d`); other text unchanged."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _capture(pattern: regex.Pattern, message: str, start: int,
+             fields: dict[str, str]) -> int | None:
+    """Search from `start`; on a match add its non-empty named groups and return its end."""
+    match = pattern.search(message, start)
+    if match is None:
+        return None
+    for name, value in match.groupdict().items():
+        if value:
+            fields[name] = normalise_address(value) if name in _ADDRESS_FIELDS else value
+    return match.end()
+
+
+class DecoderSet:
+    def __init__(self, decoders: list[Decoder]):
+        self.roots = [d for d in decoders if d.parent is None]
+        self._without_program = [d for d in self.roots if d.program_name is None]
+        self._by_program: dict[str, list[Decoder]] = {}
+
+    def __len__(self) -> int:
+        return len(self.roots) + sum(len(r.children) for r in self.roots)
+
+    def _candidates(self, program: str | None) -> list[Decoder]:
+        if program is None:
+            return self._without_program
+        found = self._by_program.get(program)
+        if found is None:
+            found = [d for d in self.roots
+                     if d.program_name is None or d.program_name.search(program)]
+            if len(self._by_program) >= _PROGRAM_CACHE_LIMIT:
+                self._by_program.clear()
+            self._by_program[program] = found
+        return found
+
+    def decode(self, pre: Predecoded) -> Decoded | None:
+        message = pre.message
+        for root in self._candidates(pre.program_name):
+            parent_end = 0
+            if root.prematch is not None:
+                match = root.prematch.search(message)
+                if match is None:
+                    continue
+                parent_end = match.end()
+            fields: dict[str, str] = {}
+            if root.regex is not None:
+                start = parent_end if root.regex_offset == "after_prematch" else 0
+                _capture(root.regex, message, start, fields)
+            child = self._decode_children(root, message, parent_end, fields)
+            category = (child.type if child is not None and child.type else root.type) or "syslog"
+            return Decoded(root.name, child.name if child else None, category, fields)
+        return None
+
+    @staticmethod
+    def _decode_children(root: Decoder, message: str, parent_end: int,
+                         fields: dict[str, str]) -> Decoder | None:
+        children = root.children
+        for position, child in enumerate(children):
+            child_fields: dict[str, str] = {}
+            end = _apply(child, message, parent_end, None, child_fields)
+            if end is None:
+                continue
+            fields.update(child_fields)
+            previous_end = end
+            for sibling in children[position + 1:]:
+                if sibling.name != child.name:
+                    continue
+                sibling_fields: dict[str, str] = {}
+                sibling_end = _apply(sibling, message, parent_end, previous_end, sibling_fields)
+                if sibling_end is not None:
+                    fields.update(sibling_fields)
+                    previous_end = sibling_end
+            return child
+        return None
+
+
+def _apply(decoder: Decoder, message: str, parent_end: int, previous_regex_end: int | None,
+           fields: dict[str, str]) -> int | None:
+    """Try one child decoder; returns where its last pattern ended, or None if it failed."""
+    prematch_end = parent_end
+    if decoder.prematch is not None:
+        match = decoder.prematch.search(message, parent_end if decoder.prematch_after_parent else 0)
+        if match is None:
+            return None
+        prematch_end = match.end()
+    if decoder.regex is None:
+        return prematch_end
+    offset = decoder.regex_offset
+    if offset == "after_parent":
+        start = parent_end
+    elif offset == "after_prematch":
+        start = prematch_end
+    elif offset == "after_regex":
+        start = previous_regex_end if previous_regex_end is not None else parent_end
+    else:
+        start = 0
+    return _capture(decoder.regex, message, start, fields)
+
+
+def load_decoder_files(paths: list[Path]) -> DecoderSet:
+    """Load decoder files in the given order; raises ConfigError with every problem found."""
+    problems: list[Problem] = []
+    decoders: list[Decoder] = []
+    for path in paths:
+        try:
+            doc = TomlFile.load(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        decoders.extend(_load_file(doc, problems))
+    roots: dict[str, list[Decoder]] = {}
+    for decoder in decoders:
+        if decoder.parent is None:
+            roots.setdefault(decoder.name, []).append(decoder)
+    for decoder in decoders:
+        if decoder.parent is None:
+            continue
+        parents = roots.get(decoder.parent)
+        if not parents:
+            problems.append(Problem(decoder.file, decoder.line,
+                                    f"decoder {decoder.name!r}: unknown parent decoder "
+                                    f"{decoder.parent!r} (a parent must be a root decoder)"))
+            continue
+        for parent in parents:
+            parent.children.append(decoder)
+    if problems:
+        raise ConfigError(problems)
+    return DecoderSet(decoders)
+
+
+def _load_file(doc: TomlFile, problems: list[Problem]) -> list[Decoder]:
+    unknown_top = set(doc.data) - {"decoder"}
+    for key in sorted(unknown_top):
+        problems.append(doc.problem(f"unknown top-level key {key!r} (expected [[decoder]] tables)",
+                                    key=key))
+    entries = doc.data.get("decoder", [])
+    if not isinstance(entries, list):
+        problems.append(doc.problem("decoders must be written as [[decoder]] tables", key="decoder"))
+        return []
+    result = []
+    for index, data in enumerate(entries):
+        decoder = _load_decoder(doc, index, data, problems)
+        if decoder is not None:
+            result.append(decoder)
+    return result
+
+
+def _load_decoder(doc: TomlFile, index: int, data: dict,
+                  problems: list[Problem]) -> Decoder | None:
+    before = len(problems)
+
+    def fail(message: str, key: str | None = None) -> None:
+        problems.append(doc.problem(message, "decoder", index, key))
+
+    for key, value in data.items():
+        if key not in _KEYS:
+            fail(f"unknown key {key!r} in [[decoder]]", key)
+        elif not isinstance(value, str):
+            fail(f"decoder.{key} must be a string", key)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        fail("decoder needs a 'name'")
+        return None
+    compiled: dict[str, regex.Pattern] = {}
+    for key in ("program_name", "prematch", "regex"):
+        text = data.get(key)
+        if isinstance(text, str):
+            try:
+                compiled[key] = compile_pattern(text)
+            except regex.error as exc:
+                problems.append(pattern_problem(doc, "decoder", index, key, text, exc))
+    parent = data.get("parent")
+    if parent is None and "program_name" not in data and "prematch" not in data:
+        fail(f"root decoder {name!r} needs program_name or prematch (it would match every line)")
+    if parent is not None and "program_name" in data:
+        fail(f"decoder {name!r}: program_name is only allowed on root decoders", "program_name")
+    if data.get("prematch_offset", "after_parent") != "after_parent":
+        fail("prematch_offset must be \"after_parent\"", "prematch_offset")
+    if "prematch_offset" in data and parent is None:
+        fail("prematch_offset needs a parent", "prematch_offset")
+    offset = data.get("regex_offset")
+    if offset is not None and offset not in _REGEX_OFFSETS:
+        fail("regex_offset must be one of " + ", ".join(_REGEX_OFFSETS), "regex_offset")
+    if offset is not None and "regex" not in data:
+        fail("regex_offset without regex", "regex_offset")
+    if len(problems) > before:
+        return None
+    return Decoder(
+        name=name, file=doc.path, line=doc.table_line("decoder", index), parent=parent,
+        program_name=compiled.get("program_name"), prematch=compiled.get("prematch"),
+        prematch_after_parent="prematch_offset" in data, regex=compiled.get("regex"),
+        regex_offset=offset, type=data.get("type"),
+    )

@@ -1,0 +1,71 @@
+"""Turning raw bytes into a line of text: bad input is repaired and counted, never fatal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TextCounters:
+    lines: int = 0
+    empty: int = 0
+    cut: int = 0
+    invalid_utf8: int = 0
+    nul: int = 0
+
+
+def to_text(raw: bytes, max_bytes: int, counters: TextCounters) -> str | None:
+    """Decode one line (without its newline); None for an empty line.
+
+    Lines longer than `max_bytes` are cut; invalid UTF-8 becomes U+FFFD; NUL bytes become
+    spaces (they would end the string in C tools and hide what follows).
+    """
+    counters.lines += 1
+    if len(raw) > max_bytes:
+        raw = raw[:max_bytes]
+        counters.cut += 1
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if not raw.strip():
+        counters.empty += 1
+        return None
+    if b"\0" in raw:
+        counters.nul += 1
+        raw = raw.replace(b"\0", b" ")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        counters.invalid_utf8 += 1
+        return raw.decode("utf-8", errors="replace")
+
+
+def iter_raw_lines(stream, max_bytes: int, chunk_size: int = 1 << 20):
+    """Yield the lines of a binary stream without their newlines, never holding more than
+    `max_bytes` of one line: the rest of an over-long line is dropped (the caller's
+    to_text() sees a line of exactly max_bytes + 1 bytes and counts it as cut)."""
+    pending = b""
+    skipping = False
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            if newline < 0:
+                break
+            if skipping:
+                skipping = False
+            else:
+                piece = chunk[start:newline]
+                yield pending + piece if pending else piece
+            pending = b""
+            start = newline + 1
+        if not skipping:
+            pending += chunk[start:]
+            if len(pending) > max_bytes:
+                yield pending[: max_bytes + 1]
+                pending = b""
+                skipping = True
+    if pending and not skipping:
+        yield pending

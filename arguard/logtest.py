@@ -1,0 +1,142 @@
+"""`arguard logtest`: feed lines through the pipeline in one session and show each phase."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from typing import IO, BinaryIO
+
+from arguard.alerts import predecoder_dict
+from arguard.linetext import TextCounters, iter_raw_lines, to_text
+from arguard.model import Line, Response
+from arguard.pipeline import Outcome, Pipeline
+
+MAX_LINE_BYTES = 65_536
+
+
+def _response_dict(response: Response) -> dict:
+    return {"command": response.command, "target": response.target,
+            "timeout": response.timeout, "skipped": response.skipped}
+
+
+def outcome_dict(text: str, outcome: Outcome) -> dict:
+    event = outcome.event
+    rule = outcome.evaluation.rule
+    return {
+        "line": text,
+        "predecoder": predecoder_dict(event),
+        "decoder": None if event.decoder is None else {"name": event.decoder,
+                                                       "child": event.decoder_child},
+        "fields": dict(event.fields),
+        "rule": None if rule is None else {"id": rule.id, "level": rule.level,
+                                           "description": rule.description,
+                                           "groups": list(rule.groups)},
+        "alert": outcome.alert is not None,
+        "responses": [_response_dict(r) for r in outcome.responses],
+    }
+
+
+def _print_phases(text: str, outcome: Outcome, out: IO[str]) -> None:
+    event = outcome.event
+    pre = event.pre
+    write = out.write
+    write(f"**Phase 1: Completed pre-decoding.\n\tfull event: {text!r}\n")
+    if pre.header:
+        for name, value in (("timestamp", pre.timestamp), ("hostname", pre.hostname),
+                            ("program_name", pre.program_name)):
+            if value is not None:
+                write(f"\t{name}: {value!r}\n")
+    if event.decoder is not None:
+        write("\n**Phase 2: Completed decoding.\n")
+        write(f"\tname: {event.decoder!r}\n")
+        if event.decoder_child is not None:
+            write(f"\tchild: {event.decoder_child!r}\n")
+        for name, value in event.fields.items():
+            write(f"\t{name}: {value!r}\n")
+    else:
+        write("\n**Phase 2: No decoder matched.\n")
+    rule = outcome.evaluation.rule
+    if rule is not None:
+        write("\n**Phase 3: Completed filtering (rules).\n")
+        write(f"\tid: '{rule.id}'\n\tlevel: '{rule.level}'\n")
+        write(f"\tdescription: {rule.description!r}\n")
+        write(f"\tgroups: {list(rule.groups)!r}\n")
+        if rule.mitre:
+            write(f"\tmitre.id: {list(rule.mitre)!r}\n")
+        write("\trule chain: " + " -> ".join(str(r.id) for r in outcome.evaluation.chain) + "\n")
+        if outcome.alert is not None:
+            write(f"\tfiredtimes: '{outcome.alert.firedtimes}'\n**Alert to be generated.\n")
+        else:
+            write("\t(level 0 / noalert: no alert)\n")
+    else:
+        write("\n**Phase 3: No rule matched.\n")
+    for response in outcome.responses:
+        if response.skipped:
+            write(f"**Response skipped: {response.command} {response.target}: "
+                  f"{response.skipped}\n")
+        else:
+            timeout = f"{response.timeout} s" if response.timeout else "permanent"
+            write(f"**Response: {response.command} {response.target} ({timeout}, "
+                  f"offence {response.offence})\n")
+    write("\n")
+
+
+def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
+                out: IO[str]) -> int:
+    counters = TextCounters()
+    decoded = 0
+    alerts: Counter[int] = Counter()
+    descriptions: dict[int, tuple[int, str]] = {}
+    responses: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    started = time.perf_counter()
+    process = pipeline.process
+    for raw in iter_raw_lines(source, MAX_LINE_BYTES):
+        text = to_text(raw, MAX_LINE_BYTES, counters)
+        if text is None:
+            continue
+        outcome = process(Line(text, location, time.time()))
+        if mode == "summary":
+            if outcome.event.decoder is not None:
+                decoded += 1
+            if outcome.alert is not None:
+                rule = outcome.alert.rule
+                alerts[rule.id] += 1
+                descriptions[rule.id] = (rule.level, rule.description)
+            for response in outcome.responses:
+                (skipped if response.skipped else responses)[response.command] += 1
+        elif mode == "json":
+            out.write(json.dumps(outcome_dict(text, outcome), ensure_ascii=False) + "\n")
+        else:
+            _print_phases(text, outcome, out)
+    if mode == "summary":
+        elapsed = time.perf_counter() - started
+        _print_summary(out, counters, decoded, alerts, descriptions, responses, skipped, elapsed)
+    return 0
+
+
+def _print_summary(out: IO[str], counters: TextCounters, decoded: int, alerts: Counter[int],
+                   descriptions: dict[int, tuple[int, str]], responses: Counter[str],
+                   skipped: Counter[str], elapsed: float) -> None:
+    write = out.write
+    write(f"Lines read:    {counters.lines}\n")
+    write(f"  empty: {counters.empty}  cut: {counters.cut}  invalid UTF-8: "
+          f"{counters.invalid_utf8}  NUL: {counters.nul}\n")
+    write(f"Lines decoded: {decoded}\n")
+    write(f"Alerts:        {sum(alerts.values())}\n")
+    for rule_id, count in sorted(alerts.items(), key=lambda item: (-item[1], item[0])):
+        level, description = descriptions[rule_id]
+        write(f"  {rule_id:>6}  level {level:>2}  {count:>9}  {description}\n")
+    write(f"Responses:     {sum(responses.values())}\n")
+    for command, count in sorted(responses.items()):
+        write(f"  {command:<20} {count:>9}\n")
+    if skipped:
+        write(f"Skipped:       {sum(skipped.values())}\n")
+        for command, count in sorted(skipped.items()):
+            write(f"  {command:<20} {count:>9}\n")
+    rate = counters.lines / elapsed if elapsed > 0 else 0.0
+    write(f"Time:          {elapsed:.3f} s ({rate:,.0f} lines/s)\n")
+    if hasattr(sys, "stdout"):
+        out.flush()

@@ -1,0 +1,61 @@
+"""One log line through predecode → decode → rules → (policy): the stages wired together."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+from arguard.decode.predecode import Predecoder
+from arguard.model import Alert, Event, Line, Response
+from arguard.ruleset.engine import Engine, Evaluation
+from arguard.ruleset.files import Ruleset
+
+Decide = Callable[[Alert], list[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    event: Event
+    evaluation: Evaluation
+    alert: Alert | None
+    responses: list[Response]
+
+
+class Pipeline:
+    """Keeps the correlation state of one session (a daemon run, a logtest, a replay).
+
+    `line_time`: correlate on each line's own timestamp (replay, logtest) instead of its
+    arrival time (live following); lines without a readable timestamp use arrival time.
+    """
+
+    def __init__(self, ruleset: Ruleset, line_time: bool, decide: Decide | None = None,
+                 reference_time: float | None = None):
+        self.predecoder = Predecoder(reference_time)
+        self.decoders = ruleset.decoders
+        self.engine = Engine(ruleset.rules)
+        self.line_time = line_time
+        self.decide = decide
+        self.firedtimes: Counter[int] = Counter()
+        self._alerts = 0
+
+    def process(self, line: Line) -> Outcome:
+        pre = self.predecoder.predecode(line)
+        when = pre.time if self.line_time and pre.time is not None else line.received
+        event = Event(line=line, pre=pre, time=when)
+        decoded = self.decoders.decode(pre)
+        if decoded is not None:
+            event.decoder = decoded.decoder
+            event.decoder_child = decoded.child
+            event.category = decoded.category
+            event.fields = decoded.fields
+        evaluation = self.engine.evaluate(event)
+        rule = evaluation.rule
+        if rule is None or not rule.alerts:
+            return Outcome(event, evaluation, None, [])
+        self.firedtimes[rule.id] += 1
+        self._alerts += 1
+        alert = Alert(id=f"{int(when)}.{self._alerts}", rule=rule.info, event=event,
+                      firedtimes=self.firedtimes[rule.id])
+        responses = self.decide(alert) if self.decide is not None else []
+        return Outcome(event, evaluation, alert, responses)

@@ -1,0 +1,216 @@
+"""Evaluating events against the rule tree, with frequency/timeframe correlation.
+
+Wazuh 4.x semantics: the first root rule that matches is descended depth-first (children in
+descending level, then load order); the last rule reached is the event's rule. A rule with
+`frequency` counts earlier events whose *final* rule was its `if_matched_sid` (or was in its
+`if_matched_group`), keyed by its `same_*` values; it fires on the F-th such event, this one
+included, within `timeframe`, and its count then restarts. `ignore` is kept per correlation
+key, so a second attacker inside one attacker's ignore window is still seen.
+
+Memory stays bounded: each key keeps at most F-1 timestamps, keys expire once their newest
+event leaves the timeframe, and each rule keeps at most `max_keys` keys (oldest evicted).
+The cost per event does not depend on how much history there is.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from arguard.model import Event
+from arguard.ruleset.compiled import COMPILED_RULES
+from arguard.ruleset.loader import Rule, RuleTree
+
+DEFAULT_MAX_KEYS = 100_000
+_DIFFERENT_HISTORY = 64  # counted events kept per key for different_* rules
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    rule: Rule | None
+    chain: tuple[Rule, ...]
+
+
+def correlation_value(event: Event, name: str) -> str | None:
+    fields = event.fields
+    if name == "user":
+        return fields.get("dstuser") or fields.get("srcuser") or fields.get("user")
+    if name == "location":
+        return event.line.location
+    if name.startswith("field:"):
+        return fields.get(name[6:])
+    return fields.get(name)
+
+
+def _key(rule: Rule, event: Event) -> tuple[str, ...] | None:
+    values = tuple(correlation_value(event, name) for name in rule.same)
+    return None if None in values else values
+
+
+class _Windows:
+    """Per correlation key, the recent counted events of one frequency rule."""
+
+    __slots__ = ("rule", "keys", "max_keys", "history")
+
+    def __init__(self, rule: Rule, max_keys: int):
+        self.rule = rule
+        self.keys: OrderedDict[tuple, deque] = OrderedDict()
+        self.max_keys = max_keys
+        self.history = _DIFFERENT_HISTORY if rule.different else max(rule.frequency - 1, 1)
+
+    def count(self, key: tuple, now: float, different: tuple | None) -> int:
+        window = self.keys.get(key)
+        if not window:
+            return 1
+        horizon = now - self.rule.timeframe
+        while window and window[0][0] < horizon:
+            window.popleft()
+        if different is None:
+            return len(window) + 1
+        return len({values for _, values in window} | {different})
+
+    def add(self, key: tuple, now: float, different: tuple | None) -> None:
+        keys = self.keys
+        window = keys.get(key)
+        if window is None:
+            window = keys[key] = deque(maxlen=self.history)
+        else:
+            keys.move_to_end(key)
+        window.append((now, different))
+        horizon = now - self.rule.timeframe
+        while keys:
+            oldest_key, oldest = next(iter(keys.items()))
+            if len(keys) > self.max_keys or not oldest or oldest[-1][0] < horizon:
+                keys.popitem(last=False)
+            else:
+                break
+
+    def reset(self, key: tuple) -> None:
+        self.keys.pop(key, None)
+
+
+class _IgnoreTable:
+    __slots__ = ("until", "max_keys")
+
+    def __init__(self, max_keys: int):
+        self.until: OrderedDict[tuple, float] = OrderedDict()
+        self.max_keys = max_keys
+
+    def ignored(self, key: tuple, now: float) -> bool:
+        until = self.until.get(key)
+        return until is not None and now < until
+
+    def set(self, key: tuple, until: float, now: float) -> None:
+        table = self.until
+        table[key] = until
+        table.move_to_end(key)
+        while table:
+            first_until = next(iter(table.values()))
+            if len(table) > self.max_keys or first_until <= now:
+                table.popitem(last=False)
+            else:
+                break
+
+
+class Engine:
+    def __init__(self, tree: RuleTree, max_keys: int = DEFAULT_MAX_KEYS):
+        self.tree = tree
+        self.windows = {rule.id: _Windows(rule, max_keys) for rule in tree.rules.values()
+                        if rule.frequency is not None}
+        self.ignores = {rule.id: _IgnoreTable(max_keys) for rule in tree.rules.values()
+                        if rule.ignore}
+
+    def correlation_keys(self) -> int:
+        """How many correlation keys are held now (for status and memory checks)."""
+        return (sum(len(w.keys) for w in self.windows.values())
+                + sum(len(t.until) for t in self.ignores.values()))
+
+    def evaluate(self, event: Event) -> Evaluation:
+        chain: list[Rule] = []
+        for root in self.tree.roots:
+            if self._matches(root, event):
+                chain.append(root)
+                break
+        else:
+            return Evaluation(None, ())
+        node = root
+        while True:
+            for child in node.children:
+                if self._matches(child, event):
+                    chain.append(child)
+                    node = child
+                    break
+            else:
+                break
+        self._after(node, chain, event)
+        return Evaluation(node, tuple(chain))
+
+    def _after(self, final: Rule, chain: list[Rule], event: Event) -> None:
+        now = event.time
+        for rule in chain:
+            if rule.frequency is not None:
+                key = _key(rule, event)
+                if key is not None:
+                    self.windows[rule.id].reset(key)
+        if final.ignore:
+            key = _key(final, event)
+            if key is not None:
+                self.ignores[final.id].set(key, now + final.ignore, now)
+        watchers = self.tree.watchers_by_sid.get(final.id, ())
+        if self.tree.watchers_by_group:
+            extra = [w for group in final.groups
+                     for w in self.tree.watchers_by_group.get(group, ())]
+            if extra:
+                watchers = [*watchers, *extra]
+        for watcher in watchers:
+            key = _key(watcher, event)
+            if key is not None:
+                self.windows[watcher.id].add(key, now, self._different(watcher, event))
+
+    @staticmethod
+    def _different(rule: Rule, event: Event) -> tuple | None:
+        if not rule.different:
+            return None
+        return tuple(correlation_value(event, name) for name in rule.different)
+
+    def _matches(self, rule: Rule, event: Event) -> bool:
+        if rule.decoded_as is not None and rule.decoded_as != event.decoder:
+            return False
+        if rule.category is not None and rule.category != event.category:
+            return False
+        message = event.pre.message
+        if rule.match is not None and not rule.match.holds(message):
+            return False
+        if rule.regex is not None and not rule.regex.holds(message):
+            return False
+        fields = event.fields
+        for name, condition in rule.field_conditions:
+            if not condition.holds(fields.get(name)):
+                return False
+        if rule.user is not None and not rule.user.holds(correlation_value(event, "user")):
+            return False
+        for name, address_condition in rule.address_conditions:
+            if not address_condition.holds(fields.get(name)):
+                return False
+        for name, condition in rule.predecoded_conditions:
+            if name == "location":
+                value = event.line.location
+            elif name == "hostname":
+                value = event.pre.hostname
+            else:
+                value = event.pre.program_name
+            if not condition.holds(value):
+                return False
+        if rule.compiled_rule is not None and not COMPILED_RULES[rule.compiled_rule](fields, message):
+            return False
+        if rule.ignore or rule.frequency is not None:
+            key = _key(rule, event)
+            if rule.ignore and key is not None and self.ignores[rule.id].ignored(key, event.time):
+                return False
+            if rule.frequency is not None:
+                if key is None:
+                    return False
+                count = self.windows[rule.id].count(key, event.time, self._different(rule, event))
+                if count < rule.frequency:
+                    return False
+        return True
