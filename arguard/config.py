@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -131,8 +130,11 @@ class Config:
 
 
 def shipped_dir(kind: str) -> Path:
-    """Directory of the decoders, rules or conf files that come with the package."""
-    return Path(str(resources.files(f"arguard.shipped.{kind}")))
+    """Directory of the decoders, rules or conf files that come with the package: inside the
+    installed package (see pyproject.toml), or at the top of a source checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "shipped" / kind
+    return installed if installed.is_dir() else package.parent / kind
 
 
 def resolve_config_path(cli_path: str | None) -> Path | None:

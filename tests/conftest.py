@@ -1,0 +1,53 @@
+"""Shared fixtures: arguard configurations kept entirely inside a temp directory."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from arguard.config import load_config
+from arguard.ruleset.files import load_ruleset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def write_config(directory: Path, shipped: bool = True, extra: str = "") -> Path:
+    """An arguard.toml whose state, logs, socket and drop-ins all live in `directory`."""
+    for name in ("decoders.d", "rules.d", "state", "log", "run", "bin"):
+        (directory / name).mkdir(exist_ok=True)
+    path = directory / "arguard.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [paths]
+        state_dir = "state"
+        log_dir = "log"
+        run_dir = "run"
+        decoders_d = "decoders.d"
+        rules_d = "rules.d"
+        ar_bin_dir = "bin"
+
+        [ruleset]
+        shipped = {"true" if shipped else "false"}
+        """) + textwrap.dedent(extra))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_ruleset(tmp_path_factory):
+    """The shipped decoders and rules, with no drop-ins from the host's /etc."""
+    config = load_config(write_config(tmp_path_factory.mktemp("shipped")))
+    return load_ruleset(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reports = config.stash.get(coverage_key, None)
+    if not reports:
+        return
+    terminalreporter.section("arguard corpus coverage")
+    for line in reports:
+        terminalreporter.write_line(line)
+
+
+coverage_key = pytest.StashKey[list]()

@@ -1,0 +1,93 @@
+"""Detection cases as data: every tests/cases/*.txt file runs as one logtest session.
+
+Format (see tests/cases/README.md): an unindented line is a log line (`@journal PROGRAM
+MESSAGE` for a journal entry); the indented `key: value` lines after it are what arguard
+must report for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from arguard.model import Line
+from arguard.pipeline import Outcome, Pipeline
+
+CASES = sorted((Path(__file__).parent / "cases").glob("*.txt"))
+JOURNAL_START = 1_795_000_000.0
+
+
+@dataclass
+class Case:
+    number: int
+    text: str
+    expect: dict[str, str] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+
+
+def parse_cases(path: Path) -> list[Case]:
+    cases: list[Case] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if raw[0] in " \t":
+            if not cases:
+                raise ValueError(f"{path}:{number}: expectation before any log line")
+            key, sep, value = raw.strip().partition(":")
+            if not sep:
+                raise ValueError(f"{path}:{number}: expected 'key: value'")
+            key, value = key.strip(), value.strip()
+            if key == "absent":
+                cases[-1].absent.append(value)
+            else:
+                cases[-1].expect[key] = value
+        else:
+            cases.append(Case(number, raw))
+    return cases
+
+
+def to_line(case: Case, location: str) -> Line:
+    if case.text.startswith("@journal "):
+        _, program, message = case.text.split(" ", 2)
+        return Line(message, "journal", JOURNAL_START + case.number, program_name=program,
+                    hostname="host", timestamp=JOURNAL_START + case.number)
+    return Line(case.text, location, JOURNAL_START + case.number)
+
+
+def mismatches(case: Case, outcome: Outcome) -> list[str]:
+    event, rule = outcome.event, outcome.evaluation.rule
+    actual = {
+        "decoder": event.decoder or "none",
+        "child": event.decoder_child or "none",
+        "rule": str(rule.id) if rule else "none",
+        "level": str(rule.level) if rule else "none",
+        "alert": "yes" if outcome.alert else "no",
+    }
+    problems = []
+    for key, wanted in case.expect.items():
+        got = actual[key] if key in actual else event.fields.get(key)
+        if got != wanted:
+            problems.append(f"{key}: expected {wanted!r}, got {got!r}")
+    for name in case.absent:
+        if name in event.fields:
+            problems.append(f"{name} must be absent, got {event.fields[name]!r}")
+    return problems
+
+
+def test_case_files_exist():
+    assert CASES, "tests/cases/*.txt holds the detection cases"
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.name for p in CASES])
+def test_cases(path: Path, shipped_ruleset):
+    pipeline = Pipeline(shipped_ruleset, line_time=True)
+    failures = []
+    cases = parse_cases(path)
+    for case in cases:
+        outcome = pipeline.process(to_line(case, str(path)))
+        for problem in mismatches(case, outcome):
+            failures.append(f"{path.name}:{case.number}: {case.text[:90]!r}: {problem}")
+    assert not failures, "\n".join(failures)
+    assert any(case.expect or case.absent for case in cases), f"{path.name} expects nothing"
