@@ -1,0 +1,155 @@
+"""`arguard check-config`: every problem named with file, line and what is wrong; exit 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import write_config
+
+
+def check(config_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "arguard.cli", "check-config", "-c",
+                           str(config_path)], capture_output=True, text=True, timeout=60)
+
+
+def test_shipped_configuration_is_valid(tmp_path):
+    result = check(write_config(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("kind,content,expected", [
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = 3
+     colour = "red"
+     """, "test.toml:5: unknown key 'colour'"),
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = "high"
+     """, "test.toml:4: rule 900001: 'level' must be an integer 0-16"),
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = 3
+     match = 'unclosed ('
+     """, "test.toml:5: match: invalid pattern 'unclosed (': missing ) at position 10"),
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = 3
+     if_sid = 999999
+     """, "test.toml:2: rule 900001: if_sid names missing rule 999999"),
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = 3
+     if_sid = 900002
+
+     [[rule]]
+     id = 900002
+     level = 3
+     if_sid = 900001
+     """, "rule dependency cycle"),
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = 3
+     match = "x"
+
+     [[rule]]
+     id = 900001
+     level = 4
+     match = "y"
+     """, "test.toml:7: rule 900001 is already defined at"),
+    ("rules", """
+     [[rule]]
+     id = 900001
+     level = 3
+     frequency = 5
+     """, "frequency needs if_matched_sid"),
+    ("decoders", """
+     [[decoder]]
+     name = "orphan"
+     parent = "no-such-decoder"
+     prematch = "x"
+     """, "test.toml:2: decoder 'orphan': unknown parent decoder 'no-such-decoder'"),
+    ("decoders", """
+     [[decoder]]
+     name = "everything"
+     regex = "(?P<srcip>.*)"
+     """, "test.toml:2: root decoder 'everything' needs program_name or prematch"),
+    ("decoders", """
+     [[decoder]
+     name = "broken"
+     """, "test.toml:2: TOML syntax error"),
+])
+def test_dropin_problems_are_reported_with_file_and_line(tmp_path, kind, content, expected):
+    config = write_config(tmp_path, shipped=False)
+    (tmp_path / f"{kind}.d" / "test.toml").write_text(textwrap.dedent(content))
+    result = check(config)
+    assert result.returncode == 1
+    assert expected in result.stderr, result.stderr
+
+
+def test_a_dropin_may_overwrite_a_rule_only_when_it_says_so(tmp_path):
+    config = write_config(tmp_path, shipped=False)
+    (tmp_path / "rules.d" / "a.toml").write_text('[[rule]]\nid = 900001\nlevel = 3\nmatch = "x"\n')
+    (tmp_path / "rules.d" / "b.toml").write_text(
+        '[[rule]]\nid = 900001\nlevel = 12\nmatch = "y"\noverwrite = true\n')
+    result = check(config)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ("""
+     [global]
+     white_list = ["10.0.0.0/33"]
+     """, "arguard.toml:13: white_list entry '10.0.0.0/33' is not an IP address or CIDR"),
+    ("""
+     [[command]]
+     name = "drop"
+     action = "ipset"
+
+     [[active_response]]
+     command = "drop"
+     rules_id = [5712]
+     timeout = 600
+     """, "arguard.toml:19: timeout given but command 'drop' does not set timeout_allowed"),
+    ("""
+     [[active_response]]
+     command = "nothing"
+     rules_id = [5712]
+     """, "arguard.toml:13: active_response names unknown command 'nothing'"),
+    ("""
+     [[command]]
+     name = "drop"
+     action = "ipset"
+     timeout_allowed = true
+
+     [[active_response]]
+     command = "drop"
+     level = 10
+     timeout = 600
+     repeated_offenders = [30, -5]
+     """, "arguard.toml:21: repeated_offenders must be positive minutes"),
+    ("""
+     [[command]]
+     name = "x"
+     executable = "../../bin/sh"
+     """, "arguard.toml:14: executable must be a bare file name"),
+    ("""
+     [global]
+     whitelist = []
+     """, "arguard.toml:13: unknown key 'whitelist' in [global]"),
+])
+def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected):
+    result = check(write_config(tmp_path, extra=extra))
+    assert result.returncode == 1
+    assert expected in result.stderr, result.stderr

@@ -1,0 +1,89 @@
+"""`arguard logtest` as a user runs it: per-line JSON, totals, and bad input that never crashes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import write_config
+
+DECODER = """
+[[decoder]]
+name = "sshd"
+program_name = '^sshd$'
+
+[[decoder]]
+name = "sshd-invalid"
+parent = "sshd"
+prematch = '^Invalid user '
+regex = '^Invalid user (?P<srcuser>\\S*) from (?P<srcip>[0-9a-f:.]+) port \\d+$'
+"""
+RULES = """
+[[rule]]
+id = 100
+level = 0
+decoded_as = "sshd"
+
+[[rule]]
+id = 101
+level = 5
+if_sid = 100
+match = 'invalid user'
+groups = ["invalid_login"]
+description = "invalid user"
+"""
+
+
+def logtest(tmp_path, data: bytes, *options: str) -> subprocess.CompletedProcess:
+    config = write_config(tmp_path, shipped=False)
+    (tmp_path / "decoders.d" / "d.toml").write_text(DECODER)
+    (tmp_path / "rules.d" / "r.toml").write_text(RULES)
+    return subprocess.run([sys.executable, "-m", "arguard.cli", "logtest", "-c", str(config),
+                           *options], input=data, capture_output=True, timeout=120)
+
+
+def test_json_gives_one_object_per_line_with_every_phase(tmp_path):
+    lines = (b"Nov 22 13:40:01 host sshd[1]: Invalid user admin from 192.0.2.7 port 22\n"
+             b"Nov 22 13:40:02 host cron[2]: something else\n")
+    result = logtest(tmp_path, lines, "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.decode().splitlines())
+    assert first == {
+        "line": "Nov 22 13:40:01 host sshd[1]: Invalid user admin from 192.0.2.7 port 22",
+        "predecoder": {"program_name": "sshd", "timestamp": "Nov 22 13:40:01", "hostname": "host"},
+        "decoder": {"name": "sshd", "child": "sshd-invalid"},
+        "fields": {"srcuser": "admin", "srcip": "192.0.2.7"},
+        "rule": {"id": 101, "level": 5, "description": "invalid user",
+                 "groups": ["invalid_login"]},
+        "alert": True,
+        "responses": [],
+    }
+    assert second["decoder"] is None and second["rule"] is None and second["alert"] is False
+
+
+def test_bad_input_is_counted_and_skipped_never_fatal(tmp_path):
+    garbage = b"".join([
+        b"\xff\xfe\xfd not utf-8 \x80\n",
+        b"nul\x00inside\x00\n",
+        b"\n\n   \n",
+        bytes(range(256)) + b"\n",  # holds a newline itself: two lines
+        b"A" * 3_000_000 + b"\n",
+        b"Nov 22 13:40:01 host sshd[1]: Invalid user \xc3\x28 from 192.0.2.7 port 22\n",
+        b"B" * 2_000_000,
+    ])
+    result = logtest(tmp_path, garbage, "--summary")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "Lines read:    10" in out
+    assert "empty: 3  cut: 2  invalid UTF-8: 3  NUL: 2" in out
+    assert "101  level  5          1  invalid user" in out
+
+
+def test_default_output_shows_the_phases(tmp_path):
+    line = b"Nov 22 13:40:01 host sshd[1]: Invalid user admin from 192.0.2.7 port 22\n"
+    out = logtest(tmp_path, line).stdout.decode()
+    assert "**Phase 1: Completed pre-decoding." in out
+    assert "srcip: '192.0.2.7'" in out
+    assert "rule chain: 100 -> 101" in out
+    assert "**Alert to be generated." in out
