@@ -69,3 +69,67 @@ def iter_raw_lines(stream, max_bytes: int, chunk_size: int = 1 << 20):
                 skipping = True
     if pending and not skipping:
         yield pending
+
+
+def iter_text_lines(stream, max_bytes: int, counters: TextCounters,
+                    chunk_size: int = 1 << 20):
+    """Yield the non-empty lines of a binary stream as text, counting what was repaired.
+
+    Clean input (valid UTF-8, no NUL, no CR) is decoded a whole chunk at a time, which is
+    several times cheaper than line by line; anything else goes through to_text() per line.
+    """
+    pending = b""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        data = pending + chunk if pending else chunk
+        last = data.rfind(b"\n")
+        if last < 0 or len(data) - last > max_bytes + 1:
+            # no complete line, or an over-long tail: let the careful reader handle it
+            pending = b""
+            yield from _careful(iter_raw_lines(_Once(data, stream), max_bytes), max_bytes,
+                                counters)
+            return
+        pending = data[last + 1:]
+        block = data[:last]
+        text = None
+        if b"\0" not in block and b"\r" not in block:
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        if text is None:
+            yield from _careful(block.split(b"\n"), max_bytes, counters)
+            continue
+        for line in text.split("\n"):
+            if len(line) * 4 > max_bytes and len(line.encode("utf-8")) > max_bytes:
+                yield from _careful([line.encode("utf-8")], max_bytes, counters)
+                continue
+            counters.lines += 1
+            if not line or line.isspace():
+                counters.empty += 1
+                continue
+            yield line
+    if pending:
+        yield from _careful([pending], max_bytes, counters)
+
+
+def _careful(raw_lines, max_bytes: int, counters: TextCounters):
+    for raw in raw_lines:
+        text = to_text(raw, max_bytes, counters)
+        if text is not None:
+            yield text
+
+
+class _Once:
+    """A stream that first returns `head`, then continues with `rest`."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def read(self, size: int) -> bytes:
+        if self.head:
+            head, self.head = self.head, b""
+            return head
+        return self.rest.read(size)

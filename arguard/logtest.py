@@ -9,7 +9,7 @@ from collections import Counter
 from typing import IO, BinaryIO
 
 from arguard.alerts import predecoder_dict
-from arguard.linetext import TextCounters, iter_raw_lines, to_text
+from arguard.linetext import TextCounters, iter_text_lines
 from arguard.model import Line, Response
 from arguard.pipeline import Outcome, Pipeline
 
@@ -93,10 +93,7 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
     skipped: Counter[str] = Counter()
     started = time.perf_counter()
     process = pipeline.process
-    for raw in iter_raw_lines(source, MAX_LINE_BYTES):
-        text = to_text(raw, MAX_LINE_BYTES, counters)
-        if text is None:
-            continue
+    for text in iter_text_lines(source, MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
         if mode == "summary":
             if outcome.event.decoder is not None:

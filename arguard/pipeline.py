@@ -42,13 +42,12 @@ class Pipeline:
     def process(self, line: Line) -> Outcome:
         pre = self.predecoder.predecode(line)
         when = pre.time if self.line_time and pre.time is not None else line.received
-        event = Event(line=line, pre=pre, time=when)
         decoded = self.decoders.decode(pre)
-        if decoded is not None:
-            event.decoder = decoded.decoder
-            event.decoder_child = decoded.child
-            event.category = decoded.category
-            event.fields = decoded.fields
+        if decoded is None:
+            event = Event(line, pre, when)
+        else:
+            event = Event(line, pre, when, decoded.decoder, decoded.child, decoded.category,
+                          decoded.fields)
         evaluation = self.engine.evaluate(event)
         rule = evaluation.rule
         if rule is None or not rule.alerts:

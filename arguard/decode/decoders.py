@@ -9,6 +9,7 @@ name as the winner (siblings) add their fields too. The event's decoder is the r
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import regex
 
 from arguard.errors import ConfigError, Problem
 from arguard.model import Predecoded
-from arguard.patterns import compile_pattern, pattern_problem
+from arguard.patterns import Pattern, compile_pattern, pattern_problem
 from arguard.tomlfile import TomlFile
 
 _KEYS = {"name", "parent", "program_name", "prematch", "prematch_offset", "regex",
@@ -32,10 +33,10 @@ class Decoder:
     file: Path
     line: int | None
     parent: str | None = None
-    program_name: regex.Pattern | None = None
-    prematch: regex.Pattern | None = None
+    program_name: Pattern | None = None
+    prematch: Pattern | None = None
     prematch_after_parent: bool = False
-    regex: regex.Pattern | None = None
+    regex: Pattern | None = None
     regex_offset: str | None = None
     type: str | None = None
     children: list["Decoder"] = field(default_factory=list)
@@ -49,8 +50,14 @@ class Decoded:
     fields: dict[str, str]
 
 
+_CANONICAL_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+
+
 def normalise_address(value: str) -> str:
     """Canonical text of an IP literal (`::ffff:a.b.c.d` → `a.b.c.d`); other text unchanged."""
+    if _CANONICAL_IPV4.fullmatch(value):
+        return value
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -60,7 +67,7 @@ def normalise_address(value: str) -> str:
     return str(address)
 
 
-def _capture(pattern: regex.Pattern, message: str, start: int,
+def _capture(pattern: Pattern, message: str, start: int,
              fields: dict[str, str]) -> int | None:
     """Search from `start`; on a match add its non-empty named groups and return its end."""
     match = pattern.search(message, start)
@@ -221,7 +228,7 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
     if not isinstance(name, str) or not name:
         fail("decoder needs a 'name'")
         return None
-    compiled: dict[str, regex.Pattern] = {}
+    compiled: dict[str, Pattern] = {}
     for key in ("program_name", "prematch", "regex"):
         text = data.get(key)
         if isinstance(text, str):

@@ -64,10 +64,8 @@ class Predecoder:
         return Predecoded(message=text, time=self._embedded_time(text))
 
     def _header(self, match: re.Match, text: str, when: float | None) -> Predecoded:
-        return Predecoded(
-            message=text[match.end():], timestamp=match.group("ts"), time=when,
-            hostname=match.group("host"), program_name=match.group("prog"),
-            pid=match.group("pid"), header=True)
+        stamp, host, program, pid = match.group("ts", "host", "prog", "pid")
+        return Predecoded(text[match.end():], stamp, when, host, program, pid, True)
 
     def _bsd_time(self, match: re.Match) -> float | None:
         stamp = match.group("ts")

@@ -43,7 +43,13 @@ def correlation_value(event: Event, name: str) -> str | None:
 
 
 def _key(rule: Rule, event: Event) -> tuple[str, ...] | None:
-    values = tuple(correlation_value(event, name) for name in rule.same)
+    same = rule.same
+    if not same:
+        return ()
+    if len(same) == 1:
+        value = correlation_value(event, same[0])
+        return None if value is None else (value,)
+    values = tuple(correlation_value(event, name) for name in same)
     return None if None in values else values
 
 
@@ -119,6 +125,19 @@ class Engine:
                         if rule.frequency is not None}
         self.ignores = {rule.id: _IgnoreTable(max_keys) for rule in tree.rules.values()
                         if rule.ignore}
+        self._roots_by_source: dict[tuple[str | None, str], list[Rule]] = {}
+
+    def _roots(self, event: Event) -> list[Rule]:
+        """The root rules whose decoded_as/category can accept this event, in tree order:
+        most lines of a busy log come from programs no root rule is about."""
+        source = (event.decoder, event.category)
+        roots = self._roots_by_source.get(source)
+        if roots is None:
+            roots = [r for r in self.tree.roots
+                     if (r.decoded_as is None or r.decoded_as == event.decoder)
+                     and (r.category is None or r.category == event.category)]
+            self._roots_by_source[source] = roots
+        return roots
 
     def correlation_keys(self) -> int:
         """How many correlation keys are held now (for status and memory checks)."""
@@ -127,7 +146,7 @@ class Engine:
 
     def evaluate(self, event: Event) -> Evaluation:
         chain: list[Rule] = []
-        for root in self.tree.roots:
+        for root in self._roots(event):
             if self._matches(root, event):
                 chain.append(root)
                 break
