@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from arguard.model import Block
+
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -83,5 +85,95 @@ class Store:
             self.db.execute("COMMIT")
 
     # --- blocks and offenders (active response) -------------------------------------------
+    # At most one row per (command, target) is 'active' (unique partial index); those rows
+    # are addressed by that pair. Lifted rows are history, purged after a retention period.
+
+    _BLOCK_COLUMNS = ("target, kind, command, rule_id, alert_id, created_at, expires_at, "
+                      "offence, state")
+
+    @staticmethod
+    def _block(row: tuple) -> Block:
+        return Block(*row)
+
+    def insert_block(self, block: Block) -> None:
+        """Record a new active block; IntegrityError if (command, target) is already active."""
+        self.db.execute(
+            f"INSERT INTO blocks ({self._BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (block.target, block.kind, block.command, block.rule_id, block.alert_id,
+             block.created_at, block.expires_at, block.offence, block.state))
+
+    def active_block(self, command: str, target: str) -> Block | None:
+        row = self.db.execute(
+            f"SELECT {self._BLOCK_COLUMNS} FROM blocks "
+            "WHERE command = ? AND target = ? AND state = 'active'", (command, target)).fetchone()
+        return None if row is None else self._block(row)
+
+    def active_blocks(self, command: str | None = None) -> list[Block]:
+        """Active blocks, soonest expiry first, permanent ones last."""
+        where, args = ("AND command = ?", (command,)) if command is not None else ("", ())
+        rows = self.db.execute(
+            f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE state = 'active' {where} "
+            "ORDER BY expires_at IS NULL, expires_at, id", args).fetchall()
+        return [self._block(row) for row in rows]
+
+    def active_block_commands(self) -> set[str]:
+        return {row[0] for row in self.db.execute(
+            "SELECT DISTINCT command FROM blocks WHERE state = 'active'")}
+
+    def count_active_blocks(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM blocks WHERE state = 'active'").fetchone()[0]
+
+    def update_block(self, command: str, target: str, expires_at: float | None,
+                     offence: int | None = None, rule_id: int | None = None,
+                     alert_id: str | None = None) -> None:
+        """Set an active block's expiry; offence, rule and alert are kept when None."""
+        self.db.execute(
+            "UPDATE blocks SET expires_at = ?, offence = COALESCE(?, offence), "
+            "rule_id = COALESCE(?, rule_id), alert_id = COALESCE(?, alert_id) "
+            "WHERE command = ? AND target = ? AND state = 'active'",
+            (expires_at, offence, rule_id, alert_id, command, target))
+
+    def lift_block(self, command: str, target: str) -> None:
+        self.db.execute("UPDATE blocks SET state = 'lifted' "
+                        "WHERE command = ? AND target = ? AND state = 'active'", (command, target))
+
+    def next_expiry(self) -> float | None:
+        """The earliest expires_at among active timed blocks (served by blocks_expiry)."""
+        return self.db.execute("SELECT MIN(expires_at) FROM blocks "
+                               "WHERE state = 'active' AND expires_at IS NOT NULL").fetchone()[0]
+
+    def expired_blocks(self, now: float, limit: int = 1000) -> list[Block]:
+        rows = self.db.execute(
+            f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE state = 'active' "
+            "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (now, limit)).fetchall()
+        return [self._block(row) for row in rows]
+
+    def purge_lifted_blocks(self, created_before: float) -> int:
+        """Drop the history of lifted blocks created before the given time."""
+        return self.db.execute("DELETE FROM blocks WHERE state = 'lifted' AND created_at < ?",
+                               (created_before,)).rowcount
+
+    def bump_offender(self, command: str, target: str, now: float, forget: float) -> int:
+        """Count one more offence and return the offence number (1 = first). A count whose
+        last offence is more than `forget` seconds old starts again at 1."""
+        return self.db.execute(
+            "INSERT INTO offenders (command, target, offences, last_seen) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT (command, target) DO UPDATE SET "
+            "offences = CASE WHEN excluded.last_seen - last_seen > ? THEN 1 "
+            "ELSE offences + 1 END, "
+            "last_seen = MAX(last_seen, excluded.last_seen) RETURNING offences",
+            (command, target, now, forget)).fetchone()[0]
+
+    def offender(self, command: str, target: str) -> tuple[int, float] | None:
+        """(offences, last_seen) for a target, or None when it has none on record."""
+        row = self.db.execute("SELECT offences, last_seen FROM offenders "
+                              "WHERE command = ? AND target = ?", (command, target)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def forget_offenders(self, quiet_since: float) -> int:
+        """Forget offenders whose last offence is older than `quiet_since`."""
+        return self.db.execute("DELETE FROM offenders WHERE last_seen < ?",
+                               (quiet_since,)).rowcount
 
     # --- offsets and journal cursors (sources) ---------------------------------------------
