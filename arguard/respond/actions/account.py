@@ -30,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -42,12 +41,9 @@ from arguard.config import Command
 from arguard.model import Alert
 from arguard.respond.actions.base import ActionError
 from arguard.respond.actions.hostsdeny import write_atomically
+from arguard.respond.targets import check_user
 
 SYSTEM_SHADOW = Path("/etc/shadow")
-
-# Letters, digits, '_', '.', '-' (not first), an optional trailing '$' (Samba machine
-# accounts), at most 32 characters: no '/', ':', blanks, control characters or '..'.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}[A-Za-z0-9_.$-]?")
 
 
 class AccountAlreadyLocked(ActionError):
@@ -56,9 +52,11 @@ class AccountAlreadyLocked(ActionError):
 
 
 def check_account_name(name: str) -> str:
-    """`name` if it is a plain account name, else ActionError."""
-    if not _NAME.fullmatch(name) or ".." in name or name.isdigit():
-        raise ActionError(f"not a valid account name: {name!r}")
+    """`name` if it is a plain account name (arguard.respond.targets.check_user: no '/',
+    '..', ':', blanks, control characters, leading '-'), else ActionError."""
+    refused = check_user(name).refused
+    if refused:
+        raise ActionError(f"not a valid account name: {name!r} ({refused})")
     return name
 
 
