@@ -54,17 +54,29 @@ def _unmap(address: Address) -> Address:
     return address
 
 
+def read_own_addresses() -> frozenset[Address]:
+    """The addresses of every interface in the current network namespace (netlink)."""
+    from pyroute2 import IPRoute  # netlink only when an address is actually checked
+
+    addresses = set()
+    with IPRoute() as ipr:
+        for message in ipr.get_addr():
+            text = message.get("IFA_LOCAL") or message.get("IFA_ADDRESS")
+            if text:
+                addresses.add(_unmap(ipaddress.ip_address(text.split("%")[0])))
+    return frozenset(addresses)
+
+
 class OwnAddresses:
-    """The host's addresses in the current network namespace, read over netlink.
+    """The host's own addresses, cached for `max_age` seconds so that a DHCP renewal or a
+    new interface is picked up without a netlink dump per alert; `refresh()` forces a new
+    read (the daemon calls it on reload)."""
 
-    Cached for `max_age` seconds so that a DHCP renewal or a new interface is picked up
-    without a netlink dump per alert; `refresh()` forces a new read (the daemon calls it on
-    reload).
-    """
-
-    def __init__(self, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 read: Callable[[], frozenset[Address]] = read_own_addresses):
         self.max_age = max_age
         self.clock = clock
+        self.read = read
         self._addresses: frozenset[Address] = frozenset()
         self._read_at: float | None = None
 
@@ -74,20 +86,11 @@ class OwnAddresses:
         return self._addresses
 
     def refresh(self) -> None:
-        from pyroute2 import IPRoute  # netlink only when an address is actually checked
-
-        addresses = set()
         try:
-            with IPRoute() as ipr:
-                for message in ipr.get_addr():
-                    text = message.get("IFA_LOCAL") or message.get("IFA_ADDRESS")
-                    if text:
-                        addresses.add(_unmap(ipaddress.ip_address(text.split("%")[0])))
+            self._addresses = self.read()
         except OSError as error:
             log.error("cannot read this host's own addresses (%s); keeping the previous "
                       "list of %d", error, len(self._addresses))
-        else:
-            self._addresses = frozenset(addresses)
         self._read_at = self.clock()
 
 
@@ -152,10 +155,10 @@ def check_user(text: str | None) -> Checked:
     if not text:
         return Checked(text or "", "empty user name")
     reason = None
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        reason = "control character in user name"
-    elif any(c.isspace() for c in text):
+    if any(c.isspace() for c in text):
         reason = "whitespace in user name"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in text):
+        reason = "control character in user name"
     elif "/" in text:
         reason = "'/' in user name"
     elif ".." in text:
