@@ -1,0 +1,356 @@
+"""Responder: one block per (command, target), row before action, extend, cap, failures, log,
+manual control, dry run, and the async path that keeps slow actions off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from arguard.model import Block, Response
+from arguard.respond.actions import ActionError
+from arguard.respond.policy import Policy
+from arguard.respond.responder import LIFT_RETRY, Responder
+from arguard.store import Store
+from tests.respond.test_policy import make_alert, make_config
+
+BINDINGS = """
+    [[command]]
+    name = "notify"
+    action = "webhook"
+    url = "http://192.0.2.1/hook"
+    expect = "srcip"
+    timeout_allowed = true
+
+    [[active_response]]
+    command = "firewall-drop"
+    rules_id = [5712]
+    timeout = 600
+    repeated_offenders = [30, 60]
+"""
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeAction:
+    """An in-memory backend that records its calls (and the thread they ran in)."""
+
+    kind = "ip"
+
+    def __init__(self, store: Store | None = None, command: str = "firewall-drop"):
+        self.entries: dict[str, int | None] = {}
+        self.calls: list[tuple] = []
+        self.threads: set[int] = set()
+        self.fail: Exception | None = None
+        self.rows_seen: list[Block | None] = []
+        self.store, self.command = store, command
+
+    def add(self, target, timeout, alert):
+        self.threads.add(threading.get_ident())
+        if self.store is not None:
+            self.rows_seen.append(self.store.active_block(self.command, target))
+        self.calls.append(("add", target, timeout))
+        if self.fail:
+            raise self.fail
+        self.entries[target] = timeout
+
+    def delete(self, target):
+        self.calls.append(("delete", target))
+        if self.fail:
+            raise self.fail
+        self.entries.pop(target, None)
+
+    def check(self, target):
+        return target in self.entries
+
+    def list_targets(self):
+        return set(self.entries)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    def build(global_: str = "", dry_run: bool = False, bindings: str = BINDINGS):
+        config = make_config(tmp_path, bindings, global_)
+        store = Store(config.paths.database)
+        fake = FakeAction(store)
+        notify = FakeAction(store, "notify")
+        clock = Clock()
+        responder = Responder(config, store, {"firewall-drop": fake, "notify": notify,
+                                              "deny-dst": FakeAction(), "lock-user": FakeAction()},
+                              dry_run=dry_run, clock=clock)
+        return responder, fake, notify, clock
+    return build
+
+
+def response(target: str = "203.0.113.5", timeout: int | None = 600, offence: int = 1,
+             command: str = "firewall-drop", skipped: str | None = None, **alert) -> Response:
+    return Response(command, target, timeout, make_alert(srcip=target, **alert), offence,
+                    skipped)
+
+
+def log_lines(responder: Responder) -> list[str]:
+    path = responder.config.paths.responses_log
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_new_block_is_recorded_before_the_action_runs(setup):
+    responder, fake, _, clock = setup()
+    applied = responder.apply(response(alert_id="1000.7"))
+    assert applied.verb == "add"
+    assert fake.calls == [("add", "203.0.113.5", 600)]
+    # the row was already active when the backend was asked
+    assert fake.rows_seen[0].state == "active"
+    [block] = responder.list_blocks()
+    assert (block.target, block.kind, block.rule_id, block.alert_id, block.expires_at,
+            block.offence) == ("203.0.113.5", "ip", 5712, "1000.7", 1600.0, 1)
+    [line] = log_lines(responder)
+    assert " firewall-drop add 203.0.113.5 rule=5712 alert=1000.7 timeout=600 offence=1 " \
+           "reason=-" in line
+
+
+def test_a_repeat_while_blocked_extends_and_counts_as_an_offence(setup):
+    responder, fake, _, clock = setup()
+    responder.apply(response())
+    clock.now += 100
+    applied = responder.apply(response(timeout=1800, offence=2))
+    assert applied.verb == "extend"
+    [block] = responder.list_blocks()
+    assert (block.expires_at, block.offence) == (1100.0 + 1800, 2)
+    # the backend is refreshed with the remaining time (ipset keeps kernel timeouts)
+    assert fake.calls == [("add", "203.0.113.5", 600), ("add", "203.0.113.5", 1800)]
+    assert "firewall-drop extend 203.0.113.5" in log_lines(responder)[1]
+    assert "offence=2" in log_lines(responder)[1]
+
+
+def test_an_extension_never_shortens_a_block(setup):
+    responder, fake, _, clock = setup()
+    responder.apply(response(timeout=3600))
+    clock.now += 10
+    assert responder.apply(response(timeout=600, offence=2)).verb == "extend"
+    assert responder.list_blocks()[0].expires_at == 1000.0 + 3600
+    assert len(fake.calls) == 1  # nothing changed, nothing asked of the backend
+
+
+def test_a_permanent_response_makes_the_block_permanent(setup):
+    responder, _, _, _ = setup()
+    responder.apply(response(timeout=600))
+    responder.apply(response(timeout=None, offence=2))
+    assert responder.list_blocks()[0].expires_at is None
+
+
+def test_a_failed_add_lifts_the_row_and_is_logged_loudly(setup, caplog):
+    responder, fake, _, _ = setup()
+    fake.fail = ActionError("kernel said no")
+    applied = responder.apply(response())
+    assert applied.verb == "fail" and applied.reason == "kernel said no"
+    assert responder.list_blocks() == []
+    assert responder.active_count == 0
+    assert "firewall-drop fail 203.0.113.5" in log_lines(responder)[0]
+    assert 'reason="kernel said no"' in log_lines(responder)[0]
+    assert responder.counters[("firewall-drop", "fail")] == 1
+    assert any(r.levelname == "ERROR" for r in caplog.records)
+    # the next alert tries again
+    fake.fail = None
+    assert responder.apply(response()).verb == "add"
+
+
+def test_a_crashing_action_does_not_take_the_responder_down(setup):
+    responder, fake, _, _ = setup()
+    fake.fail = TypeError("bug")
+    applied = responder.apply(response())
+    assert applied.verb == "fail" and "TypeError: bug" in applied.reason
+    assert responder.list_blocks() == []
+
+
+def test_the_global_cap_skips_new_blocks_but_still_extends(setup, caplog):
+    responder, fake, _, clock = setup("""
+        [global]
+        max_blocks = 2
+    """)
+    verbs = [responder.apply(response(f"203.0.113.{i}")).verb for i in (1, 2, 3)]
+    assert verbs == ["add", "add", "skip"]
+    assert "cap of 2 active blocks reached" in log_lines(responder)[2]
+    assert "max_blocks (2) active blocks reached" in caplog.text
+    assert responder.apply(response("203.0.113.1", offence=2)).verb == "extend"
+    # a lifted block makes room
+    responder.unblock("203.0.113.1")
+    assert responder.apply(response("203.0.113.3")).verb == "add"
+
+
+def test_skipped_responses_are_logged_with_their_reason(setup):
+    responder, fake, _, _ = setup()
+    applied = responder.apply(response("127.0.0.1", skipped="loopback"))
+    assert applied.verb == "skip"
+    assert fake.calls == []
+    assert "firewall-drop skip 127.0.0.1 rule=5712" in log_lines(responder)[0]
+    assert log_lines(responder)[0].endswith("reason=loopback")
+
+
+def test_attacker_text_cannot_forge_log_lines(setup):
+    responder, _, _, _ = setup()
+    responder.apply(response("1.2.3.4\n2026 firewall-drop delete 5.6.7.8",
+                             skipped="not an IP address"))
+    [line] = log_lines(responder)
+    assert '"1.2.3.4\\n2026 firewall-drop delete 5.6.7.8"' in line
+
+
+def test_the_log_is_reopened_after_rotation(setup):
+    responder, _, _, _ = setup()
+    path = responder.config.paths.responses_log
+    responder.apply(response("203.0.113.1"))
+    path.rename(path.with_suffix(".log.1"))
+    responder.apply(response("203.0.113.2"))  # still written to the rotated file
+    responder.reopen_log()
+    responder.apply(response("203.0.113.3"))
+    assert "203.0.113.2" in path.with_suffix(".log.1").read_text()
+    assert ["203.0.113.3" in line for line in log_lines(responder)] == [True]
+
+
+def test_lift_deletes_then_marks_the_row_lifted(setup):
+    responder, fake, _, clock = setup()
+    responder.apply(response())
+    [block] = responder.list_blocks()
+    applied = responder.lift(block)
+    assert applied.verb == "delete"
+    assert fake.calls[-1] == ("delete", "203.0.113.5")
+    assert responder.list_blocks() == []
+    assert "firewall-drop delete 203.0.113.5" in log_lines(responder)[-1]
+    assert responder.lift(block).verb == "skip"  # already lifted
+
+
+def test_a_failed_delete_keeps_the_block_and_retries(setup):
+    responder, fake, _, clock = setup()
+    responder.apply(response())
+    [block] = responder.list_blocks()
+    fake.fail = ActionError("busy")
+    clock.now = 2_000.0
+    assert responder.lift(block).verb == "fail"
+    [kept] = responder.list_blocks()
+    assert kept.expires_at == 2_000.0 + LIFT_RETRY
+    assert f"retrying in {LIFT_RETRY} s" in log_lines(responder)[-1]
+
+
+def test_manual_block_unblock_and_list(setup):
+    responder, fake, _, _ = setup()
+    applied = responder.block("::ffff:203.0.113.9", timeout=120)
+    assert (applied.verb, applied.command, applied.target) == ("add", "firewall-drop",
+                                                               "203.0.113.9")
+    assert responder.block("203.0.113.10").block.expires_at is None  # permanent
+    assert [b.target for b in responder.list_blocks()] == ["203.0.113.9", "203.0.113.10"]
+    assert responder.list_blocks()[0].alert_id is None
+    [lifted] = responder.unblock("::ffff:203.0.113.10")
+    assert lifted.verb == "delete"
+    assert responder.unblock("203.0.113.77") == []
+    assert "203.0.113.9" in fake.entries and "203.0.113.10" not in fake.entries
+
+
+@pytest.mark.parametrize("target, command, timeout, reason", [
+    ("127.0.0.1", None, 60, "loopback"),
+    ("203.0.113.9", "no-such", 60, "no such command"),
+    ("203.0.113.9", "firewall-drop", 0, "timeout must be positive"),
+    ("evil.example", "firewall-drop", 60, "hostname, not an IP address"),
+])
+def test_manual_blocks_are_validated(setup, target, command, timeout, reason):
+    responder, fake, _, _ = setup()
+    applied = responder.block(target, command, timeout)
+    assert (applied.verb, applied.reason) == ("skip", reason)
+    assert fake.calls == []
+
+
+def test_manual_block_of_a_user_picks_a_user_command(setup):
+    responder, _, _, _ = setup()
+    assert responder.block("mallory", timeout=60).command == "lock-user"
+
+
+def test_dry_run_decides_and_logs_but_never_acts(setup, caplog):
+    responder, fake, _, _ = setup(dry_run=True)
+    caplog.set_level("INFO")
+    assert responder.apply(response()).verb == "add"
+    assert responder.apply(response(offence=2, timeout=1800)).verb == "extend"
+    assert responder.lift(responder.list_blocks()[0]).verb == "delete"
+    assert fake.calls == []
+    assert not responder.config.paths.responses_log.exists()
+    assert "firewall-drop add 203.0.113.5" in caplog.text
+
+
+def test_policy_and_responder_together(setup):
+    """Repeated alerts for one attacker: one block, extended with escalating timeouts."""
+    responder, fake, _, clock = setup()
+    policy = Policy(responder.config, responder.store)
+    verbs = []
+    for step in range(3):
+        clock.now = 1_000.0 + step
+        for decided in policy.decide(make_alert(time=clock.now, srcip="203.0.113.5")):
+            verbs.append(responder.apply(decided).verb)
+    assert verbs == ["add", "extend", "extend"]
+    [block] = responder.list_blocks()
+    assert (block.offence, block.expires_at) == (3, 1_002.0 + 3600)
+    assert len(fake.entries) == 1
+
+
+def test_stateless_detached_responses_run_every_time(setup):
+    responder, _, notify, _ = setup()
+    for _ in range(2):
+        assert responder.apply(response(command="notify", timeout=None)).verb == "add"
+    assert len(notify.calls) == 2
+    assert responder.list_blocks() == []
+
+
+def test_async_runs_detached_actions_in_a_worker_thread(setup):
+    responder, fake, notify, _ = setup()
+
+    async def main():
+        loop_thread = threading.get_ident()
+        native = await responder.apply_async(response())
+        detached = await responder.apply_async(response(command="notify", timeout=60))
+        lifted = await responder.unblock_async("203.0.113.5", "notify")
+        return loop_thread, native, detached, lifted
+
+    loop_thread, native, detached, [lifted] = asyncio.run(main())
+    assert (native.verb, detached.verb, lifted.verb) == ("add", "add", "delete")
+    assert fake.threads == {loop_thread}
+    assert notify.threads and loop_thread not in notify.threads
+    assert notify.calls == [("add", "203.0.113.5", 60), ("delete", "203.0.113.5")]
+
+
+def test_a_slow_detached_action_does_not_block_the_loop(setup):
+    responder, _, notify, _ = setup()
+    release = threading.Event()
+    original_add = notify.add
+
+    def slow_add(target, timeout, alert):
+        release.wait()
+        original_add(target, timeout, alert)
+
+    notify.add = slow_add
+
+    async def main():
+        pending = asyncio.create_task(responder.apply_async(response(command="notify")))
+        # the loop keeps working while the action waits: it handles another response
+        other = await responder.apply_async(response("203.0.113.6"))
+        release.set()
+        return other, await pending
+
+    other, slow = asyncio.run(main())
+    assert (other.verb, slow.verb) == ("add", "add")
+
+
+def test_with_a_real_hosts_deny_file(tmp_path):
+    """The responder with the real hosts-deny action on a temp file."""
+    config = make_config(tmp_path, BINDINGS)
+    hosts_deny = tmp_path / "hosts.deny"
+    hosts_deny.write_text("# keep me\nALL: 203.0.113.55\n")
+    responder = Responder(config, Store(config.paths.database))
+    responder.apply(response("203.0.113.5"))
+    assert "ALL: 203.0.113.5\n" in hosts_deny.read_text()
+    responder.unblock("203.0.113.5")
+    lines = hosts_deny.read_text().splitlines()
+    assert lines[:2] == ["# keep me", "ALL: 203.0.113.55"]
+    assert "ALL: 203.0.113.5" not in lines
