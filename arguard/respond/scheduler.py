@@ -124,7 +124,14 @@ class Scheduler:
         if self.responder.dry_run:
             return result
         config = self.responder.config
-        names = {r.command for r in config.active_responses} | self.store.active_block_commands()
+        # Commands may share a backend (one hosts.deny, one set): an entry is only "unknown"
+        # when no command of the same action has an active block for that target.
+        known: dict[str, set[str]] = {}
+        for block in self.store.active_blocks():
+            spec = config.commands.get(block.command)
+            if spec is not None:
+                known.setdefault(spec.action, set()).add(block.target)
+        names = set(config.commands) | self.store.active_block_commands()
         for name in sorted(names):
             command = config.commands.get(name)
             if command is None:
@@ -138,7 +145,8 @@ class Scheduler:
             try:
                 action = self.responder.action(name)
                 assert action is not None
-                self._reconcile_command(name, action, result)
+                self._reconcile_command(name, action, known.get(command.action, set()),
+                                        result)
             except (ActionError, OSError) as error:
                 result.failed.append(self.responder.record(
                     "fail", name, "*", f"reconcile: {error}"))
@@ -146,7 +154,8 @@ class Scheduler:
             log.info("reconciled blocks with the backends: %s", result.counts())
         return result
 
-    def _reconcile_command(self, name: str, action: Action, result: Reconciled) -> None:
+    def _reconcile_command(self, name: str, action: Action, known: set[str],
+                           result: Reconciled) -> None:
         blocks = self.store.active_blocks(name)
         listed = action.list_targets()
         if listed is None:
@@ -155,7 +164,7 @@ class Scheduler:
         else:
             present = {normalise_address(t) or t for t in listed}
             lost = [b for b in blocks if b.target not in present]
-            unknown = present - {b.target for b in blocks}
+            unknown = present - known
         self._restore(name, action, lost, result)
         for target in sorted(unknown):
             try:

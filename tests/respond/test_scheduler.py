@@ -23,7 +23,8 @@ def setup(tmp_path):
         fake = fake or FakeAction()
         notify = FakeAction()
         clock = Clock()
-        responder = Responder(config, store, {"firewall-drop": fake, "notify": notify},
+        responder = Responder(config, store, {"firewall-drop": fake, "notify": notify,
+                                              "deny-dst": FakeAction(), "lock-user": FakeAction()},
                               dry_run=dry_run, clock=clock)
         return Scheduler(responder), responder, fake, notify, clock
     return build
@@ -158,6 +159,19 @@ def test_reconcile_removes_entries_the_table_does_not_know(setup):
     assert [a.target for a in result.removed] == ["203.0.113.99"]
     assert set(fake.entries) == {"203.0.113.1"}
     assert result.restored == []
+
+
+def test_commands_sharing_a_backend_keep_each_others_entries(tmp_path):
+    config = make_config(tmp_path, BINDINGS)
+    shared = FakeAction()
+    responder = Responder(config, Store(config.paths.database),
+                          {"firewall-drop": shared, "deny-dst": shared, "notify": FakeAction(),
+                           "lock-user": FakeAction()}, clock=Clock())
+    responder.apply(response("203.0.113.1"))
+    responder.apply(response("203.0.113.2", command="deny-dst"))
+    result = Scheduler(responder).reconcile()
+    assert result.removed == [] and result.restored == []
+    assert set(shared.entries) == {"203.0.113.1", "203.0.113.2"}
 
 
 def test_reconcile_uses_a_batch_add_when_the_backend_has_one(setup):
