@@ -3,7 +3,6 @@ refusals, other lines and the file's mode kept, the shadow lock honoured."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import subprocess

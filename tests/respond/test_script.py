@@ -379,9 +379,9 @@ def test_bad_interpreter_is_an_action_error(bin_dir):
 
 
 def test_output_before_check_keys_is_captured_and_the_keys_still_answered(bin_dir):
+    keys = '{"version":1,"origin":{},"command":"check_keys","parameters":{"keys":["k"]}}'
     install(bin_dir, "chatty.sh", "#!/bin/sh\nread -r msg\necho 'starting up'\n"
-            """echo '{"version":1,"origin":{},"command":"check_keys","parameters":{"keys":["k"]}}'\n"""
-            "read -r reply\necho \"$reply\"\n")
+            f"echo '{keys}'\nread -r reply\necho \"$reply\"\n")
     result = ScriptAction(command("chatty.sh"), bin_dir).run("add", TARGET, make_alert())
     assert result.ok and result.keys == ("k",) and result.answer == "continue"
     lines = result.stdout.splitlines()

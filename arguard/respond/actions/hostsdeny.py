@@ -50,7 +50,8 @@ _END_PREFIX = b"# END arguard"
 # A daemon list as hosts_access(5) writes it: names (sshd, in.ftpd, ALL, sshd@host)
 # separated by commas and/or blanks; no ':' (the field separator) and no '#'.
 _DAEMONS = re.compile(r"[A-Za-z0-9_.@+-]+(?:[ ,]+[A-Za-z0-9_.@+-]+)*")
-_ENTRY = re.compile(rb"(?P<daemons>[^:#\n][^:\n]*?)\s*:\s*(?P<address>\[[0-9A-Fa-f:.]+\]|[0-9.]+)\s*")
+_ENTRY = re.compile(rb"(?P<daemons>[^:#\n][^:\n]*?)\s*:\s*"
+                    rb"(?P<address>\[[0-9A-Fa-f:.]+\]|[0-9.]+)\s*")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

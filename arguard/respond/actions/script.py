@@ -23,8 +23,9 @@ answers `abort` when `is_active(keys)` says the keys are already being acted on,
 `continue`. Right after the exchange arguard closes stdin. A script that never sends
 check_keys has stdin closed when it closes stdout or exits, or after `reply_timeout`
 seconds, so a script that reads stdin to EOF is not left waiting. As in execd, the exchange
-is for `add` only: for `delete` stdin is closed as soon as the message is written. `legacy_args = true`
-runs Wazuh 2.x-4.1 scripts instead: argv `[path, ACTION, USER, IP, ALERT_ID, RULE_ID,
+is for `add` only: for `delete` stdin is closed as soon as the message is written.
+
+`legacy_args = true` runs Wazuh 2.x-4.1 scripts instead: argv `[path, ACTION, USER, IP, ALERT_ID, RULE_ID,
 LOCATION, FILENAME, *extra_args]` ('-' for what is unknown, and a single '-' when there are
 no extra args, as analysisd's string message gave them) and stdin closed at once.
 
