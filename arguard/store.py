@@ -7,7 +7,9 @@ the read offsets of file sources and the journal cursors.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from arguard.model import Block
 
@@ -87,6 +89,21 @@ class Store:
     # --- blocks and offenders (active response) -------------------------------------------
     # At most one row per (command, target) is 'active' (unique partial index); those rows
     # are addressed by that pair. Lifted rows are history, purged after a retention period.
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group statements into one commit (one WAL append instead of one per statement);
+        inside an open transaction this simply joins it."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     _BLOCK_COLUMNS = ("target, kind, command, rule_id, alert_id, created_at, expires_at, "
                       "offence, state")

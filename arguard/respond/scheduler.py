@@ -67,7 +67,7 @@ class Scheduler:
         done: list[Applied] = []
         now = self.clock()
         while batch := self.store.expired_blocks(now):
-            done.extend(self.responder.lift(block) for block in batch)
+            done.extend(self.responder.lift_many(batch))
         return done
 
     async def run(self) -> None:
@@ -77,8 +77,7 @@ class Scheduler:
             self._wake.clear()
             now = self.clock()
             while batch := self.store.expired_blocks(now):
-                for block in batch:
-                    await self.responder.lift_async(block)
+                await self.responder.lift_many_async(batch)
                 await asyncio.sleep(0)  # let the pipeline in between large batches
             self.purge()
             try:
@@ -210,5 +209,5 @@ class Scheduler:
         it stops); by default blocks stay in place and backend timeouts keep them honest."""
         if not self.responder.config.global_.unblock_on_exit:
             return []
-        return [self.responder.lift(block) for block in self.store.active_blocks()]
+        return self.responder.lift_many(self.store.active_blocks())
 

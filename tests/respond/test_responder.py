@@ -161,6 +161,29 @@ def test_a_failed_add_lifts_the_row_and_is_logged_loudly(setup, caplog):
     assert responder.apply(response()).verb == "add"
 
 
+def test_a_batch_commits_all_its_rows_before_any_action_runs(setup):
+    responder, fake, _, _ = setup()
+    committed: list[list[str]] = []
+
+    def add(target, timeout, alert):
+        reader = Store(responder.config.paths.database)  # sees committed rows only
+        committed.append([b.target for b in reader.active_blocks()])
+        reader.close()
+        if target == "203.0.113.3":
+            raise ActionError("no room")
+        fake.entries[target] = timeout
+
+    fake.add = add
+    batch = [response("203.0.113.1"), response("203.0.113.2"), response("203.0.113.1", offence=2),
+             response("203.0.113.3"), response("127.0.0.1", skipped="loopback")]
+    assert [a.verb for a in responder.apply_many(batch)] == [
+        "add", "add", "extend", "fail", "skip"]
+    assert committed == [["203.0.113.1", "203.0.113.2", "203.0.113.3"]] * 3
+    assert [b.target for b in responder.list_blocks()] == ["203.0.113.1", "203.0.113.2"]
+    assert responder.list_blocks()[0].offence == 2
+    assert responder.active_count == 2
+
+
 def test_a_crashing_action_does_not_take_the_responder_down(setup):
     responder, fake, _, _ = setup()
     fake.fail = TypeError("bug")
