@@ -257,6 +257,19 @@ class Responder:
                        offence=block.offence if block else None)
         return Applied(verb, command, target, block, reason)
 
+    def reconfigure(self, config: Config) -> None:
+        """Switch to a reloaded configuration (white list, cap, commands, log path). Actions
+        of commands that changed or went away are dropped and rebuilt on next use; blocks
+        already in place are kept."""
+        for name in list(self._actions):
+            if config.commands.get(name) != self.config.commands.get(name):
+                del self._actions[name]
+        self.config = config
+        self.targets = Targets(config.global_.white_list)
+        if not self.dry_run and self.log.path != config.paths.responses_log:
+            self.log.reopen()
+            self.log.path = config.paths.responses_log
+
     def reopen_log(self) -> None:
         self.log.reopen()
 

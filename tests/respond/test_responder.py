@@ -377,3 +377,18 @@ def test_with_a_real_hosts_deny_file(tmp_path):
     lines = hosts_deny.read_text().splitlines()
     assert lines[:2] == ["# keep me", "ALL: 203.0.113.55"]
     assert "ALL: 203.0.113.5" not in lines
+
+
+def test_reconfigure_applies_a_new_white_list_and_rebuilds_changed_actions(setup, tmp_path):
+    responder, fake, notify, _ = setup()
+    responder.apply(response("203.0.113.5"))
+    reloaded = make_config(tmp_path, BINDINGS.replace('url = "http://192.0.2.1/hook"',
+                                                      'url = "http://192.0.2.2/hook"'), """
+        [global]
+        white_list = ["203.0.113.0/24"]
+    """)
+    responder.reconfigure(reloaded)
+    assert responder.block("203.0.113.9").reason == "white-listed"
+    assert responder.action("firewall-drop") is fake  # unchanged command, same backend
+    assert responder.action("notify") is not notify  # changed: built anew
+    assert [b.target for b in responder.list_blocks()] == ["203.0.113.5"]
