@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable, Generator, Literal, Mapping
 
-from arguard.config import Command, Config
+from arguard.config import Config
 from arguard.model import Alert, Block, Response
 from arguard.respond.actions import Action, ActionError, build_action
 from arguard.respond.policy import target_kind

@@ -13,6 +13,7 @@ the ipset action exists).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -22,11 +23,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
 import pytest
 
-from arguard.config import Command, Paths, load_config
+from arguard.config import load_config
 from arguard.respond.actions import build_action
 from arguard.respond.responder import Responder
 from arguard.respond.scheduler import Scheduler
@@ -85,31 +86,42 @@ def child(config_path: str, operation: str, *args: str) -> None:
         print([a.verb for a in scheduler.lift_expired()])
     elif operation == "start":
         print(json.dumps(scheduler.reconcile().counts()))
+    elif operation == "list":
+        print(json.dumps(sorted(responder.action("block").list_targets())))
 
 
 # --- the tests ------------------------------------------------------------------------------
 
 @dataclass
 class Backend:
-    """One backend under test: its [[command]] table, how to run a process where its state
-    lives, and how to read that state."""
+    """One backend under test: its [[command]] keys, and the command prefix that runs a
+    process where the backend's state lives (a network namespace)."""
 
     command: str
     prefix: list[str]
-    present: Callable[[], set[str]]
 
 
-def hosts_deny(tmp_path: Path) -> Backend:
+def hosts_deny(tmp_path: Path) -> Iterator[Backend]:
     path = tmp_path / "hosts.deny"
     path.write_text("sshd: 198.51.100.1\n")
-    action = build_action(Command("reader", "hosts-deny", "srcip",
-                                  options={"path": str(path), "daemon": "ALL"}), Paths())
-    return Backend(f'action = "hosts-deny"\npath = "{path}"', [], action.list_targets)
+    yield Backend(f'action = "hosts-deny"\npath = "{path}"', [])
 
 
-@pytest.fixture(params=["hosts-deny"])
+def ipset(tmp_path: Path) -> Iterator[Backend]:
+    if importlib.util.find_spec("arguard.respond.actions.ipset") is None:
+        pytest.skip("the ipset action is not there yet")
+    name = f"arguard-crash-{os.getpid()}-{tmp_path.name[-20:]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield Backend('action = "ipset"\nset_name = "arguard-crash"',
+                      ["ip", "netns", "exec", name])
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@pytest.fixture(params=["hosts-deny", "ipset"])
 def backend(request, tmp_path):
-    return {"hosts-deny": hosts_deny}[request.param](tmp_path)
+    yield from {"hosts-deny": hosts_deny, "ipset": ipset}[request.param](tmp_path)
 
 
 class Arguard:
@@ -144,7 +156,7 @@ class Arguard:
         return None if block is None else block.state
 
     def kernel(self) -> bool:
-        return TARGET in self.backend.present()
+        return TARGET in json.loads(self.run("list"))
 
     def start(self) -> dict:
         return json.loads(self.run("start"))
