@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from pathlib import Path
+import time
 
 from arguard import __version__
 from arguard.config import Config, load_config, resolve_config_path
 from arguard.errors import ConfigError
 from arguard.ruleset.files import Ruleset, load_ruleset
 
-EXIT_OK, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2
+DESCRIPTION = ("arguard: detects attacks in the host's logs with Wazuh-compatible decoders and "
+               "rules and blocks them natively (ipset, iptables, routes, hosts.deny, accounts).")
+EXIT_OK, EXIT_CONFIG, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
@@ -41,8 +44,120 @@ def cmd_logtest(args: argparse.Namespace) -> int:
     return run_logtest(pipeline, sys.stdin.buffer, "stdin", mode, sys.stdout)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from arguard.daemon import run_daemon
+    from arguard.statelock import StateLocked
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run_daemon(resolve_config_path(args.config), args.dry_run)
+    except StateLocked as error:
+        print(f"error: another arguard runs with this state directory: {error}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from arguard.manual import DaemonDown, ask_daemon, offline_status
+    from arguard.status import render
+
+    path = resolve_config_path(args.config)
+    config = load_config(path)
+    reply = ask_daemon(config, {"op": "status"})
+    if isinstance(reply, DaemonDown):
+        status = offline_status(config, reply.reason, None if path is None else str(path))
+    elif not reply.get("ok"):
+        print(f"error: {reply.get('error')}", file=sys.stderr)
+        return EXIT_REFUSED
+    else:
+        status = reply["status"]
+    print(json.dumps(status, indent=2) if args.json else render(status))
+    return EXIT_OK if status["running"] else EXIT_NOT_RUNNING
+
+
+def cmd_block(args: argparse.Namespace) -> int:
+    from arguard.manual import DaemonDown, ask_daemon, direct_block
+
+    config = load_config(resolve_config_path(args.config))
+    reply = ask_daemon(config, {"op": "block", "target": args.target, "command": args.command,
+                                "timeout": args.timeout})
+    if isinstance(reply, DaemonDown):
+        reply = direct_block(config, args.target, args.command, args.timeout)
+    return _report(reply, args.json)
+
+
+def cmd_unblock(args: argparse.Namespace) -> int:
+    from arguard.manual import DaemonDown, ask_daemon, direct_unblock
+
+    config = load_config(resolve_config_path(args.config))
+    if (args.target is None) == (not args.all):
+        print("error: give a TARGET or --all", file=sys.stderr)
+        return EXIT_USAGE
+    reply = ask_daemon(config, {"op": "unblock", "target": args.target, "all": args.all,
+                                "command": args.command})
+    if isinstance(reply, DaemonDown):
+        reply = direct_unblock(config, args.target, args.command)
+    return _report(reply, args.json)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from arguard.manual import DaemonDown, ask_daemon
+
+    config = load_config(resolve_config_path(args.config))
+    reply = ask_daemon(config, {"op": "reload"})
+    if isinstance(reply, DaemonDown):
+        print(f"arguard is not running: {reply.reason}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    if not reply.get("ok"):
+        print("reload refused, the daemon keeps its old configuration:", file=sys.stderr)
+        for line in str(reply.get("error")).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    notes = "".join(f"; {note}" for note in reply.get("notes", []))
+    print(f"reloaded: {reply['decoders']} decoders, {reply['rules']} rules{notes}")
+    return EXIT_OK
+
+
+def _report(reply: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(reply, indent=2))
+    else:
+        for applied in reply.get("applied", []):
+            print(_describe(applied))
+        if not reply.get("ok"):
+            print(f"error: {reply.get('error')}", file=sys.stderr)
+    return EXIT_OK if reply.get("ok") else EXIT_REFUSED
+
+
+def _describe(applied: dict) -> str:
+    verb, command, target = applied["verb"], applied["command"], applied["target"]
+    if verb in ("add", "extend"):
+        expires = applied.get("expires_at")
+        until = "permanently" if expires is None else \
+            "until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
+        return f"{'blocked' if verb == 'add' else 'extended'} {target} with {command} {until}"
+    if verb == "delete":
+        return f"unblocked {target} ({command})"
+    return f"{verb}: {target} ({command}): {applied.get('reason')}"
+
+
+def _duration(text: str) -> int:
+    """Seconds from `600`, `90s`, `10m`, `2h` or `1d`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 600, 10m, 2h, 1d)")
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be positive")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arguard", description=__doc__)
+    parser = argparse.ArgumentParser(prog="arguard", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"arguard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -62,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="one JSON object per input line")
     output.add_argument("--summary", action="store_true", help="only totals at the end")
     logtest.add_argument("file", nargs="?", metavar="FILE")
+
+    run = add("run", cmd_run, "run the daemon in the foreground (systemd runs it this way)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="decide and log every response, apply none")
+    status = add("status", cmd_status,
+                 "daemon state, sources, active blocks, alerts per rule (exit 3: not running)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    block = add("block", cmd_block, "block a target now (through the daemon, or directly "
+                                    "when it is not running)")
+    block.add_argument("target", metavar="TARGET", help="an IP address or a user name")
+    block.add_argument("--command", metavar="C", help="the [[command]] to use (default: the "
+                                                      "first bound one for this kind of target)")
+    block.add_argument("--timeout", metavar="S", type=_duration,
+                       help="seconds (or 10m, 2h, 1d); default: permanent")
+    block.add_argument("--json", action="store_true", help="machine-readable output")
+    unblock = add("unblock", cmd_unblock, "lift a target's blocks (of all commands, or one)")
+    unblock.add_argument("target", metavar="TARGET", nargs="?")
+    unblock.add_argument("--all", action="store_true", help="lift every active block")
+    unblock.add_argument("--command", metavar="C")
+    unblock.add_argument("--json", action="store_true", help="machine-readable output")
+    add("reload", cmd_reload, "re-read configuration, decoders and rules in the running "
+                              "daemon (as SIGHUP does)")
     return parser
 
 

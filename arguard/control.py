@@ -14,7 +14,10 @@ import os
 import socket
 import struct
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+if TYPE_CHECKING:
+    from arguard.respond.responder import Applied
 
 MAX_REQUEST_BYTES = 64 * 1024
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -120,3 +123,31 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
     if not data:
         raise ControlError("the daemon closed the connection without a reply")
     return json.loads(data)
+
+
+# --- replies to block and unblock, the same from the daemon and from the direct path -------
+
+def applied_record(applied: "Applied") -> dict[str, Any]:
+    block = applied.block
+    return {"verb": applied.verb, "command": applied.command, "target": applied.target,
+            "reason": applied.reason,
+            "expires_at": None if block is None else block.expires_at}
+
+
+def block_reply(applied: "Applied") -> dict[str, Any]:
+    ok = applied.verb in ("add", "extend")
+    return {"ok": ok, "applied": [applied_record(applied)],
+            **({} if ok else {"error": applied.reason or applied.verb})}
+
+
+def unblock_reply(lifted: list["Applied"], nothing: str | None) -> dict[str, Any]:
+    """`nothing`: the error when no block was lifted (None when that is fine, as for --all)."""
+    if not lifted and nothing is not None:
+        return {"ok": False, "error": nothing}
+    failed = [a for a in lifted if a.verb == "fail"]
+    return {"ok": not failed, "applied": [applied_record(a) for a in lifted],
+            **({"error": "; ".join(a.reason or "failed" for a in failed)} if failed else {})}
+
+
+def no_block_message(target: str, command: str | None) -> str:
+    return f"no active block for {target}" + (f" by {command}" if command else "")

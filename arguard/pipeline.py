@@ -39,6 +39,13 @@ class Pipeline:
         self.firedtimes: Counter[int] = Counter()
         self._alerts = 0
 
+    def adopt_state(self, previous: "Pipeline") -> None:
+        """Continue the session of the pipeline this one replaces (a reload): correlation
+        windows of unchanged rules and the fired-times counters carry over."""
+        self.engine.adopt_state(previous.engine)
+        self.firedtimes = previous.firedtimes
+        self._alerts = previous._alerts
+
     def process(self, line: Line) -> Outcome:
         pre = self.predecoder.predecode(line)
         when = pre.time if self.line_time and pre.time is not None else line.received

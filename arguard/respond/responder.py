@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 DETACHED_ACTIONS = frozenset({"script", "webhook"})
 #: seconds before a failed delete is tried again
 LIFT_RETRY = 60
+#: failure lines kept for `arguard status`
+RECENT_FAILURES = 20
 
 Verb = Literal["add", "extend", "delete", "skip", "fail"]
 
@@ -106,6 +108,8 @@ class ResponseLog:
         self.path = path
         self.clock = clock
         self._file: IO[str] | None = None
+        #: the last failure lines, for `arguard status`
+        self.recent_failures: deque[str] = deque(maxlen=RECENT_FAILURES)
 
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
@@ -116,8 +120,9 @@ class ResponseLog:
         line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_field(rule_id)} "
                 f"alert={_field(alert_id)} timeout={_field(timeout)} "
                 f"offence={_field(offence)} reason={_field(reason)}")
-        level = logging.ERROR if verb == "fail" else logging.INFO
-        log.log(level, "%s", line)
+        if verb == "fail":
+            self.recent_failures.append(line)
+        log.log(logging.ERROR if verb == "fail" else logging.INFO, "%s", line)
         if self.path is None:
             return
         try:

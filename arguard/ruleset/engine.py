@@ -118,6 +118,12 @@ class _IgnoreTable:
                 break
 
 
+def _same_correlation(old: Rule, new: Rule) -> bool:
+    return (old.frequency, old.timeframe, old.same, old.different, old.if_matched_sid,
+            old.if_matched_group) == (new.frequency, new.timeframe, new.same, new.different,
+                                      new.if_matched_sid, new.if_matched_group)
+
+
 class Engine:
     def __init__(self, tree: RuleTree, max_keys: int = DEFAULT_MAX_KEYS):
         self.tree = tree
@@ -138,6 +144,23 @@ class Engine:
                      and (r.category is None or r.category == event.category)]
             self._roots_by_source[source] = roots
         return roots
+
+    def adopt_state(self, previous: "Engine") -> int:
+        """Take over the correlation windows and ignore tables of the engine this one replaces
+        (a reload), for every rule whose correlation settings did not change, so that an
+        attack in progress is still counted across a reload. Returns the rules carried over."""
+        carried = 0
+        for rule_id, windows in self.windows.items():
+            old = previous.windows.get(rule_id)
+            if old is not None and _same_correlation(old.rule, windows.rule):
+                windows.keys = old.keys
+                carried += 1
+        for rule_id, table in self.ignores.items():
+            old_table = previous.ignores.get(rule_id)
+            if old_table is not None and previous.tree.rules[rule_id].ignore == \
+                    self.tree.rules[rule_id].ignore:
+                table.until = old_table.until
+        return carried
 
     def correlation_keys(self) -> int:
         """How many correlation keys are held now (for status and memory checks)."""

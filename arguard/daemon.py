@@ -1,0 +1,372 @@
+"""`arguard run`: one asyncio loop wiring sources → pipeline → responder (DESIGN.md §1).
+
+The sources deliver batches of lines on the loop; each batch goes through the pipeline, its
+alerts are appended to alerts.json and its responses applied (native actions inline, scripts
+and webhooks in worker threads) before `deliver` returns, which is when the sources commit
+their offsets: a crash never loses the response to a line that counts as read.
+
+Around that: the scheduler lifts blocks on time, the control socket answers the CLI, SIGHUP /
+`arguard reload` / a changed config or rule file re-read everything and switch only when it is
+all valid, SIGTERM/SIGINT stop cleanly, and systemd hears READY, STATUS, WATCHDOG and STOPPING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Coroutine
+
+from arguard import __version__, control, sdnotify
+from arguard.alerts import AlertLog
+from arguard.config import Config, load_config
+from arguard.errors import ConfigError
+from arguard.model import Line, Response
+from arguard.pipeline import Pipeline
+from arguard.respond.policy import Policy
+from arguard.respond.responder import DETACHED_ACTIONS, Responder
+from arguard.respond.scheduler import Scheduler
+from arguard.ruleset.files import Ruleset, load_ruleset
+from arguard.sources.manager import SourceManager
+from arguard.status import blocks_section
+from arguard.store import Store
+
+log = logging.getLogger(__name__)
+
+#: seconds between two looks at the config and rule files
+WATCH_INTERVAL = 2.0
+#: seconds between two STATUS= updates to systemd
+STATUS_INTERVAL = 10.0
+#: seconds the sources get to flush their offsets when stopping
+STOP_TIMEOUT = 3.0
+
+
+class Daemon:
+    def __init__(self, config_path: Path | None, config: Config, ruleset: Ruleset,
+                 dry_run: bool = False):
+        self.config_path = config_path
+        self.config = config
+        self.dry_run = dry_run
+        self.started = time.time()
+        # A dry run imagines its blocks in memory only, so that no later real run
+        # reconciles them into the kernel.
+        self.store = Store(":memory:") if dry_run else Store(config.paths.database)
+        self.responder = Responder(config, self.store, dry_run=dry_run)
+        self.scheduler = Scheduler(self.responder)
+        self.policy = Policy(config, self.store, self.responder.targets)
+        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.policy.decide)
+        self.alert_log = AlertLog(config.paths.alerts_log)
+        self.sources = self._source_manager(config)
+        self.lines = 0
+        self.alerts = 0
+        self.line_errors = 0
+        self.rule_counts: Counter[int] = Counter()
+        self.last_reload: dict[str, Any] = {"at": None, "error": None}
+        self._watched = self._watched_files()
+        self._stopping = asyncio.Event()
+        self._exit_code = 0
+        self._background: set[asyncio.Task] = set()
+        self._sources_task: asyncio.Task | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        reconciled = self.scheduler.reconcile()
+        server = await control.serve(self.config.paths.control_socket, self.handle)
+        core = [loop.create_task(self.scheduler.run(), name="expiry"),
+                loop.create_task(self._watch_files(), name="config watch"),
+                loop.create_task(self._report_status(), name="status")]
+        if sdnotify.watchdog_interval() is not None:
+            core.append(loop.create_task(self._watchdog(), name="watchdog"))
+        for task in core:
+            task.add_done_callback(self._core_task_done)
+        self._start_sources()
+        log.info("arguard %s running%s: %d sources, %d active blocks (reconciled: %s), "
+                 "control socket %s", __version__, " in dry-run mode" if self.dry_run else "",
+                 len(self.config.sources), self.responder.active_count, reconciled.counts(),
+                 self.config.paths.control_socket)
+        sdnotify.notify("READY=1\nSTATUS=" + self._status_line())
+        await self._stopping.wait()
+
+        sdnotify.notify("STOPPING=1")
+        log.info("stopping")
+        server.close()
+        await self._stop_sources()
+        for task in core + list(self._background):
+            task.cancel()
+        await asyncio.gather(*core, *self._background, return_exceptions=True)
+        self.scheduler.on_exit()
+        self.alert_log.close()
+        self.responder.reopen_log()
+        self.store.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.config.paths.control_socket.unlink()
+        log.info("stopped")
+        return self._exit_code
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _core_task_done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or self._stopping.is_set():
+            return
+        error = task.exception()
+        log.critical("%s task ended unexpectedly: %r; stopping", task.get_name(), error)
+        self._exit_code = 1
+        self.stop()
+
+    # --- sources → pipeline → responder -----------------------------------------------------
+
+    def _source_manager(self, config: Config) -> SourceManager:
+        return SourceManager(list(config.sources), self.store, self.deliver)
+
+    def _start_sources(self) -> None:
+        self._sources_task = asyncio.get_running_loop().create_task(
+            self.sources.run(), name="sources")
+        self._sources_task.add_done_callback(self._core_task_done)
+
+    async def _stop_sources(self) -> None:
+        try:
+            await asyncio.wait_for(self.sources.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("sources did not stop within %.0f s; offsets of the last batch may "
+                      "be read again", STOP_TIMEOUT)
+        if self._sources_task is not None:
+            self._sources_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sources_task
+            self._sources_task = None
+
+    def deliver(self, lines: list[Line]) -> None:
+        """One batch of lines from a source: decode, match, write alerts, apply responses."""
+        pipeline = self.pipeline
+        responses: list[Response] = []
+        undecoded: Counter[str] = Counter()
+        for line in lines:
+            try:
+                outcome = pipeline.process(line)
+            except Exception:  # a line must never take the daemon down
+                self.line_errors += 1
+                log.exception("line from %s could not be processed; skipped", line.location)
+                continue
+            if outcome.event.decoder is None:
+                undecoded[line.location] += 1
+            alert = outcome.alert
+            if alert is not None:
+                self.alerts += 1
+                self.rule_counts[alert.rule.id] += 1
+                self.alert_log.write(alert)
+                responses.extend(outcome.responses)
+        self.lines += len(lines)
+        self.alert_log.flush()
+        for location, count in undecoded.items():
+            self.sources.count_undecoded(location, count)
+        if responses:
+            self._respond(responses)
+
+    def _respond(self, responses: list[Response]) -> None:
+        commands = self.config.commands
+        inline = [r for r in responses
+                  if r.command not in commands or commands[r.command].action not in DETACHED_ACTIONS]
+        detached = [r for r in responses if r not in inline]
+        if inline:
+            self.responder.apply_many(inline)
+        if detached:
+            self._in_background(self.responder.apply_many_async(detached), "responses")
+
+    def _in_background(self, work: Coroutine, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %r", task.get_name(), task.exception())
+
+    # --- reload -----------------------------------------------------------------------------
+
+    async def reload(self, reason: str) -> dict[str, Any]:
+        """Re-read config, decoders and rules; switch only when all of it is valid."""
+        async with self._reload_lock:
+            self._watched = self._watched_files()
+            try:
+                config = load_config(self.config_path)
+                ruleset = load_ruleset(config)
+            except ConfigError as error:
+                message = "\n".join(str(p) for p in error.problems)
+                self.last_reload = {"at": time.time(), "error": message}
+                for problem in error.problems:
+                    log.error("reload (%s) refused, old configuration kept: %s", reason, problem)
+                return {"ok": False, "error": message}
+            except OSError as error:
+                message = f"{error.filename or self.config_path}: {error.strerror or error}"
+                self.last_reload = {"at": time.time(), "error": message}
+                log.error("reload (%s) refused, old configuration kept: %s", reason, message)
+                return {"ok": False, "error": message}
+            notes = []
+            if config.paths != self.config.paths:
+                notes.append("[paths] changed: takes effect at the next restart")
+                config = _with_paths(config, self.config)
+            old = self.config
+            self.config = config
+            self.responder.reconfigure(config)
+            self.policy = Policy(config, self.store, self.responder.targets)
+            pipeline = Pipeline(ruleset, line_time=False, decide=self.policy.decide)
+            pipeline.adopt_state(self.pipeline)
+            self.pipeline = pipeline
+            if config.sources != old.sources:
+                await self._stop_sources()
+                self.sources = self._source_manager(config)
+                self._start_sources()
+            self._watched = self._watched_files()
+            self.last_reload = {"at": time.time(), "error": None}
+            log.info("reloaded (%s): %d decoders, %d rules, %d sources%s", reason,
+                     len(ruleset.decoders), len(ruleset.rules.rules), len(config.sources),
+                     "".join("; " + n for n in notes))
+            return {"ok": True, "decoders": len(ruleset.decoders),
+                    "rules": len(ruleset.rules.rules), "notes": notes}
+
+    def _on_sighup(self) -> None:
+        self.alert_log.reopen()
+        self.responder.reopen_log()
+        self._in_background(self.reload("SIGHUP"), "reload")
+
+    def _watched_files(self) -> dict[Path, tuple[int, int, int]]:
+        """mtime, size and inode of the config file and every drop-in file. Polled rather
+        than watched through inotify: a handful of files, and a poll also sees editors'
+        rename-into-place saves and directories created later."""
+        paths: list[Path] = []
+        if self.config_path is not None:
+            paths.append(self.config_path)
+        for directory in (self.config.paths.decoders_d, self.config.paths.rules_d):
+            with contextlib.suppress(OSError):
+                paths.extend(sorted(directory.glob("*.toml")))
+        signature = {}
+        for path in paths:
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                signature[path] = (info.st_mtime_ns, info.st_size, info.st_ino)
+        return signature
+
+    async def _watch_files(self) -> None:
+        settled = self._watched
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            current = self._watched_files()
+            if current == self._watched:
+                settled = current
+                continue
+            if current != settled:  # still changing: wait for one quiet interval
+                settled = current
+                continue
+            await self.reload("configuration files changed")
+
+    # --- control socket ------------------------------------------------------------------
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        if op == "status":
+            return {"ok": True, "status": self.status()}
+        if op == "list":
+            return {"ok": True, "blocks": blocks_section(self.store.active_blocks(),
+                                                         time.time())}
+        if op == "reload":
+            return await self.reload("control socket")
+        if op == "block":
+            target, command, timeout = _block_arguments(request)
+            return control.block_reply(await self.responder.block_async(target, command, timeout))
+        if op == "unblock" and request.get("all") is True:
+            command = request.get("command")
+            if command is not None and not isinstance(command, str):
+                raise ValueError("'command' must be a string")
+            blocks = self.store.active_blocks(command)
+            return control.unblock_reply(await self.responder.lift_many_async(blocks), None)
+        if op == "unblock":
+            target, command, _ = _block_arguments(request)
+            return control.unblock_reply(await self.responder.unblock_async(target, command),
+                                         control.no_block_message(target, command))
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "running": True, "pid": os.getpid(), "version": __version__,
+            "started": self.started, "uptime": now - self.started,
+            "config": None if self.config_path is None else str(self.config_path),
+            "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
+            "line_errors": self.line_errors,
+            "correlation_keys": self.pipeline.engine.correlation_keys(),
+            "sources": self.sources.status(),
+            "rules": {str(rule): count for rule, count in sorted(self.rule_counts.items())},
+            "blocks": blocks_section(self.store.active_blocks(), now),
+            "responses": _response_counters(self.responder.counters),
+            "failures": list(self.responder.log.recent_failures),
+            "reload": self.last_reload,
+        }
+
+    def _status_line(self) -> str:
+        return (f"{len(self.config.sources)} sources, {self.lines} lines, {self.alerts} alerts, "
+                f"{self.responder.active_count} active blocks")
+
+    async def _report_status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            sdnotify.notify("STATUS=" + self._status_line())
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval() or 10.0
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | None]:
+    target, command, timeout = request.get("target"), request.get("command"), \
+        request.get("timeout")
+    if not isinstance(target, str) or not target:
+        raise ValueError("'target' must be a non-empty string")
+    if command is not None and not isinstance(command, str):
+        raise ValueError("'command' must be a string")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
+                                or timeout <= 0):
+        raise ValueError("'timeout' must be a positive whole number of seconds")
+    return target, command, timeout
+
+
+def _response_counters(counters: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    result: dict[str, dict[str, int]] = {}
+    for (command, verb), count in sorted(counters.items()):
+        result.setdefault(command, {})[verb] = count
+    return result
+
+
+def _with_paths(config: Config, running: Config) -> Config:
+    return replace(config, paths=running.paths)
+
+
+def run_daemon(config_path: Path | None, dry_run: bool) -> int:
+    """Load everything (a bad config exits 1 before anything starts), take the state lock,
+    run the loop."""
+    from arguard.statelock import StateLock
+
+    config = load_config(config_path)
+    ruleset = load_ruleset(config)
+    lock = StateLock(config.paths.lock_file)
+    lock.acquire()
+    try:
+        daemon = Daemon(config_path, config, ruleset, dry_run)
+        return asyncio.run(daemon.run())
+    finally:
+        lock.release()
