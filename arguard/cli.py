@@ -34,9 +34,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_logtest(args: argparse.Namespace) -> int:
     from arguard.logtest import run_logtest
     from arguard.pipeline import Pipeline
+    from arguard.respond.policy import Policy
 
     config, ruleset = _load(args)
-    pipeline = Pipeline(ruleset, line_time=True)
+    pipeline = Pipeline(ruleset, line_time=True, decide=Policy(config).decide)
     mode = "json" if args.json else "summary" if args.summary else "text"
     if args.file:
         with open(args.file, "rb") as source:

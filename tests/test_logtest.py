@@ -87,3 +87,24 @@ def test_default_output_shows_the_phases(tmp_path):
     assert "srcip: '192.0.2.7'" in out
     assert "rule chain: 100 -> 101" in out
     assert "**Alert to be generated." in out
+
+
+def test_logtest_shows_the_responses_the_default_configuration_would_run(tmp_path):
+    """Without -c, logtest uses the shipped rules and default responses: the 8th failure
+    from one address is rule 5763, bound to firewall-drop for 600 s; white-listed
+    loopback is shown as skipped with the reason."""
+    lines = "".join(f"Nov 22 13:40:0{i} host sshd[7]: Failed password for root from "
+                    f"{address} port 4000{i} ssh2\n"
+                    for address in ("203.0.113.9", "127.0.0.1") for i in range(8))
+    result = subprocess.run([sys.executable, "-m", "arguard.cli", "logtest", "--json"],
+                            input=lines.encode(), capture_output=True,
+                            env={"PATH": "/usr/bin:/bin", "ARGUARD_CONFIG": ""}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["rule"]["id"] for o in objects].count(5763) == 2
+    assert objects[6]["responses"] == []
+    assert objects[7]["rule"]["id"] == 5763
+    assert objects[7]["responses"] == [{"command": "firewall-drop", "target": "203.0.113.9",
+                                        "timeout": 600, "skipped": None}]
+    [loopback] = objects[15]["responses"]
+    assert loopback["target"] == "127.0.0.1" and "white" in loopback["skipped"]
