@@ -1,0 +1,124 @@
+"""Faults around the daemon: a stale socket, a missing or read-only state directory, SQLite
+locked by another process, SIGTERM in the middle of a burst."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.daemon_process import (ATTACKER, ArguardProcess, arguard, failed_password,
+                                  hosts_deny_config, status, syslog_line, wait_for)
+
+SOURCES = """
+    [[source]]
+    path = "auth.log"
+    """
+
+
+def deny_targets(directory: Path) -> set[str]:
+    return {line.split(": ", 1)[1] for line in (directory / "hosts.deny").read_text().splitlines()
+            if line.startswith("ALL: ")}
+
+
+def test_stale_socket_and_missing_state_directory(tmp_path: Path):
+    (tmp_path / "auth.log").write_text("")
+    config = hosts_deny_config(tmp_path, SOURCES)
+    shutil.rmtree(tmp_path / "state")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "run/control.sock"))
+    stale.close()  # the file stays, nobody listens: what a crashed daemon leaves behind
+
+    down = arguard(config, "status")
+    assert down.returncode == 3 and "not running" in down.stdout
+
+    process = ArguardProcess(tmp_path, config)
+    try:
+        process.wait_notified("READY=1")
+        assert status(config)["running"]
+        assert (tmp_path / "state/arguard.db").exists()
+    finally:
+        process.close()
+
+
+def test_read_only_state_directory_is_a_clear_error(tmp_path: Path):
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    (tmp_path / "auth.log").write_text("")
+    config = hosts_deny_config(tmp_path, SOURCES)
+    state = tmp_path / "state"
+    # a private mount namespace, so the read-only bind mount is seen by this child only
+    script = (f"mount --bind -o ro {state} {state} && "
+              f"exec {sys.executable} -m arguard.cli run -c {config}")
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             script], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1, result.stderr
+    assert str(state) in result.stderr and "Read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sqlite_locked_by_another_process_delays_but_loses_nothing(tmp_path: Path):
+    (tmp_path / "auth.log").write_text("")
+    config = hosts_deny_config(tmp_path, SOURCES)
+    process = ArguardProcess(tmp_path, config)
+    try:
+        process.wait_notified("READY=1")
+        holder = sqlite3.connect(tmp_path / "state/arguard.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        release = threading.Timer(2.0, lambda: holder.execute("COMMIT"))
+        release.start()
+        with open(tmp_path / "auth.log", "a") as log:
+            log.write("".join(failed_password(ATTACKER, 44000 + i) for i in range(8)))
+        release.join()
+        wait_for(lambda: deny_targets(tmp_path) == {ATTACKER}, deadline=20,
+                 what="the block after the lock was released")
+        holder.close()
+        assert [b["target"] for b in status(config)["blocks"]["active"]] == [ATTACKER]
+    finally:
+        process.close()
+
+
+def test_sigterm_during_a_burst_leaves_kernel_and_table_in_agreement(tmp_path: Path):
+    """100 000 lines from 500 attackers; SIGTERM arrives while they are being read. After
+    the stop, every hosts.deny entry is an active block in SQLite and vice versa; a restart
+    reads the rest and again agrees."""
+    (tmp_path / "auth.log").write_text("")
+    config = hosts_deny_config(tmp_path, SOURCES)
+    attackers = [f"198.51.{i // 250}.{i % 250 + 1}" for i in range(500)]
+    lines = [failed_password(attackers[i % 500], 1024 + i % 60000) for i in range(96_000)]
+    lines += [syslog_line(f"pam_unix(cron:session): session opened for user root(uid=0) "
+                          f"by (uid=0) #{i}", "CRON", 99) for i in range(4_000)]
+    process = ArguardProcess(tmp_path, config)
+    try:
+        process.wait_notified("READY=1")
+        with open(tmp_path / "auth.log", "a") as log:
+            log.write("".join(lines))
+        wait_for(lambda: status(config)["lines"] > 0, what="reading to start")
+        assert process.terminate(deadline=5.0) == 0
+    finally:
+        process.close()
+
+    def agree() -> set[str]:
+        table = {b["target"] for b in status(config)["blocks"]["active"]}
+        assert deny_targets(tmp_path) == table
+        return table
+
+    first = agree()
+    restarted = ArguardProcess(tmp_path, config)
+    try:
+        restarted.wait_notified("READY=1")
+        wait_for(lambda: len(status(config)["blocks"]["active"]) == 500, deadline=60,
+                 what="all 500 attackers blocked after the restart")
+        assert restarted.terminate() == 0
+    finally:
+        restarted.close()
+    assert first <= agree() == set(attackers)
