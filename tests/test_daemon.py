@@ -176,7 +176,7 @@ def test_changed_rule_file_is_reloaded_and_correlation_survives(daemon: ArguardP
 
 
 def test_sighup_reopens_logs_for_logrotate(daemon: ArguardProcess):
-    directory, config = daemon.directory, daemon.config
+    directory = daemon.directory
     alerts = directory / "log/alerts.json"
     append(directory / "auth.log", failed_password(ATTACKER))
     wait_for(alerts.exists, what="alerts.json")
