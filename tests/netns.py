@@ -95,14 +95,51 @@ def python_in(ns: str, code: str, timeout: float = 60) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def veth(ns_a: str, address_a: str, ns_b: str, address_b: str) -> None:
-    """A veth pair between two namespaces; each end gets its address (CIDR) and is up."""
+def veth(ns_a: str, addresses_a: list[str], ns_b: str, addresses_b: list[str]) -> None:
+    """A veth pair between two namespaces; each end gets its addresses (CIDR; IPv6 without
+    duplicate address detection, so that it is usable at once) and is up."""
     name_a, name_b = f"va{next(_names)}", f"vb{next(_names)}"
     run_in(ns_a, "ip", "link", "add", name_a, "type", "veth", "peer", "name", name_b,
            "netns", ns_b)
-    for ns, name, address in ((ns_a, name_a, address_a), (ns_b, name_b, address_b)):
-        run_in(ns, "ip", "address", "add", address, "dev", name)
+    for ns, name, addresses in ((ns_a, name_a, addresses_a), (ns_b, name_b, addresses_b)):
+        for address in addresses:
+            run_in(ns, "ip", "address", "add", address, "dev", name,
+                   *(["nodad"] if ":" in address else []))
         run_in(ns, "ip", "link", "set", name, "up")
+
+
+@contextmanager
+def tcp_listener(ns: str, port: int) -> Iterator[None]:
+    """A TCP server on every address of the namespace that accepts and closes connections."""
+    code = f"""
+import socket
+server = socket.create_server(("::", {port}), family=socket.AF_INET6, dualstack_ipv6=True)
+print("listening", flush=True)
+while True:
+    server.accept()[0].close()
+"""
+    process = subprocess.Popen([*exec_prefix(ns), sys.executable, "-c", code],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "listening"
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def connect(ns: str, address: str, port: int, timeout: float = 1.0) -> str:
+    """Try one TCP connection from the namespace: "connected", "timeout" or the error."""
+    return python_in(ns, f"""
+import json, socket
+try:
+    socket.create_connection(({address!r}, {port}), timeout={timeout}).close()
+    print(json.dumps("connected"))
+except TimeoutError:
+    print(json.dumps("timeout"))
+except OSError as error:
+    print(json.dumps(type(error).__name__))
+""")
 
 
 class ActionProcess:
