@@ -102,7 +102,6 @@ def fill_iptables(chain: str, count: int) -> None:
 
 
 def run_inside(quick: bool) -> None:
-    import iptc  # noqa: F401  (versions below)
     import pyroute2
 
     samples = 100 if quick else SAMPLES
