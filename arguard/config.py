@@ -30,7 +30,7 @@ ACTION_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "iptables": {"chain": (str, "arguard"), "jump_from": (list, ["INPUT"]),
                  "target": (str, "DROP")},
     "ipset": {"set_name": (str, "arguard"), "jump_from": (list, ["INPUT"]),
-              "target": (str, "DROP")},
+              "target": (str, "DROP"), "chain": (str, "arguard-ipset")},
     "route": {"route_type": (str, "blackhole")},
     "hosts-deny": {"path": (str, "/etc/hosts.deny"), "daemon": (str, "ALL")},
     "disable-account": {"shadow": (str, "/etc/shadow"), "passwd": (str, "/etc/passwd"),

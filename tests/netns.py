@@ -1,0 +1,234 @@
+"""Private network namespaces for tests that change kernel state.
+
+Netlink sockets and libiptc act in the network namespace of the process that opens them, so
+the test process never enters a namespace: everything that touches the kernel runs in a child
+started with `ip netns exec NAME …` — a command (`ipset list`, `iptables-legacy -S`), a Python
+snippet whose last output line is JSON, or `ActionProcess`, a child that builds one real
+action with `build_action` and runs the calls the test sends it.
+
+Namespace tests skip on a machine where namespaces cannot be created (not root, no `ip`),
+except under CI (`CI=true`), where that is a failure.
+
+Run as `python -m tests.netns serve` (inside a namespace) this module is that child.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_names = itertools.count()
+
+
+@functools.cache
+def _unavailable() -> str | None:
+    """Why namespaces cannot be used here (None: they can): tries to create one."""
+    if os.geteuid() != 0:
+        return "network namespace tests need root"
+    probe = f"arguard-probe-{os.getpid()}"
+    try:
+        done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    except FileNotFoundError:
+        return "the `ip` command (iproute2) is not installed"
+    if done.returncode != 0:
+        return f"cannot create a network namespace: {done.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], check=True)
+    return None
+
+
+def require_netns() -> None:
+    """Skip the test when namespaces are unavailable; under CI, fail it instead."""
+    reason = _unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: namespace tests must run)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def namespace(prefix: str = "arguard-test") -> Iterator[str]:
+    """A fresh network namespace with `lo` up, deleted afterwards (with everything in it)."""
+    require_netns()
+    name = f"{prefix}-{os.getpid()}-{next(_names)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        run_in(name, "ip", "link", "set", "lo", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def exec_prefix(ns: str) -> list[str]:
+    return ["ip", "netns", "exec", ns]
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python: this worktree first on the path."""
+    return dict(os.environ, PYTHONPATH=str(REPO))
+
+
+def run_in(ns: str, *argv: str, check: bool = True, timeout: float = 60) -> str:
+    """Run a command inside the namespace; its stdout."""
+    done = subprocess.run([*exec_prefix(ns), *argv], capture_output=True, text=True,
+                          timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} in {ns} failed ({done.returncode}): "
+                             f"{done.stderr.strip()}")
+    return done.stdout
+
+
+def python_in(ns: str, code: str, timeout: float = 60) -> Any:
+    """Run a Python snippet inside the namespace; the JSON value of its last output line."""
+    out = run_in(ns, sys.executable, "-c", code, timeout=timeout)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def veth(ns_a: str, addresses_a: list[str], ns_b: str, addresses_b: list[str]) -> None:
+    """A veth pair between two namespaces; each end gets its addresses (CIDR; IPv6 without
+    duplicate address detection, so that it is usable at once) and is up."""
+    name_a, name_b = f"va{next(_names)}", f"vb{next(_names)}"
+    run_in(ns_a, "ip", "link", "add", name_a, "type", "veth", "peer", "name", name_b,
+           "netns", ns_b)
+    for ns, name, addresses in ((ns_a, name_a, addresses_a), (ns_b, name_b, addresses_b)):
+        for address in addresses:
+            run_in(ns, "ip", "address", "add", address, "dev", name,
+                   *(["nodad"] if ":" in address else []))
+        run_in(ns, "ip", "link", "set", name, "up")
+
+
+@contextmanager
+def tcp_listener(ns: str, port: int) -> Iterator[None]:
+    """A TCP server on every address of the namespace that accepts and closes connections."""
+    code = f"""
+import socket
+server = socket.create_server(("::", {port}), family=socket.AF_INET6, dualstack_ipv6=True)
+print("listening", flush=True)
+while True:
+    server.accept()[0].close()
+"""
+    process = subprocess.Popen([*exec_prefix(ns), sys.executable, "-c", code],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "listening"
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def connect(ns: str, address: str, port: int, timeout: float = 1.0) -> str:
+    """Try one TCP connection from the namespace: "connected", "timeout" or the error."""
+    return python_in(ns, f"""
+import json, socket
+try:
+    socket.create_connection(({address!r}, {port}), timeout={timeout}).close()
+    print(json.dumps("connected"))
+except TimeoutError:
+    print(json.dumps("timeout"))
+except OSError as error:
+    print(json.dumps(type(error).__name__))
+""")
+
+
+class ActionProcess:
+    """One real action, built by `build_action` in a child process inside a namespace; the
+    methods forward to it. An ActionError in the child is raised here as ActionError with
+    the same message."""
+
+    def __init__(self, ns: str, action: str, options: dict[str, Any] | None = None,
+                 name: str = "test-command"):
+        spec = json.dumps({"name": name, "action": action, "options": options or {}})
+        self._process = subprocess.Popen(
+            [*exec_prefix(ns), sys.executable, "-m", "tests.netns", "serve", spec],
+            cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        self._reply()  # built (or the construction error)
+
+    def add(self, target: str, timeout: int | None = None) -> None:
+        self._call("add", target, timeout, None)
+
+    def add_many(self, items: list[tuple[str, int | None]]) -> None:
+        self._call("add_many", [list(item) for item in items])
+
+    def delete(self, target: str) -> None:
+        self._call("delete", target)
+
+    def check(self, target: str) -> bool:
+        return self._call("check", target)
+
+    def list_targets(self) -> set[str]:
+        return set(self._call("list_targets"))
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait(timeout=30)
+
+    def __enter__(self) -> ActionProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        self._process.stdin.write(json.dumps([method, *args]) + "\n")
+        self._process.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> Any:
+        from arguard.respond.actions import ActionError
+
+        line = self._process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the action process died (exit {self._process.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise ActionError(reply["error"])
+        return reply["result"]
+
+
+def _serve(spec_json: str) -> None:
+    """The child side of ActionProcess: build the action, then one JSON call per stdin line,
+    one JSON reply per stdout line."""
+    from arguard.config import Command, Paths
+    from arguard.respond.actions import ActionError, build_action
+
+    spec = json.loads(spec_json)
+    command = Command(name=spec["name"], action=spec["action"], expect="srcip",
+                      timeout_allowed=True, options=MappingProxyType(spec["options"]))
+
+    def reply(**message: Any) -> None:
+        print(json.dumps(message), flush=True)
+
+    try:
+        action = build_action(command, Paths())
+    except ActionError as error:
+        reply(error=str(error))
+        return
+    reply(result=None)
+    for line in sys.stdin:
+        method, *args = json.loads(line)
+        if method == "add_many":
+            args = [[tuple(item) for item in args[0]]]
+        try:
+            result = getattr(action, method)(*args)
+        except ActionError as error:
+            reply(error=str(error))
+            continue
+        reply(result=sorted(result) if isinstance(result, set) else result)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    _serve(sys.argv[2])
