@@ -176,6 +176,7 @@ class PathFollower:
         self.initial = False
         self.current: FileReader | None = None
         self.retiring: list[FileReader] = []
+        self.known_family: set[FileId] = set()
         self.problem: str | None = None
 
     # --- faults ------------------------------------------------------------------------------
@@ -239,11 +240,29 @@ class PathFollower:
         if self.path in self.owner.saved_by_path:
             self.owner.claim(self.path)
 
-    def retire(self, reader: FileReader, now: float) -> None:
+    def retire(self, reader: FileReader, now: float, replaced_by: FileId | None = None) -> None:
+        """Finish `reader` (rotated away) before the path's new file. With `replaced_by`,
+        files that appeared among the rotated siblings since the old file was opened were
+        rotated in between (two rotations between two checks): they are read whole too."""
         reader.retired_at = now
         reader.key = None
         self.retiring.append(reader)
+        if replaced_by is not None:
+            owner = self.owner
+            between = [(path, st) for path, st in self.family()
+                       if (st.st_dev, st.st_ino) not in self.known_family
+                       and (st.st_dev, st.st_ino) != replaced_by
+                       and not owner.is_open((st.st_dev, st.st_ino))]
+            for path, st in sorted(between, key=lambda item: item[1].st_mtime):
+                if self.open_rotated(path, (st.st_dev, st.st_ino), 0, now):
+                    log.info("%s: %s was rotated away before it was read; reading it whole",
+                             self.path, path)
         self.rename_retiring()
+
+    def remember_family(self) -> None:
+        """The rotated siblings there are now: any other that appears before the next
+        rotation is noticed was rotated in between."""
+        self.known_family = {(st.st_dev, st.st_ino) for _, st in self.family()}
 
     def find_copy(self, reader: FileReader) -> FileReader | None:
         """After a truncation: the copy copytruncate made, recognised by holding the bytes we
@@ -306,28 +325,54 @@ class PathFollower:
 
     def start_backlog(self, now: float) -> None:
         """At startup: rotated siblings that hold a saved offset were rotated while arguard
-        was stopped; finish them (oldest first) before the file the path names now."""
+        was stopped; finish them before the file the path names now. If the path's own file
+        is among them, siblings rotated after it (newer, no saved offset) were never read:
+        read them whole. Oldest first."""
         owner = self.owner
-        for path, st in sorted(self.family(), key=lambda item: item[1].st_mtime):
+        own = owner.saved_by_path.get(self.path)
+        family = sorted(self.family(), key=lambda item: item[1].st_mtime)
+        backlog: list[tuple[str, FileId, int]] = []
+        rotated_at = None
+        for path, st in family:
             sibling_id = (st.st_dev, st.st_ino)
             old = owner.saved_by_id.get(sibling_id)
             if (old is None or not self.same_place(old) or owner.is_open(sibling_id)
                     or st.st_size < old.offset):
                 continue
-            try:
-                fd = os.open(path, OPEN_FLAGS)
-            except OSError as exc:
-                owner.counters.fault(f"{path}: cannot open rotated file: {exc.strerror}")
-                continue
-            reader = FileReader(fd, sibling_id, old.offset, now)
-            reader.retired_at = now
-            reader.key = path
             owner.claim(old.path)
-            owner.register(reader, self)
-            owner.pending.set_offset(path, sibling_id, old.offset)
-            self.retiring.append(reader)
-            log.info("%s: finishing %s (rotated while arguard was stopped) from offset %d",
-                     self.path, path, old.offset)
+            backlog.append((path, sibling_id, old.offset))
+            if own is not None and own.file_id == sibling_id:
+                rotated_at = st.st_mtime
+        if rotated_at is not None:
+            for path, st in family:
+                sibling_id = (st.st_dev, st.st_ino)
+                if (st.st_mtime > rotated_at and sibling_id not in owner.saved_by_id
+                        and not owner.is_open(sibling_id)):
+                    backlog.append((path, sibling_id, 0))
+        for path, sibling_id, offset in backlog:
+            if self.open_rotated(path, sibling_id, offset, now):
+                log.info("%s: finishing %s (rotated while arguard was stopped) from offset %d",
+                         self.path, path, offset)
+
+    def open_rotated(self, path: str, file_id: FileId, offset: int, now: float) -> bool:
+        """Open a rotated-away file to be finished from `offset` before the current one."""
+        owner = self.owner
+        try:
+            fd = os.open(path, OPEN_FLAGS)
+        except OSError as exc:
+            owner.counters.fault(f"{path}: cannot open rotated file: {exc.strerror}")
+            return False
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != file_id or not stat_module.S_ISREG(st.st_mode):
+            os.close(fd)
+            return False
+        reader = FileReader(fd, file_id, offset, now)
+        reader.retired_at = now
+        reader.key = path
+        owner.register(reader, self)
+        owner.pending.set_offset(path, file_id, offset)
+        self.retiring.append(reader)
+        return True
 
     def initial_offset(self, file_id: FileId, size: int) -> int:
         """Where to start the file the path names at startup."""
@@ -375,10 +420,11 @@ class PathFollower:
         elif reader.retired_at is not None:
             reader.retired_at = None
         if current is not None:
-            self.retire(current, now)
+            self.retire(current, now, replaced_by=reader.file_id)
         self.current = reader
         reader.key = self.path
         owner.pending.set_offset(self.path, reader.file_id, reader.offset)
+        self.remember_family()
         self.clear_problem()
 
     def path_missing(self, now: float) -> None:
@@ -404,6 +450,7 @@ class PathFollower:
             log.info("%s was truncated; reading it from the start", self.path)
         reader.restart_at(0)
         self.owner.pending.set_offset(self.path, reader.file_id, 0)
+        self.remember_family()
 
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         """Check and read: the rotated-away files first, then the current one. True when the
