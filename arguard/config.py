@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -40,6 +41,7 @@ ACTION_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "script": {"exec_timeout": ((int, float), 60)},
 }
 PATH_OPTIONS = {"path", "shadow", "passwd"}
+JOURNALCTL = "journalctl"
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,14 @@ class Source:
     start_at: str = "end"
     max_line_bytes: int = 65_536
     poll: bool = False
+    journal_directory: str | None = None   # journalctl --directory (default: the system journal)
 
     @property
     def name(self) -> str:
         if self.path is not None:
             return self.path
-        return "journal:" + " ".join(self.journal_matches or ())
+        name = "journal:" + " ".join(self.journal_matches or ())
+        return name if self.journal_directory is None else f"{name} @{self.journal_directory}"
 
 
 @dataclass(frozen=True)
@@ -275,12 +279,23 @@ class _Loader:
         if has_path == has_journal:
             self.fail("a [[source]] needs exactly one of 'path' or 'journal'", "source", index)
         matches: tuple[str, ...] | None = None
+        directory: str | None = None
         if isinstance(data.get("journal"), dict):
             journal = data["journal"]
-            unknown = set(journal) - {"matches"}
+            unknown = set(journal) - {"matches", "directory"}
             if unknown:
                 self.fail(f"unknown key {sorted(unknown)[0]!r} in source.journal",
                           "source", index, "journal")
+            if "directory" in journal:
+                if isinstance(journal["directory"], str) and journal["directory"]:
+                    directory = str(self.path(journal["directory"]))
+                else:
+                    self.fail("journal.directory must be a directory path",
+                              "source", index, "journal")
+            if shutil.which(JOURNALCTL) is None:
+                self.fail(f"a journal source needs {JOURNALCTL}, which is not installed (not "
+                          "found in PATH); install systemd's journalctl or follow a log file "
+                          "instead", "source", index, "journal")
             raw = journal.get("matches", [])
             if not isinstance(raw, list) or not all(
                     isinstance(m, str) and regex.fullmatch(r"[A-Z0-9_]+=.*", m) for m in raw):
@@ -301,6 +316,7 @@ class _Loader:
             start_at=data.get("start_at", "end"),
             max_line_bytes=data.get("max_line_bytes", 65_536),
             poll=data.get("poll", False),
+            journal_directory=directory,
         )
 
     def load_command(self, index: int, data: dict) -> Command | None:

@@ -194,3 +194,42 @@ class Store:
                                (quiet_since,)).rowcount
 
     # --- offsets and journal cursors (sources) ---------------------------------------------
+    # A file source's progress is one `offsets` row per file it has open: the followed path's
+    # row is the current file; a file that was rotated away while still being read keeps a row
+    # under its rotated name until it is finished. Rows are matched to files by device +
+    # inode, never by name alone.
+
+    def file_offsets(self) -> list[tuple[str, int, int, int]]:
+        """Every saved (path, device, inode, offset)."""
+        return self.db.execute("SELECT path, device, inode, offset FROM offsets").fetchall()
+
+    def journal_cursor(self, source: str) -> str | None:
+        row = self.db.execute("SELECT cursor FROM journal_cursor WHERE source = ?",
+                              (source,)).fetchone()
+        return None if row is None else row[0]
+
+    def save_positions(self, offsets: dict[str, tuple[int, int, int]], forget: set[str],
+                       cursors: dict[str, str | None], now: float) -> None:
+        """Record source progress in one commit: `offsets` path -> (device, inode, offset),
+        `forget` paths whose rows go, `cursors` source -> cursor (None forgets it)."""
+        with self.transaction():
+            if forget:
+                self.db.executemany("DELETE FROM offsets WHERE path = ?",
+                                    [(path,) for path in forget])
+            if offsets:
+                self.db.executemany(
+                    "INSERT INTO offsets (path, device, inode, offset, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                    "device = excluded.device, inode = excluded.inode, "
+                    "offset = excluded.offset, updated_at = excluded.updated_at",
+                    [(path, device, inode, offset, now)
+                     for path, (device, inode, offset) in offsets.items()])
+            for source, cursor in cursors.items():
+                if cursor is None:
+                    self.db.execute("DELETE FROM journal_cursor WHERE source = ?", (source,))
+                else:
+                    self.db.execute(
+                        "INSERT INTO journal_cursor (source, cursor, updated_at) "
+                        "VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+                        "cursor = excluded.cursor, updated_at = excluded.updated_at",
+                        (source, cursor, now))
