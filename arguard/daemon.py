@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 2.0
 #: seconds between two STATUS= updates to systemd
 STATUS_INTERVAL = 10.0
+#: shortest interval over which a source's lines/s is measured
+RATE_WINDOW = 5.0
 #: seconds the sources get to flush their offsets when stopping
 STOP_TIMEOUT = 3.0
 
@@ -74,6 +76,8 @@ class Daemon:
         self._background: set[asyncio.Task] = set()
         self._sources_task: asyncio.Task | None = None
         self._reload_lock = asyncio.Lock()
+        self._rate_samples: dict[str, tuple[float, int]] = {}
+        self._rates: dict[str, float] = {}
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -91,7 +95,7 @@ class Daemon:
             core.append(loop.create_task(self._watchdog(), name="watchdog"))
         for task in core:
             task.add_done_callback(self._core_task_done)
-        self._start_sources()
+        await self._start_sources()
         log.info("arguard %s running%s: %d sources, %d active blocks (reconciled: %s), "
                  "control socket %s", __version__, " in dry-run mode" if self.dry_run else "",
                  len(self.config.sources), self.responder.active_count, reconciled.counts(),
@@ -131,10 +135,16 @@ class Daemon:
     def _source_manager(self, config: Config) -> SourceManager:
         return SourceManager(list(config.sources), self.store, self.deliver)
 
-    def _start_sources(self) -> None:
+    async def _start_sources(self) -> None:
+        """Start following and wait until every source is placed (files opened at their
+        saved offsets or at their end), so that a line written after READY is never taken
+        for old content."""
         self._sources_task = asyncio.get_running_loop().create_task(
             self.sources.run(), name="sources")
         self._sources_task.add_done_callback(self._core_task_done)
+        started = asyncio.get_running_loop().create_task(self.sources.started.wait())
+        await asyncio.wait([started, self._sources_task], return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
 
     async def _stop_sources(self) -> None:
         try:
@@ -229,7 +239,7 @@ class Daemon:
             if config.sources != old.sources:
                 await self._stop_sources()
                 self.sources = self._source_manager(config)
-                self._start_sources()
+                await self._start_sources()
             self._watched = self._watched_files()
             self.last_reload = {"at": time.time(), "error": None}
             log.info("reloaded (%s): %d decoders, %d rules, %d sources%s", reason,
@@ -308,13 +318,26 @@ class Daemon:
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),
-            "sources": self.sources.status(),
+            "sources": self._with_rates(self.sources.status(), now),
             "rules": {str(rule): count for rule, count in sorted(self.rule_counts.items())},
             "blocks": blocks_section(self.store.active_blocks(), now),
             "responses": _response_counters(self.responder.counters),
             "failures": list(self.responder.log.recent_failures),
             "reload": self.last_reload,
         }
+
+    def _with_rates(self, sources: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """Add lines/s per source, over the time since the previous sample (at least
+        RATE_WINDOW seconds ago, so that two quick `status` calls do not read zero)."""
+        for source in sources:
+            name, lines = source["source"], source["lines"]
+            sample = self._rate_samples.get(name)
+            if sample is None or now - sample[0] >= RATE_WINDOW:
+                if sample is not None:
+                    self._rates[name] = (lines - sample[1]) / (now - sample[0])
+                self._rate_samples[name] = (now, lines)
+            source["lines_per_second"] = self._rates.get(name, 0.0)
+        return sources
 
     def _status_line(self) -> str:
         return (f"{len(self.config.sources)} sources, {self.lines} lines, {self.alerts} alerts, "
@@ -323,6 +346,7 @@ class Daemon:
     async def _report_status(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
+            self._with_rates(self.sources.status(), time.time())  # fresh lines/s samples
             sdnotify.notify("STATUS=" + self._status_line())
 
     async def _watchdog(self) -> None:

@@ -63,6 +63,17 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [line(headers)] + [line(r) for r in rows]
 
 
+def _position(source: dict[str, Any]) -> str:
+    """A file source's offset (of its current file), or a journal source's cursor."""
+    if source.get("kind") == "journal":
+        cursor = source.get("cursor")
+        return "-" if not cursor else "cursor " + cursor.split(";")[0][-24:]
+    offsets = [f["offset"] for f in source.get("files", []) if f.get("offset") is not None]
+    if not offsets:
+        return "-"
+    return str(offsets[-1]) if len(offsets) == 1 else f"{offsets[-1]} (+{len(offsets) - 1} files)"
+
+
 def render(status: dict[str, Any]) -> str:
     out: list[str] = []
     if status["running"]:
@@ -80,12 +91,15 @@ def render(status: dict[str, Any]) -> str:
         out.append(f"lines read: {status['lines']}, alerts: {status['alerts']}")
         out.append("")
         out.append("sources:")
-        rows = [[s["name"], s.get("state", "-"), f"{s.get('lines_per_second', 0.0):.1f}",
-                 str(s.get("lines", 0)), str(s.get("offset", s.get("cursor", "-")) or "-"),
-                 str(s.get("lag_bytes", "-")), str(s.get("errors", 0))]
+        rows = [[s["source"], f"{s.get('lines_per_second') or 0.0:.1f}", str(s["lines"]),
+                 _position(s), "-" if s.get("lag_bytes") is None else str(s["lag_bytes"]),
+                 str(s["undecoded"]), str(s["errors"])]
                 for s in status["sources"]]
         out.extend("  " + r for r in _table(
-            ["SOURCE", "STATE", "LINES/S", "LINES", "OFFSET", "LAG", "ERRORS"], rows))
+            ["SOURCE", "LINES/S", "LINES", "OFFSET", "LAG", "UNDECODED", "ERRORS"], rows))
+        for source in status["sources"]:
+            if source.get("last_error"):
+                out.append(f"  {source['source']}: {source['last_error']}")
         rules = status.get("rules") or {}
         if rules:
             out.append("")

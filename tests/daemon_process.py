@@ -3,6 +3,7 @@ from systemd's notify protocol on a socket the test owns, and the CLI run as a s
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from tests.conftest import REPO, write_config
 
 ATTACKER = "203.0.113.5"
+_started = itertools.count()
 
 
 def syslog_line(message: str, program: str = "sshd", pid: int = 4242) -> str:
@@ -48,7 +50,7 @@ class ArguardProcess:
                  wrapper: list[str] | None = None):
         self.directory = directory
         self.config = config
-        self.notify_path = directory / "notify.sock"
+        self.notify_path = directory / f"notify-{next(_started)}.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
         self.notify.settimeout(0.2)

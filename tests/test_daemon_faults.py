@@ -72,7 +72,8 @@ def test_sqlite_locked_by_another_process_delays_but_loses_nothing(tmp_path: Pat
     process = ArguardProcess(tmp_path, config)
     try:
         process.wait_notified("READY=1")
-        holder = sqlite3.connect(tmp_path / "state/arguard.db", isolation_level=None)
+        holder = sqlite3.connect(tmp_path / "state/arguard.db", isolation_level=None,
+                                 check_same_thread=False)
         holder.execute("BEGIN EXCLUSIVE")
         release = threading.Timer(2.0, lambda: holder.execute("COMMIT"))
         release.start()

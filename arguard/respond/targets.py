@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Literal
 
+from arguard.respond.actions.loopsafe import outside_event_loop
+
 log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -54,6 +56,7 @@ def _unmap(address: Address) -> Address:
     return address
 
 
+@outside_event_loop
 def read_own_addresses() -> frozenset[Address]:
     """The addresses of every interface in the current network namespace (netlink)."""
     from pyroute2 import IPRoute  # netlink only when an address is actually checked

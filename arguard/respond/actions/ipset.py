@@ -91,6 +91,7 @@ from arguard.respond.actions.iptables import (
     rule_target,
     xtables,
 )
+from arguard.respond.actions.loopsafe import outside_event_loop
 
 #: room in each set; the kernel allocates per entry, this is only a ceiling
 MAXELEM = 1 << 20
@@ -191,6 +192,7 @@ class IpsetAction:
 
     # --- setup -----------------------------------------------------------------------------
 
+    @outside_event_loop
     def _setup(self) -> int:
         """Create the sets when missing (check them when present), then the rules; the
         kernel's ipset protocol version."""

@@ -38,6 +38,7 @@ from arguard.config import Command
 from arguard.model import Alert
 from arguard.respond.actions.base import ActionError
 from arguard.respond.actions.hostsdeny import Address, parse_address
+from arguard.respond.actions.loopsafe import outside_event_loop
 
 #: the `proto` of arguard's routes (see the module docstring for why 152)
 ROUTE_PROTOCOL = 152
@@ -56,6 +57,7 @@ class RouteAction:
                               f"{', '.join(ROUTE_TYPES)}, not {route_type!r}")
         self.route_type: str = route_type
 
+    @outside_event_loop
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
         """Add the route; an arguard route of another type for the address is replaced (the
         command's route_type was changed). Routes have no timeout: arguard lifts them."""
@@ -78,6 +80,7 @@ class RouteAction:
             if all(r["type"] != rt_type[self.route_type] for r in present):
                 self._route(ipr, "replace", address, type=self.route_type)
 
+    @outside_event_loop
     def delete(self, target: str) -> None:
         """Delete arguard's route for the address, whatever its type (the kernel matches the
         protocol number, so no other route is touched)."""
@@ -89,12 +92,14 @@ class RouteAction:
                 if error.code not in (errno.ESRCH, errno.ENOENT):
                     raise
 
+    @outside_event_loop
     def check(self, target: str) -> bool:
         address = parse_address(target)
         with _netlink(f"look up route {target}") as ipr:
             return any(r["proto"] == ROUTE_PROTOCOL and r["type"] == rt_type[self.route_type]
                        for r in _routes(ipr, address))
 
+    @outside_event_loop
     def list_targets(self) -> set[str] | None:
         """Destinations of arguard's (proto 152) host routes of the three types, whichever
         type the command has now, in the main table."""
