@@ -100,9 +100,13 @@ def inside(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as temp:
         directory = Path(temp)
         config = write_config(directory)
+        # As in the install's virtualenv, which has no setuptools (see packaging/install.sh):
+        # without this, python-iptables loads pkg_resources through setuptools' distutils
+        # shim, ~15 MB more.
+        env = {**os.environ, "SETUPTOOLS_USE_DISTUTILS": "stdlib"}
         daemon = subprocess.Popen([sys.executable, "-m", "arguard.cli", "run", "-c",
                                    str(config)], stderr=subprocess.DEVNULL,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, env=env)
         try:
             socket_path = directory / "run/control.sock"
             deadline = time.monotonic() + 30

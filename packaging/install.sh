@@ -36,6 +36,10 @@ fi
 echo "arguard: installing into $PREFIX"
 python3 -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --disable-pip-version-check "$SOURCE"
+# arguard does not use setuptools at run time, but with it installed python-iptables' import
+# of distutils goes through setuptools' shim and loads pkg_resources: ~15 MB of resident
+# memory for the daemon's whole life.
+"$PREFIX/bin/pip" uninstall -q -y setuptools 2>/dev/null || true
 install -d -m 0755 "$PREFIX/share/doc/arguard"
 install -m 0644 "$SOURCE/README.md" "$PREFIX/share/doc/arguard/README.md"
 
