@@ -39,6 +39,7 @@ RETIRE_QUIET_SECONDS = 2.0
 # The last bytes read are kept to recognise a file that was truncated and grew again, and to
 # find the copy that copytruncate made.
 TAIL_BYTES = 256
+START_WINDOW_BYTES = 64 * 1024
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".z", ".zip")
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
@@ -82,6 +83,26 @@ class FileReader:
         self.tail = b""
         self.last_growth = now
         self.retired_at: float | None = None
+
+    def prime(self) -> None:
+        """Starting inside a file: remember the bytes before `offset` (to recognise a
+        truncation), and if `offset` falls inside a line (start_at = "end" while a line is
+        being written) begin at the start of that line, or skip to its end if it is longer
+        than the look-back window."""
+        if self.offset == 0:
+            return
+        window = min(self.offset, START_WINDOW_BYTES)
+        start = self.offset - window
+        before = os.pread(self.fd, window, start)
+        if not before.endswith(b"\n"):
+            newline = before.rfind(b"\n")
+            if newline >= 0 or start == 0:
+                self.restart_at(start + newline + 1)
+                before = before[:newline + 1]
+            else:
+                self.skipping = True
+                return
+        self.tail = before[-TAIL_BYTES:]
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -237,8 +258,6 @@ class PathFollower:
     def place_initial(self, now: float) -> None:
         self.start_backlog(now)
         self.initial = os.path.lexists(self.path)
-        if self.path in self.owner.saved_by_path:
-            self.owner.claim(self.path)
 
     def retire(self, reader: FileReader, now: float, replaced_by: FileId | None = None) -> None:
         """Finish `reader` (rotated away) before the path's new file. With `replaced_by`,
@@ -313,6 +332,12 @@ class PathFollower:
             offset = self.initial_offset(file_id, st.st_size)
             self.initial = False
         reader = FileReader(fd, file_id, offset, now)
+        try:
+            reader.prime()
+        except OSError as exc:
+            reader.close()
+            self.report(f"{self.path}: cannot read: {exc.strerror}")
+            return None
         self.owner.register(reader, self)
         return reader
 
@@ -339,7 +364,6 @@ class PathFollower:
             if (old is None or not self.same_place(old) or owner.is_open(sibling_id)
                     or st.st_size < old.offset):
                 continue
-            owner.claim(old.path)
             backlog.append((path, sibling_id, old.offset))
             if own is not None and own.file_id == sibling_id:
                 rotated_at = st.st_mtime
@@ -367,6 +391,11 @@ class PathFollower:
             os.close(fd)
             return False
         reader = FileReader(fd, file_id, offset, now)
+        try:
+            reader.prime()
+        except OSError:
+            reader.close()
+            return False
         reader.retired_at = now
         reader.key = path
         owner.register(reader, self)
@@ -379,7 +408,6 @@ class PathFollower:
         owner = self.owner
         saved = owner.saved_by_id.get(file_id)
         if saved is not None and self.same_place(saved):
-            owner.claim(saved.path)
             if size >= saved.offset:
                 return saved.offset
             log.info("%s: shorter than its saved offset (truncated while arguard was "
@@ -388,6 +416,7 @@ class PathFollower:
         if self.path in owner.saved_by_path:
             return 0  # followed before; this is a new file since then
         return size if owner.source.start_at == "end" else 0
+
 
     def check(self, now: float) -> None:
         """Notice a rotation (the path names another file), a deletion, a truncation."""
@@ -508,8 +537,7 @@ class PathFollower:
 class FileSource:
     """One configured `[[source]] path = ...` (a path or a glob)."""
 
-    def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions,
-                 claimed: set[str]):
+    def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions):
         assert source.path is not None
         self.source = source
         self.counters = counters
@@ -518,12 +546,17 @@ class FileSource:
         self.followers: dict[str, PathFollower] = {}
         self.saved_by_path: dict[str, SavedOffset] = {}
         self.saved_by_id: dict[FileId, SavedOffset] = {}
-        self.claimed = claimed
         self.open_by_id: dict[FileId, tuple[FileReader, PathFollower]] = {}
 
-    def claim(self, key: str) -> None:
-        """A saved row still describes a file being read (others are forgotten at start)."""
-        self.claimed.add(key)
+    def keys_in_use(self) -> set[str]:
+        """Offset rows that describe files being read, or a path not opened yet (unreadable
+        at startup): the other saved rows are stale once every source is placed."""
+        keys = set()
+        for follower in self.followers.values():
+            if follower.initial:
+                keys.add(follower.path)
+            keys.update(reader.key for reader in follower.readers() if reader.key is not None)
+        return keys
 
     def is_open(self, file_id: FileId) -> bool:
         return file_id in self.open_by_id

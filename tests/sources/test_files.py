@@ -140,3 +140,36 @@ def test_a_burst_in_one_file_does_not_starve_another(tmp_path):
     # the small file's line came out long before the burst was through
     assert got.index("small line") < burst // 2
     assert max(batches) <= 6000
+
+
+def test_start_at_end_begins_at_the_start_of_an_unfinished_last_line(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("old complete\nbeing writ")
+
+    async def scenario(manager, delivered):
+        with open(log, "a") as f:
+            f.write("ten\nnext\n")
+        await until(lambda: len(delivered) >= 2)
+
+    delivered, _, _ = follow([Source(path=str(log))], tmp_path / "db", scenario)
+    assert texts(delivered) == ["being written", "next"]
+
+
+def test_a_file_renamed_to_another_match_of_the_glob_is_not_read_again(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    log.touch()
+
+    async def scenario(manager, delivered):
+        with open(log, "a") as f:
+            f.write("one\ntwo\n")
+        await until(lambda: len(delivered) >= 2)
+        os.rename(log, logs / "app-20260101.log")     # dateext rotation inside the glob
+        with open(logs / "app-20260101.log", "a") as f:
+            f.write("three\n")
+        log.write_text("four\n")
+        await until(lambda: len(delivered) >= 4)
+
+    delivered, _, _ = follow([Source(path=str(logs / "*.log"))], tmp_path / "db", scenario)
+    assert sorted(texts(delivered)) == ["four", "one", "three", "two"]
