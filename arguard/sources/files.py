@@ -53,6 +53,30 @@ class SavedOffset:
     offset: int
 
 
+def is_rotated_name(name: str, base: str) -> bool:
+    """Whether logrotate (or a logger) could have given an old `base` this name:
+    auth.log.1, auth.log-20260101, auth.log_old, app-20260101.log (dateext + extension)."""
+    if name == base or name.lower().endswith(COMPRESSED_SUFFIXES):
+        return False
+    if name.startswith(base) and name[len(base)] in ".-_":
+        return True
+    stem, extension = os.path.splitext(base)
+    return bool(extension) and name.startswith(stem + "-") and name.endswith(extension)
+
+
+def rotation_owner(path: str, followed: set[str]) -> str | None:
+    """The followed (resolved) path whose rotated file `path` would be: the longest name
+    that fits (auth.log.err.1 is auth.log.err's when both are followed, not auth.log's)."""
+    directory, name = os.path.split(path)
+    best = None
+    for candidate in followed:
+        if (os.path.dirname(candidate) == directory
+                and is_rotated_name(name, os.path.basename(candidate))
+                and (best is None or len(candidate) > len(best))):
+            best = candidate
+    return best
+
+
 def describe_kind(mode: int) -> str:
     if stat_module.S_ISDIR(mode):
         return "a directory"
@@ -215,8 +239,8 @@ class PathFollower:
     # --- rotated siblings ---------------------------------------------------------------------
 
     def family(self) -> list[tuple[str, os.stat_result]]:
-        """Regular, uncompressed files next to the (resolved) path whose names start with its
-        name: where rotation puts old files (auth.log.1, auth.log-20260101)."""
+        """The rotated siblings: regular, uncompressed files next to the (resolved) path named
+        as rotation names old files, that no source follows as a log of its own."""
         real = os.path.realpath(self.path)
         directory, base = os.path.split(real)
         found = []
@@ -224,10 +248,11 @@ class PathFollower:
             entries = list(os.scandir(directory))
         except OSError:
             return found
+        followed = self.owner.followed
         for entry in entries:
-            name = entry.name
-            if (name == base or not name.startswith(base)
-                    or name.lower().endswith(COMPRESSED_SUFFIXES)):
+            if not is_rotated_name(entry.name, base) or entry.path in followed:
+                continue
+            if rotation_owner(entry.path, followed | {real}) != real:
                 continue
             try:
                 st = entry.stat()
@@ -348,6 +373,13 @@ class PathFollower:
         return directory in (os.path.dirname(self.path),
                              os.path.dirname(os.path.realpath(self.path)))
 
+    def owns(self, saved: SavedOffset) -> bool:
+        """A saved row of this path: its own, or one of its rotated files."""
+        if saved.path == self.path:
+            return True
+        real = os.path.realpath(self.path)
+        return rotation_owner(saved.path, self.owner.followed | {real}) == real
+
     def start_backlog(self, now: float) -> None:
         """At startup: rotated siblings that hold a saved offset were rotated while arguard
         was stopped; finish them before the file the path names now. If the path's own file
@@ -361,7 +393,7 @@ class PathFollower:
         for path, st in family:
             sibling_id = (st.st_dev, st.st_ino)
             old = owner.saved_by_id.get(sibling_id)
-            if (old is None or not self.same_place(old) or owner.is_open(sibling_id)
+            if (old is None or not self.owns(old) or owner.is_open(sibling_id)
                     or st.st_size < old.offset):
                 continue
             backlog.append((path, sibling_id, old.offset))
@@ -546,6 +578,9 @@ class FileSource:
         self.followers: dict[str, PathFollower] = {}
         self.saved_by_path: dict[str, SavedOffset] = {}
         self.saved_by_id: dict[FileId, SavedOffset] = {}
+        # resolved paths every file source follows (shared): never someone's rotated sibling
+        self.followed: set[str] = set()
+        self.scanned = False
         self.open_by_id: dict[FileId, tuple[FileReader, PathFollower]] = {}
 
     def keys_in_use(self) -> set[str]:
@@ -589,28 +624,34 @@ class FileSource:
             return [pattern]
         return sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
 
-    def start(self, saved: list[SavedOffset], now: float) -> None:
-        """Follow what the path or glob names now, placed from the saved offsets."""
+    def start(self, saved: list[SavedOffset], followed: set[str], now: float) -> None:
+        """Follow what the path or glob names now (placed from the saved offsets by
+        place(), once every source has scanned)."""
         self.saved_by_path = {row.path: row for row in saved}
         self.saved_by_id = {row.file_id: row for row in saved}
-        self.scan(now, at_start=True)
+        self.followed = followed
+        self.scan(now)
 
-    def scan(self, now: float, at_start: bool = False) -> None:
+    def place(self, now: float) -> None:
+        for follower in self.followers.values():
+            follower.place_initial(now)
+
+    def scan(self, now: float) -> None:
         """Follow new matches of the path or glob; drop glob matches that are gone."""
         paths = self.matches()
         for path in paths:
             if path not in self.followers:
-                if not at_start and self.is_glob:
+                if self.is_glob and self.scanned:
                     log.info("%s: now following %s", self.source.path, path)
-                follower = PathFollower(path, self)
-                self.followers[path] = follower
-                if at_start:
-                    follower.place_initial(now)
+                self.followers[path] = PathFollower(path, self)
+                self.followed.add(os.path.realpath(path))
         if self.is_glob:
             wanted = set(paths)
             for path, follower in list(self.followers.items()):
                 if path not in wanted and not follower.readers():
                     del self.followers[path]
+                    self.followed.discard(os.path.realpath(path))
+        self.scanned = True
 
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         more = False

@@ -138,8 +138,11 @@ class SourceManager:
         now = self.clock()
         saved = [SavedOffset(path, (device, inode), offset)
                  for path, device, inode, offset in self.store.file_offsets()]
+        followed: set[str] = set()
         for files in self.files:
-            files.start(saved, now)
+            files.start(saved, followed, now)
+        for files in self.files:
+            files.place(now)
         self._watcher = DirectoryWatcher(self._notify)
         self._update_watches()
         self._read_files(now)

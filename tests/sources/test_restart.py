@@ -179,3 +179,28 @@ def test_sigterm_and_sigkill_restarts_while_the_writer_rotates(tmp_path):
         multiset_difference(everything, expected_lines("L", count))
     # rotated files were finished while the follower was down
     assert Path(f"{log}.6").exists()
+
+
+def test_rotated_files_go_to_the_log_they_came_from_when_names_overlap(tmp_path):
+    """app.log.err.1 could be a rotated app.log by its name; it is app.log.err's."""
+    app, err, db = tmp_path / "app.log", tmp_path / "app.log.err", tmp_path / "db"
+    append(app, "a1")
+    append(err, "e1")
+    sources = [Source(path=str(app), start_at="beginning"),
+               Source(path=str(err), start_at="beginning")]
+
+    def once(expect):
+        async def scenario(manager, delivered):
+            await until(lambda: len(delivered) >= expect)
+        delivered, _, _ = follow(sources, db, scenario)
+        return sorted((os.path.basename(line.location), line.text) for line in delivered)
+
+    assert once(2) == [("app.log", "a1"), ("app.log.err", "e1")]
+    append(app, "a2")
+    append(err, "e2")
+    os.rename(err, f"{err}.1")
+    append(err, "e3")
+    os.rename(app, f"{app}.1")
+    append(app, "a3")
+    assert once(4) == [("app.log", "a2"), ("app.log", "a3"),
+                       ("app.log.err", "e2"), ("app.log.err", "e3")]
