@@ -39,6 +39,7 @@ RETIRE_QUIET_SECONDS = 2.0
 # The last bytes read are kept to recognise a file that was truncated and grew again, and to
 # find the copy that copytruncate made.
 TAIL_BYTES = 256
+START_WINDOW_BYTES = 64 * 1024
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".z", ".zip")
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
@@ -50,6 +51,30 @@ class SavedOffset:
     path: str
     file_id: FileId
     offset: int
+
+
+def is_rotated_name(name: str, base: str) -> bool:
+    """Whether logrotate (or a logger) could have given an old `base` this name:
+    auth.log.1, auth.log-20260101, auth.log_old, app-20260101.log (dateext + extension)."""
+    if name == base or name.lower().endswith(COMPRESSED_SUFFIXES):
+        return False
+    if name.startswith(base) and name[len(base)] in ".-_":
+        return True
+    stem, extension = os.path.splitext(base)
+    return bool(extension) and name.startswith(stem + "-") and name.endswith(extension)
+
+
+def rotation_owner(path: str, followed: set[str]) -> str | None:
+    """The followed (resolved) path whose rotated file `path` would be: the longest name
+    that fits (auth.log.err.1 is auth.log.err's when both are followed, not auth.log's)."""
+    directory, name = os.path.split(path)
+    best = None
+    for candidate in followed:
+        if (os.path.dirname(candidate) == directory
+                and is_rotated_name(name, os.path.basename(candidate))
+                and (best is None or len(candidate) > len(best))):
+            best = candidate
+    return best
 
 
 def describe_kind(mode: int) -> str:
@@ -82,6 +107,26 @@ class FileReader:
         self.tail = b""
         self.last_growth = now
         self.retired_at: float | None = None
+
+    def prime(self) -> None:
+        """Starting inside a file: remember the bytes before `offset` (to recognise a
+        truncation), and if `offset` falls inside a line (start_at = "end" while a line is
+        being written) begin at the start of that line, or skip to its end if it is longer
+        than the look-back window."""
+        if self.offset == 0:
+            return
+        window = min(self.offset, START_WINDOW_BYTES)
+        start = self.offset - window
+        before = os.pread(self.fd, window, start)
+        if not before.endswith(b"\n"):
+            newline = before.rfind(b"\n")
+            if newline >= 0 or start == 0:
+                self.restart_at(start + newline + 1)
+                before = before[:newline + 1]
+            else:
+                self.skipping = True
+                return
+        self.tail = before[-TAIL_BYTES:]
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -194,8 +239,8 @@ class PathFollower:
     # --- rotated siblings ---------------------------------------------------------------------
 
     def family(self) -> list[tuple[str, os.stat_result]]:
-        """Regular, uncompressed files next to the (resolved) path whose names start with its
-        name: where rotation puts old files (auth.log.1, auth.log-20260101)."""
+        """The rotated siblings: regular, uncompressed files next to the (resolved) path named
+        as rotation names old files, that no source follows as a log of its own."""
         real = os.path.realpath(self.path)
         directory, base = os.path.split(real)
         found = []
@@ -203,10 +248,11 @@ class PathFollower:
             entries = list(os.scandir(directory))
         except OSError:
             return found
+        followed = self.owner.followed
         for entry in entries:
-            name = entry.name
-            if (name == base or not name.startswith(base)
-                    or name.lower().endswith(COMPRESSED_SUFFIXES)):
+            if not is_rotated_name(entry.name, base) or entry.path in followed:
+                continue
+            if rotation_owner(entry.path, followed | {real}) != real:
                 continue
             try:
                 st = entry.stat()
@@ -237,8 +283,6 @@ class PathFollower:
     def place_initial(self, now: float) -> None:
         self.start_backlog(now)
         self.initial = os.path.lexists(self.path)
-        if self.path in self.owner.saved_by_path:
-            self.owner.claim(self.path)
 
     def retire(self, reader: FileReader, now: float, replaced_by: FileId | None = None) -> None:
         """Finish `reader` (rotated away) before the path's new file. With `replaced_by`,
@@ -313,6 +357,12 @@ class PathFollower:
             offset = self.initial_offset(file_id, st.st_size)
             self.initial = False
         reader = FileReader(fd, file_id, offset, now)
+        try:
+            reader.prime()
+        except OSError as exc:
+            reader.close()
+            self.report(f"{self.path}: cannot read: {exc.strerror}")
+            return None
         self.owner.register(reader, self)
         return reader
 
@@ -322,6 +372,13 @@ class PathFollower:
         directory = os.path.dirname(saved.path)
         return directory in (os.path.dirname(self.path),
                              os.path.dirname(os.path.realpath(self.path)))
+
+    def owns(self, saved: SavedOffset) -> bool:
+        """A saved row of this path: its own, or one of its rotated files."""
+        if saved.path == self.path:
+            return True
+        real = os.path.realpath(self.path)
+        return rotation_owner(saved.path, self.owner.followed | {real}) == real
 
     def start_backlog(self, now: float) -> None:
         """At startup: rotated siblings that hold a saved offset were rotated while arguard
@@ -336,10 +393,9 @@ class PathFollower:
         for path, st in family:
             sibling_id = (st.st_dev, st.st_ino)
             old = owner.saved_by_id.get(sibling_id)
-            if (old is None or not self.same_place(old) or owner.is_open(sibling_id)
+            if (old is None or not self.owns(old) or owner.is_open(sibling_id)
                     or st.st_size < old.offset):
                 continue
-            owner.claim(old.path)
             backlog.append((path, sibling_id, old.offset))
             if own is not None and own.file_id == sibling_id:
                 rotated_at = st.st_mtime
@@ -367,6 +423,11 @@ class PathFollower:
             os.close(fd)
             return False
         reader = FileReader(fd, file_id, offset, now)
+        try:
+            reader.prime()
+        except OSError:
+            reader.close()
+            return False
         reader.retired_at = now
         reader.key = path
         owner.register(reader, self)
@@ -379,7 +440,6 @@ class PathFollower:
         owner = self.owner
         saved = owner.saved_by_id.get(file_id)
         if saved is not None and self.same_place(saved):
-            owner.claim(saved.path)
             if size >= saved.offset:
                 return saved.offset
             log.info("%s: shorter than its saved offset (truncated while arguard was "
@@ -388,6 +448,7 @@ class PathFollower:
         if self.path in owner.saved_by_path:
             return 0  # followed before; this is a new file since then
         return size if owner.source.start_at == "end" else 0
+
 
     def check(self, now: float) -> None:
         """Notice a rotation (the path names another file), a deletion, a truncation."""
@@ -508,8 +569,7 @@ class PathFollower:
 class FileSource:
     """One configured `[[source]] path = ...` (a path or a glob)."""
 
-    def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions,
-                 claimed: set[str]):
+    def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions):
         assert source.path is not None
         self.source = source
         self.counters = counters
@@ -518,12 +578,20 @@ class FileSource:
         self.followers: dict[str, PathFollower] = {}
         self.saved_by_path: dict[str, SavedOffset] = {}
         self.saved_by_id: dict[FileId, SavedOffset] = {}
-        self.claimed = claimed
+        # resolved paths every file source follows (shared): never someone's rotated sibling
+        self.followed: set[str] = set()
+        self.scanned = False
         self.open_by_id: dict[FileId, tuple[FileReader, PathFollower]] = {}
 
-    def claim(self, key: str) -> None:
-        """A saved row still describes a file being read (others are forgotten at start)."""
-        self.claimed.add(key)
+    def keys_in_use(self) -> set[str]:
+        """Offset rows that describe files being read, or a path not opened yet (unreadable
+        at startup): the other saved rows are stale once every source is placed."""
+        keys = set()
+        for follower in self.followers.values():
+            if follower.initial:
+                keys.add(follower.path)
+            keys.update(reader.key for reader in follower.readers() if reader.key is not None)
+        return keys
 
     def is_open(self, file_id: FileId) -> bool:
         return file_id in self.open_by_id
@@ -556,28 +624,34 @@ class FileSource:
             return [pattern]
         return sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
 
-    def start(self, saved: list[SavedOffset], now: float) -> None:
-        """Follow what the path or glob names now, placed from the saved offsets."""
+    def start(self, saved: list[SavedOffset], followed: set[str], now: float) -> None:
+        """Follow what the path or glob names now (placed from the saved offsets by
+        place(), once every source has scanned)."""
         self.saved_by_path = {row.path: row for row in saved}
         self.saved_by_id = {row.file_id: row for row in saved}
-        self.scan(now, at_start=True)
+        self.followed = followed
+        self.scan(now)
 
-    def scan(self, now: float, at_start: bool = False) -> None:
+    def place(self, now: float) -> None:
+        for follower in self.followers.values():
+            follower.place_initial(now)
+
+    def scan(self, now: float) -> None:
         """Follow new matches of the path or glob; drop glob matches that are gone."""
         paths = self.matches()
         for path in paths:
             if path not in self.followers:
-                if not at_start and self.is_glob:
+                if self.is_glob and self.scanned:
                     log.info("%s: now following %s", self.source.path, path)
-                follower = PathFollower(path, self)
-                self.followers[path] = follower
-                if at_start:
-                    follower.place_initial(now)
+                self.followers[path] = PathFollower(path, self)
+                self.followed.add(os.path.realpath(path))
         if self.is_glob:
             wanted = set(paths)
             for path, follower in list(self.followers.items()):
                 if path not in wanted and not follower.readers():
                     del self.followers[path]
+                    self.followed.discard(os.path.realpath(path))
+        self.scanned = True
 
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         more = False

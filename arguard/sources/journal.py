@@ -94,9 +94,11 @@ class JournalSource:
         try:
             output, _ = await asyncio.wait_for(process.communicate(), 30)
         except TimeoutError:
-            process.kill()
-            await process.wait()
             return
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
         for text in output.decode("utf-8", errors="replace").splitlines():
             if text.startswith("-- cursor: "):
                 self.cursor = text[len("-- cursor: "):].strip()
@@ -136,6 +138,8 @@ class JournalSource:
         except OSError as exc:
             return f"cannot start {journalctl}: {exc.strerror or exc}"
         self.process = process
+        if self._stopping.is_set():
+            process.terminate()
         stderr = asyncio.ensure_future(self._collect_stderr(process))
         try:
             await self._read(process)

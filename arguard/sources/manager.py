@@ -43,12 +43,11 @@ class SourceManager:
         self.files: list[FileSource] = []
         self.journals: list[JournalSource] = []
         self._ordered: list[FileSource | JournalSource] = []
-        self._claimed: set[str] = set()
         self._by_location: dict[str, SourceCounters] = {}
         for source in sources:
             if source.path is not None:
                 counters = SourceCounters(source.name, "file")
-                files = FileSource(source, counters, self.pending, self._claimed)
+                files = FileSource(source, counters, self.pending)
                 self.files.append(files)
                 self._ordered.append(files)
             else:
@@ -139,13 +138,17 @@ class SourceManager:
         now = self.clock()
         saved = [SavedOffset(path, (device, inode), offset)
                  for path, device, inode, offset in self.store.file_offsets()]
+        followed: set[str] = set()
         for files in self.files:
-            files.start(saved, now)
+            files.start(saved, followed, now)
+        for files in self.files:
+            files.place(now)
         self._watcher = DirectoryWatcher(self._notify)
         self._update_watches()
         self._read_files(now)
+        in_use = set().union(*(files.keys_in_use() for files in self.files))
         for row in saved:
-            if row.path not in self._claimed and row.path not in self.pending.offsets:
+            if row.path not in in_use:
                 self.pending.forget_offset(row.path)
         self.commit()
         for journal in self.journals:

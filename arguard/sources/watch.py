@@ -19,6 +19,15 @@ from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
 
+
+def _not_stop_race(record: logging.LogRecord) -> bool:
+    # watchdog 7 logs this at ERROR when an emitter thread wakes up once more while its
+    # observer is being stopped; harmless, and it would show in arguard's log at every stop.
+    return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_not_stop_race)
+
 POLL_INTERVAL = 0.5
 # Only these reach us from inotify (no open/close/access events, which reading would cause).
 EVENT_TYPES = [FileModifiedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent,
