@@ -57,6 +57,9 @@ install -d -m 0755 "$ROOT/etc/systemd/system" "$ROOT/etc/logrotate.d" "$ROOT/usr
 install -m 0644 "$SOURCE/packaging/arguard.service" "$ROOT/etc/systemd/system/arguard.service"
 install -m 0644 "$SOURCE/packaging/arguard.logrotate" "$ROOT/etc/logrotate.d/arguard"
 ln -sf /opt/arguard/bin/arguard "$ROOT/usr/local/sbin/arguard"
+# `ip route` then shows arguard's blackhole routes as "proto arguard" (number 152)
+install -d -m 0755 "$ROOT/etc/iproute2/rt_protos.d"
+echo "152 arguard" > "$ROOT/etc/iproute2/rt_protos.d/arguard.conf"
 
 "$PREFIX/bin/arguard" check-config -c "$ROOT/etc/arguard/arguard.toml"
 

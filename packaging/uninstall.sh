@@ -46,7 +46,8 @@ if [ -x "$PREFIX/bin/arguard" ]; then
     fi
 fi
 
-rm -f "$ROOT/etc/systemd/system/arguard.service" "$ROOT/etc/logrotate.d/arguard"
+rm -f "$ROOT/etc/systemd/system/arguard.service" "$ROOT/etc/logrotate.d/arguard" \
+    "$ROOT/etc/iproute2/rt_protos.d/arguard.conf"
 if [ -L "$ROOT/usr/local/sbin/arguard" ]; then
     rm -f "$ROOT/usr/local/sbin/arguard"
 fi
