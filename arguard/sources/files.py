@@ -449,7 +449,6 @@ class PathFollower:
             return 0  # followed before; this is a new file since then
         return size if owner.source.start_at == "end" else 0
 
-
     def check(self, now: float) -> None:
         """Notice a rotation (the path names another file), a deletion, a truncation."""
         owner = self.owner
@@ -516,7 +515,10 @@ class PathFollower:
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         """Check and read: the rotated-away files first, then the current one. True when the
         limit stopped reading."""
-        self.check(now)
+        try:
+            self.check(now)
+        except OSError as exc:
+            self.report(f"{self.path}: {exc.strerror or exc}")
         owner = self.owner
         source = owner.source
         pending = owner.pending

@@ -56,7 +56,8 @@ def test_directory_fifo_and_file_turned_fifo_are_reported_others_followed(tmp_pa
     assert texts(delivered) == ["turned 1", "good 1", "turned 2"]
     status = by_source(status)
     assert status[str(directory)]["errors"] == 1
-    assert status[str(directory)]["last_error"] == f"{directory} is a directory, not a log file; not read"
+    assert (status[str(directory)]["last_error"]
+            == f"{directory} is a directory, not a log file; not read")
     assert status[str(fifo)]["errors"] == 1
     assert status[str(fifo)]["last_error"] == f"{fifo} is a FIFO, not a log file; not read"
     assert status[str(good)]["errors"] == 0
