@@ -14,8 +14,10 @@ The cost per event does not depend on how much history there is.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Callable
 
 from arguard.model import Event
 from arguard.ruleset.compiled import COMPILED_RULES
@@ -118,6 +120,70 @@ class _IgnoreTable:
                 break
 
 
+_LITERAL_ALTERNATIVE = re.compile(r"(\^?)((?:[^\\.^$*+?{}\[\]()|]|\\[^A-Za-z0-9])*)(\$?)")
+
+MessageCheck = Callable[[str, str], bool]
+
+
+def _literal_check(text: str) -> MessageCheck | None:
+    """For a case-insensitive pattern that is only literal alternatives (`a|^b|c$`, the
+    form Wazuh's <match> takes), a check on the lower-cased message with `in`/`startswith`/
+    `endswith`: several times faster than a regex search, same answer."""
+    if text.startswith("(?"):
+        return None
+    parts = []
+    for alternative in text.split("|"):
+        found = _LITERAL_ALTERNATIVE.fullmatch(alternative)
+        if found is None:
+            return None
+        literal = re.sub(r"\\(.)", r"\1", found.group(2)).lower()
+        if not literal.isascii():
+            return None
+        parts.append((literal, bool(found.group(1)), bool(found.group(3))))
+    if any(not literal and not (start or end) for literal, start, end in parts):
+        return lambda message, lowered: True
+
+    def check(message: str, lowered: str) -> bool:
+        for literal, start, end in parts:
+            if start and end:
+                if lowered == literal:
+                    return True
+            elif start:
+                if lowered.startswith(literal):
+                    return True
+            elif end:
+                if lowered.endswith(literal):
+                    return True
+            elif literal in lowered:
+                return True
+        return False
+
+    return check
+
+
+def _message_only_check(rule: Rule, source_checked: bool = False) -> MessageCheck | None:
+    """A check for rules whose only condition is one non-negated `match` or `regex` on the
+    message (most children in the shipped trees), skipping the general `_matches`.
+    `source_checked`: decoded_as and category are already known to hold (indexed roots)."""
+    if ((not source_checked and (rule.decoded_as is not None or rule.category is not None))
+            or rule.field_conditions or rule.user is not None or rule.address_conditions
+            or rule.predecoded_conditions or rule.compiled_rule is not None or rule.ignore
+            or rule.frequency is not None or (rule.match is not None and rule.regex is not None)):
+        return None
+    if rule.match is None and rule.regex is None:
+        return lambda message, lowered: True
+    condition = rule.match if rule.match is not None else rule.regex
+    if condition.negate:
+        return None
+    literal = _literal_check(condition.pattern.pattern) \
+        if condition.pattern.flags & re.IGNORECASE and isinstance(condition.pattern, re.Pattern) \
+        else None
+    if literal is not None:
+        return literal
+    search = condition.pattern.search
+    return lambda message, lowered: search(message) is not None
+
+
 def _same_correlation(old: Rule, new: Rule) -> bool:
     return (old.frequency, old.timeframe, old.same, old.different, old.if_matched_sid,
             old.if_matched_group) == (new.frequency, new.timeframe, new.same, new.different,
@@ -131,15 +197,21 @@ class Engine:
                         if rule.frequency is not None}
         self.ignores = {rule.id: _IgnoreTable(max_keys) for rule in tree.rules.values()
                         if rule.ignore}
-        self._roots_by_source: dict[tuple[str | None, str], list[Rule]] = {}
+        self._roots_by_source: dict[tuple[str | None, str],
+                                    list[tuple[Rule, MessageCheck | None]]] = {}
+        #: per rule, its children with their message-only check (None: the general one)
+        self._children: dict[int, list[tuple[Rule, MessageCheck | None]]] = {
+            rule.id: [(child, _message_only_check(child)) for child in rule.children]
+            for rule in tree.rules.values()}
 
-    def _roots(self, event: Event) -> list[Rule]:
-        """The root rules whose decoded_as/category can accept this event, in tree order:
-        most lines of a busy log come from programs no root rule is about."""
+    def _roots(self, event: Event) -> list[tuple[Rule, MessageCheck | None]]:
+        """The root rules whose decoded_as/category can accept this event, in tree order,
+        with their message-only checks: most lines of a busy log come from programs no root
+        rule is about."""
         source = (event.decoder, event.category)
         roots = self._roots_by_source.get(source)
         if roots is None:
-            roots = [r for r in self.tree.roots
+            roots = [(r, _message_only_check(r, source_checked=True)) for r in self.tree.roots
                      if (r.decoded_as is None or r.decoded_as == event.decoder)
                      and (r.category is None or r.category == event.category)]
             self._roots_by_source[source] = roots
@@ -169,16 +241,19 @@ class Engine:
 
     def evaluate(self, event: Event) -> Evaluation:
         chain: list[Rule] = []
-        for root in self._roots(event):
-            if self._matches(root, event):
+        message = event.pre.message
+        lowered = message.lower()
+        for root, check in self._roots(event):
+            if check(message, lowered) if check is not None else self._matches(root, event):
                 chain.append(root)
                 break
         else:
             return Evaluation(None, ())
         node = root
+        children = self._children
         while True:
-            for child in node.children:
-                if self._matches(child, event):
+            for child, check in children[node.id]:
+                if check(message, lowered) if check is not None else self._matches(child, event):
                     chain.append(child)
                     node = child
                     break
