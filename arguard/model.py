@@ -10,8 +10,8 @@ from typing import Literal
 class Line:
     """One log line as a source read it.
 
-    Sources that split fields themselves (the journal) set `program_name`, `hostname` and
-    `timestamp`; predecoding then takes the text as the bare message.
+    Sources that split fields themselves (the journal) set `program_name`, `hostname`,
+    `timestamp` and `pid`; predecoding then takes the text as the bare message.
     """
 
     text: str
@@ -20,6 +20,7 @@ class Line:
     program_name: str | None = None
     hostname: str | None = None
     timestamp: float | None = None
+    pid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from arguard.decode.decoders import SourceMemory
 from arguard.decode.predecode import Predecoder
 from arguard.model import Alert, Event, Line, Response
 from arguard.ruleset.engine import Engine, Evaluation
@@ -33,6 +34,7 @@ class Pipeline:
                  reference_time: float | None = None):
         self.predecoder = Predecoder(reference_time)
         self.decoders = ruleset.decoders
+        self.source_memory = SourceMemory()
         self.engine = Engine(ruleset.rules)
         self.line_time = line_time
         self.decide = decide
@@ -43,13 +45,14 @@ class Pipeline:
         """Continue the session of the pipeline this one replaces (a reload): correlation
         windows of unchanged rules and the fired-times counters carry over."""
         self.engine.adopt_state(previous.engine)
+        self.source_memory = previous.source_memory
         self.firedtimes = previous.firedtimes
         self._alerts = previous._alerts
 
     def process(self, line: Line) -> Outcome:
         pre = self.predecoder.predecode(line)
         when = pre.time if self.line_time and pre.time is not None else line.received
-        decoded = self.decoders.decode(pre)
+        decoded = self.decoders.decode(pre, self.source_memory)
         if decoded is None:
             event = Event(line, pre, when)
         else:

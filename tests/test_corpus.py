@@ -25,7 +25,7 @@ CORPUS = SHARED / "corpus" / "fail2ban"
 FILES = ("sshd", "sshd-journal", "pam-generic", "nginx-http-auth", "nginx-botsearch",
          "apache-auth", "apache-badbots", "apache-noscript")
 MINIMUM_COVERAGE = {"sshd": 0.90}
-_JOURNAL_LINE = re.compile(r"^(?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[\d+\])?: (?P<msg>.*)$")
+_JOURNAL_LINE = re.compile(r"^(?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$")
 
 
 @dataclass
@@ -69,7 +69,7 @@ def corpus_line(name: str, sample: Sample) -> Line:
         match = _JOURNAL_LINE.match(sample.text)
         assert match, f"unexpected journal sample {sample.text!r}"
         return Line(match.group("msg"), "journal", 0.0, program_name=match.group("prog"),
-                    hostname=match.group("host"), timestamp=0.0)
+                    hostname=match.group("host"), timestamp=0.0, pid=match.group("pid"))
     return Line(sample.text, name, 0.0)
 
 

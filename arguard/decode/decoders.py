@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from arguard.tomlfile import TomlFile
 
 _KEYS = {"name", "parent", "program_name", "prematch", "prematch_offset", "regex",
          "regex_offset", "type"}
+_BOOL_KEYS = {"remember_source", "recall_source"}
 _REGEX_OFFSETS = ("after_parent", "after_prematch", "after_regex")
 _ADDRESS_FIELDS = ("srcip", "dstip")
 _PROGRAM_CACHE_LIMIT = 4096
@@ -39,6 +41,8 @@ class Decoder:
     regex: Pattern | None = None
     regex_offset: str | None = None
     type: str | None = None
+    remember_source: bool = False
+    recall_source: bool = False
     children: list["Decoder"] = field(default_factory=list)
 
 
@@ -79,6 +83,44 @@ def _capture(pattern: Pattern, message: str, start: int,
     return match.end()
 
 
+class SourceMemory:
+    """The last source address each logging process announced (`remember_source`), for that
+    process's later messages that name none (`recall_source`): sshd says "Connection from
+    ADDR port N" once (LogLevel VERBOSE) and then e.g. "fatal: Unable to negotiate a key
+    exchange method [preauth]". Keyed by (host, program, pid), so only the same process's
+    own earlier line is used; a newer announcement for the pid replaces the older one; entries
+    expire after MAX_AGE seconds of line time (longer than any pre-auth connection lives) and
+    at most MAX_ENTRIES are kept (least recently announced dropped first)."""
+
+    MAX_ENTRIES = 8192
+    MAX_AGE = 600.0
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, tuple[str, float | None]] = OrderedDict()
+
+    def remember(self, key: tuple, address: str, when: float | None) -> None:
+        entries = self._entries
+        entries[key] = (address, when)
+        entries.move_to_end(key)
+        if len(entries) > self.MAX_ENTRIES:
+            entries.popitem(last=False)
+
+    def recall(self, key: tuple, when: float | None) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        address, seen = entry
+        if when is not None and seen is not None and not 0 <= when - seen <= self.MAX_AGE:
+            return None
+        return address
+
+
+def _process_key(pre: Predecoded) -> tuple | None:
+    if pre.pid is None or pre.program_name is None:
+        return None
+    return (pre.hostname, pre.program_name, pre.pid)
+
+
 class DecoderSet:
     def __init__(self, decoders: list[Decoder]):
         self.roots = [d for d in decoders if d.parent is None]
@@ -100,7 +142,9 @@ class DecoderSet:
             self._by_program[program] = found
         return found
 
-    def decode(self, pre: Predecoded) -> Decoded | None:
+    def decode(self, pre: Predecoded, memory: SourceMemory | None = None) -> Decoded | None:
+        """`memory`: the session's SourceMemory, for decoders that remember or recall a
+        process's source address (None: those options are not applied)."""
         message = pre.message
         for root in self._candidates(pre.program_name):
             parent_end = 0
@@ -114,9 +158,27 @@ class DecoderSet:
                 start = parent_end if root.regex_offset == "after_prematch" else 0
                 _capture(root.regex, message, start, fields)
             child = self._decode_children(root, message, parent_end, fields)
+            if memory is not None and (root.recall_source or
+                                       (child is not None and child.remember_source)):
+                self._use_memory(memory, pre, root, child, fields)
             category = (child.type if child is not None and child.type else root.type) or "syslog"
             return Decoded(root.name, child.name if child else None, category, fields)
         return None
+
+    @staticmethod
+    def _use_memory(memory: SourceMemory, pre: Predecoded, root: Decoder,
+                    child: Decoder | None, fields: dict[str, str]) -> None:
+        key = _process_key(pre)
+        if key is None:
+            return
+        address = fields.get("srcip")
+        if address is not None:
+            if child is not None and child.remember_source:
+                memory.remember(key, address, pre.time)
+        elif root.recall_source:
+            recalled = memory.recall(key, pre.time)
+            if recalled is not None:
+                fields["srcip"] = recalled
 
     @staticmethod
     def _decode_children(root: Decoder, message: str, parent_end: int,
@@ -220,7 +282,10 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         problems.append(doc.problem(message, "decoder", index, key))
 
     for key, value in data.items():
-        if key not in _KEYS:
+        if key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                fail(f"decoder.{key} must be true or false", key)
+        elif key not in _KEYS:
             fail(f"unknown key {key!r} in [[decoder]]", key)
         elif not isinstance(value, str):
             fail(f"decoder.{key} must be a string", key)
@@ -248,6 +313,8 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
     offset = data.get("regex_offset")
     if offset is not None and offset not in _REGEX_OFFSETS:
         fail("regex_offset must be one of " + ", ".join(_REGEX_OFFSETS), "regex_offset")
+    if data.get("recall_source") and parent is not None:
+        fail("recall_source belongs on a root decoder", "recall_source")
     if offset is not None and "regex" not in data:
         fail("regex_offset without regex", "regex_offset")
     if len(problems) > before:
@@ -257,4 +324,6 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         program_name=compiled.get("program_name"), prematch=compiled.get("prematch"),
         prematch_after_parent="prematch_offset" in data, regex=compiled.get("regex"),
         regex_offset=offset, type=data.get("type"),
+        remember_source=data.get("remember_source", False),
+        recall_source=data.get("recall_source", False),
     )

@@ -4,7 +4,10 @@ Recognised headers:
 - BSD syslog: `Nov 22 13:40:01 host prog[pid]: msg` (pid optional, year-less date)
 - RFC 3339 / ISO 8601, as rsyslog writes on Debian 12+:
   `2026-11-22T13:40:01.123456+00:00 host prog[pid]: msg`
+- BSD syslog without a host and with the program in brackets: `Mar  3 00:17:22 [sshd]: msg`
+- RFC 5424: `<38>1 2026-11-22T13:40:01.123+00:00 host prog pid msgid [sd…] msg`
 - lines from sources that split the fields themselves (the journal)
+Solaris' message-id prefix (`[ID 800047 auth.info] `) is removed from the message, as Wazuh does.
 Lines without such a header (web access and error logs) keep the whole text as the message;
 their own timestamp (`[22/Nov/2026:13:40:01 +0000]`, `2026/11/22 13:40:01`,
 `[Sun Nov 22 13:40:01.123 2026]`) is still read, so replaying them keeps their times.
@@ -26,6 +29,15 @@ _PROGRAM = r"(?P<prog>[A-Za-z0-9_./()\-]+?)(?:\[(?P<pid>\d+)\])?: "
 _BSD = re.compile(
     r"(?P<ts>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?)"
     r" (?:(?P<host>[^\s:\[\]]+) )?" + _PROGRAM)
+_BSD_BRACKETED = re.compile(
+    r"(?P<ts>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?)"
+    r" \[(?P<prog>[A-Za-z0-9_.\-]+)\]:? ")
+_SD_ELEMENT = r'\[[^\]"]*(?:"(?:[^"\\]|\\.)*"[^\]"]*)*\]'
+_RFC5424 = re.compile(
+    r"(?:<\d{1,3}>)?1 (?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))"
+    r" (?P<host>\S+) (?P<prog>[^\s\[\]]+) (?P<pid>\S+) \S+ (?:-|(?:" + _SD_ELEMENT + r")+)"
+    r" (?:\ufeff)?")
+_SOLARIS_ID = re.compile(r"\[ID \d+ [A-Za-z0-9]+\.[A-Za-z]+\] ")
 _ISO = re.compile(
     r"(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
     r" (?P<host>[^\s:\[\]]+) " + _PROGRAM)
@@ -50,22 +62,33 @@ class Predecoder:
         if line.program_name is not None:
             return Predecoded(
                 message=line.text, program_name=line.program_name, hostname=line.hostname,
-                time=line.timestamp,
+                pid=line.pid, time=line.timestamp,
                 timestamp=_iso(line.timestamp) if line.timestamp is not None else None,
                 header=True)
         text = line.text
-        match = _BSD.match(text)
+        match = _BSD.match(text) or _BSD_BRACKETED.match(text)
         if match is not None:
             return self._header(match, text, self._bsd_time(match))
         if text[:1].isdigit():
             match = _ISO.match(text)
             if match is not None:
                 return self._header(match, text, self._iso_time(match.group("ts")))
+        if text[:1] in "<1":
+            match = _RFC5424.match(text)
+            if match is not None:
+                return self._header(match, text, self._iso_time(match.group("ts")))
         return Predecoded(message=text, time=self._embedded_time(text))
 
     def _header(self, match: re.Match, text: str, when: float | None) -> Predecoded:
-        stamp, host, program, pid = match.group("ts", "host", "prog", "pid")
-        return Predecoded(text[match.end():], stamp, when, host, program, pid, True)
+        groups = match.groupdict()
+        pid = groups.get("pid")
+        message = text[match.end():]
+        if message.startswith("[ID "):
+            solaris = _SOLARIS_ID.match(message)
+            if solaris is not None:
+                message = message[solaris.end():]
+        return Predecoded(message, groups["ts"], when, groups.get("host"), groups["prog"],
+                          None if pid == "-" else pid, True)
 
     def _bsd_time(self, match: re.Match) -> float | None:
         stamp = match.group("ts")

@@ -234,8 +234,9 @@ class JournalSource:
             timestamp = int(stamp) / 1e6 if stamp is not None else None
         except (TypeError, ValueError):
             timestamp = None
+        pid = _field_text(entry.get("SYSLOG_PID")) or _field_text(entry.get("_PID"))
         return Line(text, LOCATION, now, program_name=program,
-                    hostname=_field_text(entry.get("_HOSTNAME")), timestamp=timestamp)
+                    hostname=_field_text(entry.get("_HOSTNAME")), timestamp=timestamp, pid=pid)
 
     async def stop(self) -> None:
         self._stopping.set()

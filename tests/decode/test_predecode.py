@@ -71,3 +71,28 @@ def test_headerless_lines_keep_the_whole_text_and_their_own_time(text, expected)
 def test_text_that_only_looks_like_a_header_is_left_alone():
     result = pre("Nov 99 13:40:01 host sshd[1]: x")
     assert result.time is None
+
+
+def test_headers_without_host_rfc5424_and_solaris_ids():
+    from arguard.decode.predecode import Predecoder
+    from arguard.model import Line
+
+    predecoder = Predecoder()
+    bracketed = predecoder.predecode(Line("Mar  3 00:17:22 [sshd]: User root from 192.0.2.1", "x", 0))
+    assert (bracketed.program_name, bracketed.hostname, bracketed.message) == \
+        ("sshd", None, "User root from 192.0.2.1")
+    bare = predecoder.predecode(Line("Mar  3 00:17:22 [sshd] User root", "x", 0))
+    assert (bare.program_name, bare.message) == ("sshd", "User root")
+
+    rfc5424 = predecoder.predecode(Line(
+        '<38>1 2019-07-08T17:40:17.5-04:00 h.example.com sshd 55555 - '
+        '[timeQuality tzKnown="1"][x@1 t="[brackets]"] Failed unknown for y', "x", 0))
+    assert (rfc5424.program_name, rfc5424.pid, rfc5424.hostname, rfc5424.message) == \
+        ("sshd", "55555", "h.example.com", "Failed unknown for y")
+    assert rfc5424.time == 1562622017.5
+    no_pid = predecoder.predecode(Line("1 2019-07-08T17:40:17Z h sshd - - - msg", "x", 0))
+    assert (no_pid.pid, no_pid.message) == (None, "msg")
+
+    solaris = predecoder.predecode(Line(
+        "Nov 22 13:40:01 sol sshd[123]: [ID 800047 auth.info] Failed password", "x", 0))
+    assert (solaris.pid, solaris.message) == ("123", "Failed password")
