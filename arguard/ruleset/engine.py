@@ -168,7 +168,8 @@ def _message_only_check(rule: Rule, source_checked: bool = False) -> MessageChec
     if ((not source_checked and (rule.decoded_as is not None or rule.category is not None))
             or rule.field_conditions or rule.user is not None or rule.address_conditions
             or rule.predecoded_conditions or rule.compiled_rule is not None or rule.ignore
-            or rule.frequency is not None or (rule.match is not None and rule.regex is not None)):
+            or rule.frequency is not None or rule.maxsize is not None
+            or (rule.match is not None and rule.regex is not None)):
         return None
     if rule.match is None and rule.regex is None:
         return lambda message, lowered: True
@@ -296,6 +297,8 @@ class Engine:
         if rule.category is not None and rule.category != event.category:
             return False
         message = event.pre.message
+        if rule.maxsize is not None and len(message) <= rule.maxsize:
+            return False
         if rule.match is not None and not rule.match.holds(message):
             return False
         if rule.regex is not None and not rule.regex.holds(message):

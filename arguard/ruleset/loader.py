@@ -55,6 +55,7 @@ class Rule:
     ignore: int = 0
     noalert: bool = False
     overwrite: bool = False
+    maxsize: int | None = None
     children: list["Rule"] = field(default_factory=list)
     info: RuleInfo | None = None
 
@@ -103,6 +104,7 @@ _SIMPLE_KEYS: dict[str, type | tuple[type, ...]] = {
     "if_sid": (int, list), "if_group": str, "if_level": int, "if_matched_sid": int,
     "if_matched_group": str, "decoded_as": str, "category": str, "compiled_rule": str,
     "frequency": int, "timeframe": int, "ignore": int, "noalert": bool, "overwrite": bool,
+    "maxsize": int,
     "srcip": (str, list), "dstip": (str, list), "field": dict, "same_field": list,
     "different_field": list,
 }
@@ -257,6 +259,7 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
         frequency=frequency, timeframe=data.get("timeframe", DEFAULT_TIMEFRAME),
         same=tuple(same), different=tuple(different), ignore=data.get("ignore", 0),
         noalert=data.get("noalert", False), overwrite=data.get("overwrite", False),
+        maxsize=data.get("maxsize"),
     )
 
 
