@@ -25,6 +25,7 @@ CORPUS = SHARED / "corpus" / "fail2ban"
 FILES = ("sshd", "sshd-journal", "pam-generic", "nginx-http-auth", "nginx-botsearch",
          "apache-auth", "apache-badbots", "apache-noscript")
 MINIMUM_COVERAGE = {"sshd": 0.90, "sshd-journal": 0.90, "nginx-http-auth": 0.85,
+                    "apache-auth": 0.85, "apache-noscript": 0.90,
                     "nginx-botsearch": 0.85, "apache-badbots": 0.75}
 _JOURNAL_LINE = re.compile(r"^(?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$")
 
