@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -21,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 from arguard import __version__, control, sdnotify
 from arguard.alerts import AlertLog
@@ -346,6 +348,7 @@ class Daemon:
     async def _report_status(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
+            _return_free_memory()
             self._with_rates(self.sources.status(), time.time())  # fresh lines/s samples
             sdnotify.notify("STATUS=" + self._status_line())
 
@@ -354,6 +357,22 @@ class Daemon:
         while True:
             sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc
+
+
+def _return_free_memory() -> None:
+    """Hand freed heap pages back to the kernel (glibc's malloc_trim): after a burst of lines
+    the allocator keeps them, and an idle daemon should not sit on its peak."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | None]:
