@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from arguard import __version__
 from arguard.config import Config, load_config, resolve_config_path
@@ -43,6 +44,13 @@ def cmd_logtest(args: argparse.Namespace) -> int:
         with open(args.file, "rb") as source:
             return run_logtest(pipeline, source, args.file, mode, sys.stdout)
     return run_logtest(pipeline, sys.stdin.buffer, "stdin", mode, sys.stdout)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from arguard.replay import run_replay
+
+    config, ruleset = _load(args)
+    return run_replay(config, ruleset, [Path(f) for f in args.files], args.json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -179,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--summary", action="store_true", help="only totals at the end")
     logtest.add_argument("file", nargs="?", metavar="FILE")
 
+    replay = add("replay", cmd_replay, "the whole pipeline over old logs in dry run, on the "
+                                       "lines' own clock: which blocks when")
+    replay.add_argument("--json", action="store_true",
+                        help="one JSON object per response, then a summary object")
+    replay.add_argument("files", nargs="+", metavar="FILE")
+
     run = add("run", cmd_run, "run the daemon in the foreground (systemd runs it this way)")
     run.add_argument("--dry-run", action="store_true",
                      help="decide and log every response, apply none")
@@ -211,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     except BrokenPipeError:
         # the reader (e.g. `| head`) went away; that is not an error of ours
         sys.stderr.close()
         return EXIT_OK
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 

@@ -1,0 +1,203 @@
+"""`arguard replay`: the whole pipeline over old logs, in dry run, on the logs' own clock.
+
+Each line's own timestamp is the time: correlation windows use it (the pipeline's line time),
+and the responder and scheduler run on a simulated clock set to it, so blocks are added,
+extended, escalated and lifted when they would have been that day. Nothing touches the
+kernel or any file: the responder runs in dry-run mode on an in-memory store, whose lifted
+rows and forgotten offenders are purged as the replay goes so that memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from arguard.config import Config
+from arguard.linetext import TextCounters, iter_text_lines
+from arguard.model import Line
+from arguard.pipeline import Pipeline
+from arguard.respond.policy import Policy
+from arguard.respond.responder import Applied, Responder
+from arguard.respond.scheduler import Scheduler
+from arguard.ruleset.files import Ruleset
+from arguard.store import Store
+
+MAX_LINE_BYTES = 64 * 1024
+#: lines between two purges of the in-memory store
+PURGE_EVERY = 100_000
+#: distinct source addresses counted for the "top sources" summary before pruning
+SOURCE_TALLY_LIMIT = 100_000
+TOP_SOURCES = 10
+
+
+class SimulatedClock:
+    """The replay's "now": the time of the line being replayed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    time: float
+    action: str
+    command: str
+    target: str
+    rule: int | None
+    timeout: float | None
+    offence: int | None
+    reason: str | None
+
+    def as_dict(self) -> dict:
+        return {"time": _iso(self.time), "action": self.action, "command": self.command,
+                "target": self.target, "rule": self.rule, "timeout": self.timeout,
+                "offence": self.offence, "reason": self.reason}
+
+    def as_text(self) -> str:
+        timeout = "-" if self.timeout is None else f"{self.timeout:.0f}s"
+        reason = f"  ({self.reason})" if self.reason else ""
+        return (f"{_iso(self.time)}  {self.action:6} {self.command:16} {self.target:39} "
+                f"rule={self.rule if self.rule is not None else '-'} timeout={timeout} "
+                f"offence={self.offence if self.offence is not None else '-'}{reason}")
+
+
+class Replay:
+    def __init__(self, config: Config, ruleset: Ruleset, out: IO[str], as_json: bool,
+                 progress: IO[str] | None = None):
+        self.clock = SimulatedClock()
+        self.store = Store(":memory:")
+        self.responder = Responder(config, self.store, dry_run=True, clock=self.clock)
+        self.scheduler = Scheduler(self.responder)
+        self.policy = Policy(config, self.store, self.responder.targets)
+        self.pipeline = Pipeline(ruleset, line_time=True, decide=self.policy.decide)
+        self.config = config
+        self.out = out
+        self.as_json = as_json
+        self.progress = progress
+        self.counters = TextCounters()
+        self.lines = 0
+        self.alerts: Counter[int] = Counter()
+        self.actions: Counter[tuple[str, str]] = Counter()
+        self.sources: Counter[str] = Counter()
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def run(self, paths: list[Path]) -> int:
+        started = time.monotonic()
+        shown = started
+        for path in paths:
+            with open(path, "rb") as stream:
+                for text in iter_text_lines(stream, MAX_LINE_BYTES, self.counters):
+                    self._line(text, str(path))
+                    if self.progress is not None and self.lines % 10_000 == 0 \
+                            and time.monotonic() - shown > 1.0:
+                        shown = time.monotonic()
+                        self.progress.write(f"\r{path}: {self.lines} lines, "
+                                            f"{sum(self.alerts.values())} alerts")
+                        self.progress.flush()
+        if self.progress is not None:
+            self.progress.write("\n")
+        self._finish(time.monotonic() - started)
+        return 0
+
+    def _line(self, text: str, location: str) -> None:
+        outcome = self.pipeline.process(Line(text, location, self.clock.now))
+        when = outcome.event.time
+        self.lines += 1
+        if when > self.clock.now:
+            self._advance(when)
+        if self.first is None:
+            self.first = when
+        self.last = max(self.last or when, when)
+        alert = outcome.alert
+        if alert is not None:
+            self.alerts[alert.rule.id] += 1
+            source = alert.event.fields.get("srcip")
+            if source is not None:
+                self._tally(source)
+            if outcome.responses:
+                self._emit_all(self.responder.apply_many(outcome.responses))
+        if self.lines % PURGE_EVERY == 0:
+            self.store.purge_lifted_blocks(self.clock.now)
+            self.store.forget_offenders(self.clock.now - self.config.global_.offender_forget)
+
+    def _advance(self, when: float) -> None:
+        """Move the clock to `when`, lifting every block that expires on the way at its own
+        expiry time."""
+        expiry = self.store.next_expiry()
+        while expiry is not None and expiry <= when:
+            self.clock.now = max(self.clock.now, expiry)
+            self._emit_all(self.scheduler.lift_expired())
+            expiry = self.store.next_expiry()
+        self.clock.now = when
+
+    def _tally(self, source: str) -> None:
+        self.sources[source] += 1
+        if len(self.sources) > SOURCE_TALLY_LIMIT:
+            self.sources = Counter(dict(self.sources.most_common(SOURCE_TALLY_LIMIT // 10)))
+
+    def _emit_all(self, applied: list[Applied]) -> None:
+        for item in applied:
+            self._emit(item)
+
+    def _emit(self, applied: Applied) -> None:
+        block = applied.block
+        timeout = None
+        if block is not None and block.expires_at is not None and applied.verb in ("add", "extend"):
+            timeout = block.expires_at - self.clock.now
+        event = TimelineEvent(
+            time=self.clock.now, action=applied.verb, command=applied.command,
+            target=applied.target, rule=block.rule_id if block else None, timeout=timeout,
+            offence=block.offence if block else None, reason=applied.reason)
+        self.actions[(applied.command, applied.verb)] += 1
+        self.out.write(json.dumps(event.as_dict()) + "\n" if self.as_json
+                       else event.as_text() + "\n")
+
+    def _finish(self, elapsed: float) -> None:
+        still_active = self.store.active_blocks()
+        summary = {
+            "lines": self.lines, "first": _iso(self.first), "last": _iso(self.last),
+            "alerts": {str(rule): count for rule, count in sorted(self.alerts.items())},
+            "responses": {f"{command} {verb}": count
+                          for (command, verb), count in sorted(self.actions.items())},
+            "active_at_end": len(still_active),
+            "top_sources": dict(self.sources.most_common(TOP_SOURCES)),
+            "seconds": round(elapsed, 3),
+        }
+        if self.as_json:
+            self.out.write(json.dumps({"summary": summary}) + "\n")
+            return
+        write = self.out.write
+        write(f"\nReplayed {self.lines} lines ({summary['first']} .. {summary['last']}) "
+              f"in {elapsed:.1f} s\n")
+        write(f"Alerts: {sum(self.alerts.values())}\n")
+        for rule, count in self.alerts.most_common():
+            write(f"  {rule:>7} {count:>9}\n")
+        write("Responses:\n")
+        for (command, verb), count in sorted(self.actions.items()):
+            write(f"  {command:16} {verb:6} {count:>9}\n")
+        write(f"Blocks still active at the end: {len(still_active)}\n")
+        write("Top sources (alerts):\n")
+        for source, count in self.sources.most_common(TOP_SOURCES):
+            write(f"  {source:39} {count:>9}\n")
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
+
+
+def run_replay(config: Config, ruleset: Ruleset, paths: list[Path], as_json: bool,
+               out: IO[str] = sys.stdout) -> int:
+    progress = sys.stderr if sys.stderr.isatty() else None
+    return Replay(config, ruleset, out, as_json, progress).run(paths)
