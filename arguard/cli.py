@@ -46,6 +46,21 @@ def cmd_logtest(args: argparse.Namespace) -> int:
     return run_logtest(pipeline, sys.stdin.buffer, "stdin", mode, sys.stdout)
 
 
+def cmd_import_fail2ban(args: argparse.Namespace) -> int:
+    from arguard.importers.fail2ban import import_fail2ban
+
+    report = import_fail2ban([Path(f) for f in args.files], Path(args.output),
+                             Path(args.jail) if args.jail else None, args.base_id)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"not translated: {problem}", file=sys.stderr)
+    print(f"imported into {args.output}"
+          + (f" with {len(report.problems)} problems" if report.problems else ""),
+          file=sys.stderr)
+    return EXIT_USAGE if report.problems else EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from arguard.replay import run_replay
 
@@ -186,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="one JSON object per input line")
     output.add_argument("--summary", action="store_true", help="only totals at the end")
     logtest.add_argument("file", nargs="?", metavar="FILE")
+
+    importing = commands.add_parser(
+        "import", help="translate Wazuh or fail2ban rule files into arguard's TOML",
+        description="translate Wazuh or fail2ban rule files into arguard's TOML; exit 2 when "
+                    "something could not be translated (each item is reported)")
+    sources = importing.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    fail2ban = sources.add_parser("fail2ban", help="fail2ban filter .conf files (and a jail)")
+    fail2ban.add_argument("files", nargs="+", metavar="FILTER")
+    fail2ban.add_argument("-o", "--output", required=True, metavar="DIR")
+    fail2ban.add_argument("--jail", metavar="JAIL_FILE",
+                          help="jail.conf/jail.local: enabled jails become ban rules and "
+                               "active responses")
+    fail2ban.add_argument("--base-id", type=int, default=100_000,
+                          help="first rule id (10 per filter; default 100000)")
+    fail2ban.set_defaults(handler=cmd_import_fail2ban)
 
     replay = add("replay", cmd_replay, "the whole pipeline over old logs in dry run, on the "
                                        "lines' own clock: which blocks when")
