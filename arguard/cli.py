@@ -144,6 +144,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_wazuh(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from arguard.importers.wazuh import run
+
+    return run([Path(name) for name in args.files], Path(args.output))
+
+
 def _report(reply: dict, as_json: bool) -> int:
     if as_json:
         print(json.dumps(reply, indent=2))
@@ -244,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     add("reload", cmd_reload, "re-read configuration, decoders and rules in the running "
                               "daemon (as SIGHUP does)")
+    importer = commands.add_parser(
+        "import", help="translate another tool's rules into arguard TOML files",
+        description="translate another tool's rules into arguard TOML files")
+    formats = importer.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    wazuh = formats.add_parser(
+        "wazuh", help="Wazuh 4.x decoder/rule XML and ossec.conf",
+        description="Wazuh 4.x decoder XML, rule XML and ossec.conf (<command>, "
+                    "<active-response>, <global><white_list>) into DIR/decoders.d, "
+                    "DIR/rules.d and DIR/arguard-wazuh.toml; what cannot be translated is "
+                    "reported on stderr. Exit 0: everything translated, 2: something was "
+                    "not, 1: an input file could not be read or parsed.")
+    wazuh.add_argument("files", nargs="+", metavar="FILE")
+    wazuh.add_argument("-o", "--output", required=True, metavar="DIR")
+    wazuh.set_defaults(handler=cmd_import_wazuh)
     return parser
 
 
