@@ -145,8 +145,6 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_import_wazuh(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from arguard.importers.wazuh import run
 
     return run([Path(name) for name in args.files], Path(args.output))
@@ -224,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     fail2ban.add_argument("--base-id", type=int, default=100_000,
                           help="first rule id (10 per filter; default 100000)")
     fail2ban.set_defaults(handler=cmd_import_fail2ban)
+    wazuh = sources.add_parser(
+        "wazuh", help="Wazuh 4.x decoder/rule XML and ossec.conf",
+        description="Wazuh 4.x decoder XML, rule XML and ossec.conf (<command>, "
+                    "<active-response>, <global><white_list>) into DIR/decoders.d, "
+                    "DIR/rules.d and DIR/arguard-wazuh.toml; what cannot be translated is "
+                    "reported on stderr. Exit 0: everything translated, 2: something was "
+                    "not, 1: an input file could not be read or parsed.")
+    wazuh.add_argument("files", nargs="+", metavar="FILE")
+    wazuh.add_argument("-o", "--output", required=True, metavar="DIR")
+    wazuh.set_defaults(handler=cmd_import_wazuh)
 
     replay = add("replay", cmd_replay, "the whole pipeline over old logs in dry run, on the "
                                        "lines' own clock: which blocks when")
@@ -252,20 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     add("reload", cmd_reload, "re-read configuration, decoders and rules in the running "
                               "daemon (as SIGHUP does)")
-    importer = commands.add_parser(
-        "import", help="translate another tool's rules into arguard TOML files",
-        description="translate another tool's rules into arguard TOML files")
-    formats = importer.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    wazuh = formats.add_parser(
-        "wazuh", help="Wazuh 4.x decoder/rule XML and ossec.conf",
-        description="Wazuh 4.x decoder XML, rule XML and ossec.conf (<command>, "
-                    "<active-response>, <global><white_list>) into DIR/decoders.d, "
-                    "DIR/rules.d and DIR/arguard-wazuh.toml; what cannot be translated is "
-                    "reported on stderr. Exit 0: everything translated, 2: something was "
-                    "not, 1: an input file could not be read or parsed.")
-    wazuh.add_argument("files", nargs="+", metavar="FILE")
-    wazuh.add_argument("-o", "--output", required=True, metavar="DIR")
-    wazuh.set_defaults(handler=cmd_import_wazuh)
     return parser
 
 
