@@ -251,7 +251,7 @@ def _pattern(element: Node, text: str, default_type: str, group_names=(), *,
         translated = ospatterns.translate(kind, text, group_names, at_offset=at_offset,
                                           ordered=ordered)
     except ospatterns.PatternError as exc:
-        raise _Skip(f"<{element.tag}> {text!r}: {exc}") from None
+        raise _Skip(f"<{element.tag}> '{text}': {exc}") from None
     if _is_yes(element.attrs.get("negate")):
         translated = ospatterns.Translated(translated.pattern, not translated.negate)
     return translated
