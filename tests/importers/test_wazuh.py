@@ -81,7 +81,7 @@ def test_everything_translated_exits_0_and_the_output_loads(imported, config):
         "rules.d/rules_overwrite.toml"]
     check = arguard("check-config", "-c", str(config))
     assert check.returncode == 0, check.stderr
-    assert "7 decoders, 13 rules" in check.stdout
+    assert "8 decoders, 15 rules" in check.stdout
     assert "4 commands, 3 active responses" in check.stdout   # the disabled one is not loaded
 
 
@@ -158,6 +158,20 @@ def test_alternatives_in_wazuh_order_and_noalert(config):
                                        syslog("heartbeat ok")])
     assert conn["fields"] == {"dstuser": "bob"}
     assert heartbeat["rule"]["id"] == 100150 and heartbeat["alert"] is False
+
+
+def test_field_conditions_dstip_and_if_level(config):
+    events = logtest(config, [
+        syslog("fw tcp 203.0.113.9 -> 10.1.2.3:3389 status=blocked"),
+        syslog("fw TCP 198.51.100.99 -> 10.1.2.3:22 status=blocked"),
+        syslog("fw udp 203.0.113.9 -> 10.1.2.3:22 status=blocked"),
+        syslog("fw tcp 203.0.113.9 -> 192.168.1.1:22 status=blocked"),
+        syslog("fw tcp 203.0.113.9 -> 10.1.2.3:2222 status=blocked"),
+    ])
+    assert events[0]["fields"] == {"protocol": "tcp", "srcip": "203.0.113.9",
+                                   "dstip": "10.1.2.3", "dstport": "3389", "status": "blocked"}
+    assert [(e["rule"]["id"], e["rule"]["level"]) for e in events] == [
+        (100160, 12), (100161, 13), (100100, 0), (100100, 0), (100100, 0)]
 
 
 def test_pcre2_dynamic_field_id_url_join_different_url(config):
