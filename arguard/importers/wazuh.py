@@ -251,7 +251,7 @@ def _pattern(element: Node, text: str, default_type: str, group_names=(), *,
         translated = ospatterns.translate(kind, text, group_names, at_offset=at_offset,
                                           ordered=ordered)
     except ospatterns.PatternError as exc:
-        raise _Skip(f"<{element.tag}> {text!r}: {exc}") from None
+        raise _Skip(f"<{element.tag}> '{text}': {exc}") from None
     if _is_yes(element.attrs.get("negate")):
         translated = ospatterns.Translated(translated.pattern, not translated.negate)
     return translated
@@ -407,6 +407,10 @@ class _Rules(_Translator):
                 raise _Skip(f"attribute {attribute}= is not supported")
         table: dict = {"id": _int(node.attrs.get("id", ""), "id"),
                        "level": _int(node.attrs.get("level", ""), "level")}
+        if not 1 <= table["id"] <= 999_999:
+            raise _Skip("rule ids must be 1-999999")
+        if not 0 <= table["level"] <= 16:
+            raise _Skip("levels must be 0-16")
         for attribute in ("frequency", "timeframe", "ignore"):
             if attribute in node.attrs:
                 table[attribute] = _int(node.attrs[attribute], attribute)
