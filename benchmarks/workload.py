@@ -54,7 +54,8 @@ def _public_ipv4(rng: random.Random) -> str:
 
 def _public_ipv6(rng: random.Random) -> str:
     prefix = rng.choice(("2a01:4f8", "2a03:b0c0", "2604:a880", "2001:41d0", "2400:6180"))
-    return f"{prefix}:{rng.randint(0, 0xffff):x}:{rng.randint(0, 0xffff):x}::{rng.randint(1, 0xfff):x}"
+    groups = (rng.randint(0, 0xffff), rng.randint(0, 0xffff), rng.randint(1, 0xfff))
+    return f"{prefix}:{groups[0]:x}:{groups[1]:x}::{groups[2]:x}"
 
 
 class AuthLog:
@@ -131,8 +132,9 @@ class AuthLog:
                    f"{sshd}: Disconnected from authenticating user {user} {ip} port {port} "
                    f"[preauth]", True)
         if tries > 1:
+            plural = "s" if tries > 2 else ""
             yield ("ssh_pam_more_failures",
-                   f"{sshd}: PAM {tries - 1} more authentication failure{'s' if tries > 2 else ''}; "
+                   f"{sshd}: PAM {tries - 1} more authentication failure{plural}; "
                    f"logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user={user}", True)
 
     def scanner_probe(self) -> Iterator[tuple[str, str, bool]]:
@@ -281,14 +283,16 @@ PROBE_PATHS = ("/wp-login.php", "/xmlrpc.php", "/.env", "/.git/config", "/phpmya
                "/server-status", "/config.json", "/backup.sql", "/.aws/credentials",
                "/solr/admin/info/system", "/boaform/admin/formLogin", "/HNAP1/")
 SQLI_PATHS = ("/products.php?id=1%27%20OR%20%271%27=%271",
-              "/products.php?id=12%20UNION%20SELECT%201,2,concat(user,0x3a,password)%20FROM%20users--",
+              "/products.php?id=12%20UNION%20SELECT%201,2,concat(user,0x3a,password)"
+              "%20FROM%20users--",
               "/search?q=%27%3B%20DROP%20TABLE%20users%3B--",
               "/index.php?page=1%20AND%20SLEEP(5)",
               "/products.php?id=-1'%20union%20select%20null,version(),null--+")
 TRAVERSAL_PATHS = ("/../../../../etc/passwd", "/static/..%2f..%2f..%2fetc%2fpasswd",
                    "/index.php?file=../../../../etc/shadow",
                    "/cgi-bin/.%2e/.%2e/.%2e/.%2e/bin/sh", "/download?path=....//....//etc/hosts")
-BAD_AGENTS = ("sqlmap/1.7.2#stable (https://sqlmap.org)", "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None)",
+BAD_AGENTS = ("sqlmap/1.7.2#stable (https://sqlmap.org)",
+              "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None)",
               "masscan/1.3 (https://github.com/robertdavidgraham/masscan)",
               "Mozilla/5.0 zgrab/0.x", "Go-http-client/1.1", "ZmEu", "python-requests/2.31.0",
               "Mozilla/5.0 (compatible; MJ12bot/v1.4.8; http://mj12bot.com/)")
