@@ -1,4 +1,9 @@
-"""The records that flow between the stages: Line → Event → Alert → Response → Block."""
+"""The records that flow between the stages: Line → Event → Alert → Response → Block.
+
+The per-line records (Line, Predecoded, Event) are plain slotted dataclasses, not frozen ones:
+a frozen dataclass costs about four times as much to construct, and several are made for every
+line read. No stage changes a record it did not create.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Line:
     """One log line as a source read it.
 
@@ -23,7 +28,7 @@ class Line:
     pid: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Predecoded:
     """What the syslog (or other) header said, and the message after it."""
 

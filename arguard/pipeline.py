@@ -15,7 +15,7 @@ from arguard.ruleset.files import Ruleset
 Decide = Callable[[Alert], list[Response]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     event: Event
     evaluation: Evaluation

@@ -27,6 +27,10 @@ _BOOL_KEYS = {"remember_source", "recall_source"}
 _REGEX_OFFSETS = ("after_parent", "after_prematch", "after_regex")
 _ADDRESS_FIELDS = ("srcip", "dstip")
 _PROGRAM_CACHE_LIMIT = 4096
+# Recent decoding results kept (bounded: messages longer than the limit are not kept).
+_RECENT_LIMIT = 4096
+_RECENT_MESSAGE_LIMIT = 512
+_NOT_DECODED: tuple = ()
 
 
 @dataclass(slots=True)
@@ -46,7 +50,7 @@ class Decoder:
     children: list["Decoder"] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     decoder: str
     child: str | None
@@ -126,6 +130,8 @@ class DecoderSet:
         self.roots = [d for d in decoders if d.parent is None]
         self._without_program = [d for d in self.roots if d.program_name is None]
         self._by_program: dict[str, list[Decoder]] = {}
+        self._prematches: dict[int, ChildPrematches] = {}
+        self._recent: dict[tuple[str | None, str], tuple] = {}
 
     def __len__(self) -> int:
         return len(self.roots) + sum(len(r.children) for r in self.roots)
@@ -145,8 +151,31 @@ class DecoderSet:
     def decode(self, pre: Predecoded, memory: SourceMemory | None = None) -> Decoded | None:
         """`memory`: the session's SourceMemory, for decoders that remember or recall a
         process's source address (None: those options are not applied)."""
-        message = pre.message
-        for root in self._candidates(pre.program_name):
+        program, message = pre.program_name, pre.message
+        if len(message) <= _RECENT_MESSAGE_LIMIT:
+            key = (program, message)
+            found = self._recent.get(key)
+            if found is None:
+                found = self._decode_text(program, message)
+                if len(self._recent) >= _RECENT_LIMIT:
+                    self._recent.clear()
+                self._recent[key] = found
+        else:
+            found = self._decode_text(program, message)
+        if found is _NOT_DECODED:
+            return None
+        root, child, category, fields = found
+        fields = dict(fields)
+        if memory is not None and (root.recall_source or
+                                   (child is not None and child.remember_source)):
+            self._use_memory(memory, pre, root, child, fields)
+        return Decoded(root.name, child.name if child else None, category, fields)
+
+    def _decode_text(self, program: str | None, message: str) -> tuple:
+        """(root, child, category, fields) of the decoders alone — a function of the program
+        name and message only, so recent results are reused (cron, systemd and PAM session
+        lines repeat word for word) — or _NOT_DECODED."""
+        for root in self._candidates(program):
             parent_end = 0
             if root.prematch is not None:
                 match = root.prematch.search(message)
@@ -158,12 +187,9 @@ class DecoderSet:
                 start = parent_end if root.regex_offset == "after_prematch" else 0
                 _capture(root.regex, message, start, fields)
             child = self._decode_children(root, message, parent_end, fields)
-            if memory is not None and (root.recall_source or
-                                       (child is not None and child.remember_source)):
-                self._use_memory(memory, pre, root, child, fields)
             category = (child.type if child is not None and child.type else root.type) or "syslog"
-            return Decoded(root.name, child.name if child else None, category, fields)
-        return None
+            return root, child, category, fields
+        return _NOT_DECODED
 
     @staticmethod
     def _use_memory(memory: SourceMemory, pre: Predecoded, root: Decoder,
@@ -180,26 +206,141 @@ class DecoderSet:
             if recalled is not None:
                 fields["srcip"] = recalled
 
-    @staticmethod
-    def _decode_children(root: Decoder, message: str, parent_end: int,
+    def _decode_children(self, root: Decoder, message: str, parent_end: int,
                          fields: dict[str, str]) -> Decoder | None:
         children = root.children
-        for position, child in enumerate(children):
+        prematches = self._prematches.get(id(root))
+        if prematches is None:
+            prematches = self._prematches[id(root)] = ChildPrematches(root)
+        index = 0
+        while True:
+            found = prematches.first(message, parent_end, index)
+            if found is None:
+                return None
+            position, prematch_end = found
+            child = children[position]
             child_fields: dict[str, str] = {}
-            end = _apply(child, message, parent_end, None, child_fields)
+            end = _apply_regex(child, message, parent_end, prematch_end, None, child_fields)
             if end is None:
+                index = position + 1
                 continue
             fields.update(child_fields)
             previous_end = end
-            for sibling in children[position + 1:]:
-                if sibling.name != child.name:
-                    continue
+            for sibling in prematches.siblings[position]:
                 sibling_fields: dict[str, str] = {}
                 sibling_end = _apply(sibling, message, parent_end, previous_end, sibling_fields)
                 if sibling_end is not None:
                     fields.update(sibling_fields)
                     previous_end = sibling_end
             return child
+
+
+_GROUP_REFERENCES = re.compile(r"\(\?P|\(\?\(|\(\?<(?![=!])|\\[1-9]")
+
+
+def _anchored(text: str) -> bool:
+    """Whether a pattern can only match at the start of the string: it begins with `^` and
+    has no top-level `|` (whose other branch could match anywhere)."""
+    if not text.startswith("^"):
+        return False
+    depth, index, length = 0, 1, len(text)
+    while index < length:
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            index += 1
+            if index < length and text[index] == "^":
+                index += 1
+            if index < length and text[index] == "]":
+                index += 1
+            while index < length and text[index] != "]":
+                index += 2 if text[index] == "\\" else 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return False
+        index += 1
+    return True
+
+
+class ChildPrematches:
+    """Finds the first child of a root decoder, from a given position in load order, whose
+    prematch matches: with one regex call over all of them where their patterns allow it.
+
+    The combined pattern is an alternation, tried at the search start, of each child's
+    prematch in load order, each followed by an empty marker group: a backtracking engine
+    explores an alternative completely before the next, so the marker that closes belongs to
+    the first child whose prematch matches, and it closes where that prematch's own search
+    would end. An anchored prematch (`^…`) is used as it is; any other is preceded by a lazy
+    `.*?`, which turns the alternative into the same leftmost search. Children whose
+    prematches have group names or references (which the alternation would renumber or
+    clash on), `regex`-only syntax, or different start offsets are tried one by one."""
+
+    def __init__(self, root: Decoder):
+        self.children = root.children
+        #: per child, the later children of the same name (Wazuh's sibling decoders)
+        self.siblings = [tuple(later for later in self.children[position + 1:]
+                               if later.name == child.name)
+                         for position, child in enumerate(self.children)]
+        self._combined: dict[int, re.Pattern | None] = {}
+        self._can_combine = self._combinable(root)
+
+    def _combinable(self, root: Decoder) -> bool:
+        offsets = {child.prematch_after_parent for child in self.children}
+        if len(offsets) > 1 and root.prematch is not None:
+            return False
+        for child in self.children:
+            pattern = child.prematch
+            if pattern is None:
+                continue
+            if not isinstance(pattern, re.Pattern) or _GROUP_REFERENCES.search(pattern.pattern):
+                return False
+        return True
+
+    def _pattern(self, index: int) -> re.Pattern | None:
+        if index in self._combined:
+            return self._combined[index]
+        alternatives = []
+        for position in range(index, len(self.children)):
+            prematch = self.children[position].prematch
+            if prematch is None:
+                alternatives.append(f"(?P<c{position}>)")
+                break
+            text = prematch.pattern
+            prefix = "" if _anchored(text) else "(?s:.*?)"
+            alternatives.append(f"{prefix}(?:{text})(?P<c{position}>)")
+        try:
+            combined = re.compile("|".join(alternatives), re.IGNORECASE)
+        except (re.error, ValueError, OverflowError):
+            combined = None
+        self._combined[index] = combined
+        return combined
+
+    def first(self, message: str, parent_end: int, index: int) -> tuple[int, int] | None:
+        """(position of the child, end of its prematch), or None if no child from `index` on
+        has a matching prematch."""
+        if index >= len(self.children):
+            return None
+        combined = self._pattern(index) if self._can_combine else None
+        if combined is not None:
+            start = parent_end if self.children[index].prematch_after_parent else 0
+            match = combined.match(message, start)
+            if match is None:
+                return None
+            marker = match.lastgroup
+            return int(marker[1:]), match.end()
+        for position in range(index, len(self.children)):
+            child = self.children[position]
+            if child.prematch is None:
+                return position, parent_end
+            match = child.prematch.search(message,
+                                          parent_end if child.prematch_after_parent else 0)
+            if match is not None:
+                return position, match.end()
         return None
 
 
@@ -212,6 +353,12 @@ def _apply(decoder: Decoder, message: str, parent_end: int, previous_regex_end: 
         if match is None:
             return None
         prematch_end = match.end()
+    return _apply_regex(decoder, message, parent_end, prematch_end, previous_regex_end, fields)
+
+
+def _apply_regex(decoder: Decoder, message: str, parent_end: int, prematch_end: int,
+                 previous_regex_end: int | None, fields: dict[str, str]) -> int | None:
+    """The regex part of a child decoder whose prematch matched (ending at `prematch_end`)."""
     if decoder.regex is None:
         return prematch_end
     offset = decoder.regex_offset

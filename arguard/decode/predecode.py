@@ -25,7 +25,9 @@ from arguard.model import Line, Predecoded
 _MONTHS = {name: number for number, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 
-_PROGRAM = r"(?P<prog>[A-Za-z0-9_./()\-]+?)(?:\[(?P<pid>\d+)\])?: "
+# Greedy: the name's characters exclude "[" and ":", so only the longest run can be followed
+# by "[pid]: " or ": ", and greedy finds it without trying the suffix after every character.
+_PROGRAM = r"(?P<prog>[A-Za-z0-9_./()\-]+)(?:\[(?P<pid>\d+)\])?: "
 _BSD = re.compile(
     r"(?P<ts>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?)"
     r" (?:(?P<host>[^\s:\[\]]+) )?" + _PROGRAM)
@@ -80,14 +82,15 @@ class Predecoder:
         return Predecoded(message=text, time=self._embedded_time(text))
 
     def _header(self, match: re.Match, text: str, when: float | None) -> Predecoded:
-        groups = match.groupdict()
-        pid = groups.get("pid")
+        names = match.re.groupindex
+        host = match.group("host") if "host" in names else None
+        pid = match.group("pid") if "pid" in names else None
         message = text[match.end():]
         if message.startswith("[ID "):
             solaris = _SOLARIS_ID.match(message)
             if solaris is not None:
                 message = message[solaris.end():]
-        return Predecoded(message, groups["ts"], when, groups.get("host"), groups["prog"],
+        return Predecoded(message, match.group("ts"), when, host, match.group("prog"),
                           None if pid == "-" else pid, True)
 
     def _bsd_time(self, match: re.Match) -> float | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable
 
 from arguard.model import Event
 from arguard.ruleset.compiled import COMPILED_RULES
@@ -27,10 +26,15 @@ DEFAULT_MAX_KEYS = 100_000
 _DIFFERENT_HISTORY = 64  # counted events kept per key for different_* rules
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Evaluation:
     rule: Rule | None
     chain: tuple[Rule, ...]
+
+
+_NO_RULE = Evaluation(None, ())
+_RECENT_LIMIT = 4096
+_RECENT_MESSAGE_LIMIT = 512
 
 
 def correlation_value(event: Event, name: str) -> str | None:
@@ -122,16 +126,19 @@ class _IgnoreTable:
 
 _LITERAL_ALTERNATIVE = re.compile(r"(\^?)((?:[^\\.^$*+?{}\[\]()|]|\\[^A-Za-z0-9])*)(\$?)")
 
-MessageCheck = Callable[[str, str], bool]
+# How a probe tests an event; the engine's hot loop compares these small ints.
+CONTAINS, STARTS, ENDS, EQUALS, SEARCH, ALWAYS, GENERAL = range(7)
+
+Probe = tuple[int, object]
 
 
-def _literal_check(text: str) -> MessageCheck | None:
+def _literal_probes(text: str) -> list[Probe] | None:
     """For a case-insensitive pattern that is only literal alternatives (`a|^b|c$`, the
-    form Wazuh's <match> takes), a check on the lower-cased message with `in`/`startswith`/
-    `endswith`: several times faster than a regex search, same answer."""
+    form Wazuh's <match> takes), one probe per alternative on the lower-cased message
+    (`in`/`startswith`/`endswith`): several times faster than a regex search, same answer."""
     if text.startswith("(?"):
         return None
-    parts = []
+    probes: list[Probe] = []
     for alternative in text.split("|"):
         found = _LITERAL_ALTERNATIVE.fullmatch(alternative)
         if found is None:
@@ -139,50 +146,50 @@ def _literal_check(text: str) -> MessageCheck | None:
         literal = re.sub(r"\\(.)", r"\1", found.group(2)).lower()
         if not literal.isascii():
             return None
-        parts.append((literal, bool(found.group(1)), bool(found.group(3))))
-    if any(not literal and not (start or end) for literal, start, end in parts):
-        return lambda message, lowered: True
-
-    def check(message: str, lowered: str) -> bool:
-        for literal, start, end in parts:
-            if start and end:
-                if lowered == literal:
-                    return True
-            elif start:
-                if lowered.startswith(literal):
-                    return True
-            elif end:
-                if lowered.endswith(literal):
-                    return True
-            elif literal in lowered:
-                return True
-        return False
-
-    return check
+        start, end = bool(found.group(1)), bool(found.group(3))
+        if not literal and not (start or end):
+            return [(ALWAYS, None)]
+        kind = EQUALS if start and end else STARTS if start else ENDS if end else CONTAINS
+        probes.append((kind, literal))
+    return probes
 
 
-def _message_only_check(rule: Rule, source_checked: bool = False) -> MessageCheck | None:
-    """A check for rules whose only condition is one non-negated `match` or `regex` on the
-    message (most children in the shipped trees), skipping the general `_matches`.
+def _probes(rule: Rule, source_checked: bool = False) -> tuple[list[Probe], bool]:
+    """How to test `rule` against an event, and whether a probe that holds still needs the
+    full `_matches` (verify). A rule whose only condition is one non-negated `match` or
+    `regex` on the message (most children in the shipped trees) is decided by its probes
+    alone. Any other rule is verified with `_matches`, after a literal `match` probe as a
+    cheap gate where it has one (most lines fail the gate, so `_matches` rarely runs).
     `source_checked`: decoded_as and category are already known to hold (indexed roots)."""
-    if ((not source_checked and (rule.decoded_as is not None or rule.category is not None))
-            or rule.field_conditions or rule.user is not None or rule.address_conditions
-            or rule.predecoded_conditions or rule.compiled_rule is not None or rule.ignore
-            or rule.frequency is not None or rule.maxsize is not None
-            or (rule.match is not None and rule.regex is not None)):
-        return None
-    if rule.match is None and rule.regex is None:
-        return lambda message, lowered: True
+    message_only = not (
+        (not source_checked and (rule.decoded_as is not None or rule.category is not None))
+        or rule.field_conditions or rule.user is not None or rule.address_conditions
+        or rule.predecoded_conditions or rule.compiled_rule is not None or rule.ignore
+        or rule.frequency is not None or rule.maxsize is not None
+        or (rule.match is not None and rule.regex is not None))
     condition = rule.match if rule.match is not None else rule.regex
+    if condition is None:
+        return ([(ALWAYS, None)], False) if message_only else ([(GENERAL, None)], False)
     if condition.negate:
-        return None
-    literal = _literal_check(condition.pattern.pattern) \
-        if condition.pattern.flags & re.IGNORECASE and isinstance(condition.pattern, re.Pattern) \
-        else None
-    if literal is not None:
-        return literal
-    search = condition.pattern.search
-    return lambda message, lowered: search(message) is not None
+        return [(GENERAL, None)], False
+    pattern = condition.pattern
+    if pattern.flags & re.IGNORECASE and isinstance(pattern, re.Pattern):
+        literal = _literal_probes(pattern.pattern)
+        if literal is not None:
+            return literal, not message_only
+    if message_only:
+        return [(SEARCH, pattern.search)], False
+    return [(GENERAL, None)], False
+
+
+def _entries(rules: list[Rule], source_checked: bool = False) -> tuple:
+    """The probes of `rules` in order, flattened to (kind, probe, rule, verify): the first
+    entry that holds (and verifies) names the first rule that matches."""
+    entries = []
+    for rule in rules:
+        probes, verify = _probes(rule, source_checked)
+        entries.extend((kind, probe, rule, verify) for kind, probe in probes)
+    return tuple(entries)
 
 
 def _same_correlation(old: Rule, new: Rule) -> bool:
@@ -198,23 +205,26 @@ class Engine:
                         if rule.frequency is not None}
         self.ignores = {rule.id: _IgnoreTable(max_keys) for rule in tree.rules.values()
                         if rule.ignore}
-        self._roots_by_source: dict[tuple[str | None, str],
-                                    list[tuple[Rule, MessageCheck | None]]] = {}
-        #: per rule, its children with their message-only check (None: the general one)
-        self._children: dict[int, list[tuple[Rule, MessageCheck | None]]] = {
-            rule.id: [(child, _message_only_check(child)) for child in rule.children]
-            for rule in tree.rules.values()}
+        self._roots_by_source: dict[tuple[str | None, str], tuple] = {}
+        #: per rule id, the probe entries of its children
+        self._children: dict[int, tuple] = {
+            rule.id: _entries(rule.children) for rule in tree.rules.values()}
+        #: recent evaluations of walks that met no stateful rule (frequency or ignore): for
+        #: the same decoder, fields, program, host, location and message they are the same
+        self._recent: dict[tuple, Evaluation] = {}
+        self._stateful_tested = False
 
-    def _roots(self, event: Event) -> list[tuple[Rule, MessageCheck | None]]:
+    def _roots(self, event: Event) -> tuple:
         """The root rules whose decoded_as/category can accept this event, in tree order,
         with their message-only checks: most lines of a busy log come from programs no root
         rule is about."""
         source = (event.decoder, event.category)
         roots = self._roots_by_source.get(source)
         if roots is None:
-            roots = [(r, _message_only_check(r, source_checked=True)) for r in self.tree.roots
-                     if (r.decoded_as is None or r.decoded_as == event.decoder)
-                     and (r.category is None or r.category == event.category)]
+            roots = _entries([r for r in self.tree.roots
+                              if (r.decoded_as is None or r.decoded_as == event.decoder)
+                              and (r.category is None or r.category == event.category)],
+                             source_checked=True)
             self._roots_by_source[source] = roots
         return roots
 
@@ -241,27 +251,72 @@ class Engine:
                 + sum(len(t.until) for t in self.ignores.values()))
 
     def evaluate(self, event: Event) -> Evaluation:
-        chain: list[Rule] = []
         message = event.pre.message
+        key = None
+        if len(message) <= _RECENT_MESSAGE_LIMIT:
+            pre = event.pre
+            key = (event.decoder, event.category, pre.program_name, pre.hostname,
+                   event.line.location, message, tuple(event.fields.items()))
+            evaluation = self._recent.get(key)
+            if evaluation is not None:
+                if evaluation.rule is not None:
+                    self._after(evaluation.rule, evaluation.chain, event)
+                return evaluation
+        self._stateful_tested = False
+        evaluation = self._walk(event, message)
+        if key is not None and not self._stateful_tested:
+            if len(self._recent) >= _RECENT_LIMIT:
+                self._recent.clear()
+            self._recent[key] = evaluation
+        return evaluation
+
+    def _walk(self, event: Event, message: str) -> Evaluation:
         lowered = message.lower()
-        for root, check in self._roots(event):
-            if check(message, lowered) if check is not None else self._matches(root, event):
-                chain.append(root)
-                break
-        else:
-            return Evaluation(None, ())
-        node = root
+        node = self._first(self._roots(event), event, message, lowered)
+        if node is None:
+            return _NO_RULE
+        chain = [node]
         children = self._children
         while True:
-            for child, check in children[node.id]:
-                if check(message, lowered) if check is not None else self._matches(child, event):
-                    chain.append(child)
-                    node = child
-                    break
-            else:
+            child = self._first(children[node.id], event, message, lowered)
+            if child is None:
                 break
-        self._after(node, chain, event)
-        return Evaluation(node, tuple(chain))
+            chain.append(child)
+            node = child
+        evaluation = Evaluation(node, tuple(chain))
+        self._after(node, evaluation.chain, event)
+        return evaluation
+
+    def _first(self, entries: tuple, event: Event, message: str, lowered: str) -> Rule | None:
+        """The first rule of `entries` that matches the event (the hot loop: one pass over
+        flat tuples, no call per literal)."""
+        for kind, probe, rule, verify in entries:
+            if kind == CONTAINS:
+                if probe not in lowered:
+                    continue
+            elif kind == GENERAL:
+                if self._verify(rule, event):
+                    return rule
+                continue
+            elif kind == STARTS:
+                if not lowered.startswith(probe):
+                    continue
+            elif kind == SEARCH:
+                if probe(message) is None:
+                    continue
+            elif kind == ENDS:
+                if not lowered.endswith(probe):
+                    continue
+            elif kind == EQUALS and lowered != probe:
+                continue
+            if not verify or self._verify(rule, event):
+                return rule
+        return None
+
+    def _verify(self, rule: Rule, event: Event) -> bool:
+        if rule.frequency is not None or rule.ignore:
+            self._stateful_tested = True
+        return self._matches(rule, event)
 
     def _after(self, final: Rule, chain: list[Rule], event: Event) -> None:
         now = event.time

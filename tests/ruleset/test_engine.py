@@ -310,25 +310,28 @@ def test_addresses_are_normalised(tmp_path, address, expected):
 
 def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shipped_ruleset):
     """Rules whose `match` is plain literal alternatives are checked with `in`/`startswith`
-    on the lower-cased message; on every corpus line that must give the regex's answer."""
+    on the lower-cased message (the engine's probe loop); on every corpus line that must give
+    the regex's answer."""
     import re
 
-    from arguard.ruleset.engine import _literal_check
+    from arguard.ruleset.engine import Engine, _literal_probes
     from tests.conftest import SHARED
 
     messages = [line.split(": ", 1)[-1] for path in (SHARED / "corpus").rglob("*")
                 if path.is_file() for line in path.read_text(errors="replace").splitlines()]
     messages += ["Invalid user admin from 1.2.3.4", "FAILED PASSWORD", "x [preauth]", ""]
+    engine = Engine(shipped_ruleset.rules)
     checked = 0
     for rule in shipped_ruleset.rules.rules.values():
         for condition in (rule.match, rule.regex):
             if condition is None or not isinstance(condition.pattern, re.Pattern):
                 continue
-            fast = _literal_check(condition.pattern.pattern)
-            if fast is None:
+            probes = _literal_probes(condition.pattern.pattern)
+            if probes is None:
                 continue
+            entries = tuple((kind, probe, rule, False) for kind, probe in probes)
             checked += 1
             for message in messages:
-                assert fast(message, message.lower()) == \
-                    (condition.pattern.search(message) is not None), (rule.id, message)
+                fast = engine._first(entries, None, message, message.lower()) is rule
+                assert fast == (condition.pattern.search(message) is not None), (rule.id, message)
     assert checked > 30
