@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from arguard.model import Event
 from arguard.ruleset.compiled import COMPILED_RULES
+from arguard.patterns import Condition
 from arguard.ruleset.loader import Rule, RuleTree
 
 DEFAULT_MAX_KEYS = 100_000
@@ -127,7 +128,7 @@ class _IgnoreTable:
 _LITERAL_ALTERNATIVE = re.compile(r"(\^?)((?:[^\\.^$*+?{}\[\]()|]|\\[^A-Za-z0-9])*)(\$?)")
 
 # How a probe tests an event; the engine's hot loop compares these small ints.
-CONTAINS, STARTS, ENDS, EQUALS, SEARCH, ALWAYS, GENERAL = range(7)
+CONTAINS, STARTS, ENDS, EQUALS, SEARCH, ALWAYS, GENERAL, FIELD = range(8)
 
 Probe = tuple[int, object]
 
@@ -169,17 +170,54 @@ def _probes(rule: Rule, source_checked: bool = False) -> tuple[list[Probe], bool
         or (rule.match is not None and rule.regex is not None))
     condition = rule.match if rule.match is not None else rule.regex
     if condition is None:
-        return ([(ALWAYS, None)], False) if message_only else ([(GENERAL, None)], False)
+        if message_only:
+            return [(ALWAYS, None)], False
+        return [_field_gate(rule)], True
     if condition.negate:
-        return [(GENERAL, None)], False
-    pattern = condition.pattern
-    if pattern.flags & re.IGNORECASE and isinstance(pattern, re.Pattern):
-        literal = _literal_probes(pattern.pattern)
-        if literal is not None:
-            return literal, not message_only
+        return [_field_gate(rule)], True
+    literal = _literal_pattern_probes(condition)
+    if literal is not None:
+        return literal, not message_only
     if message_only:
-        return [(SEARCH, pattern.search)], False
-    return [(GENERAL, None)], False
+        return [(SEARCH, condition.pattern.search)], False
+    return [_field_gate(rule)], True
+
+
+def _literal_pattern_probes(condition: Condition) -> list[Probe] | None:
+    pattern = condition.pattern
+    if condition.negate or not (pattern.flags & re.IGNORECASE and isinstance(pattern, re.Pattern)):
+        return None
+    return _literal_probes(pattern.pattern)
+
+
+def _field_gate(rule: Rule) -> Probe:
+    """A FIELD probe on the first decoded-field condition that is literal alternatives (web
+    rules on `url` and `id`): a rule without a literal message condition is then still only
+    checked in full when that field can match. GENERAL if there is none."""
+    for name, condition in rule.field_conditions:
+        probes = _literal_pattern_probes(condition)
+        if probes is not None and all(kind != ALWAYS for kind, _ in probes):
+            return FIELD, (name, tuple(probes))
+    return GENERAL, None
+
+
+def _field_holds(probes: tuple[Probe, ...], value: str | None) -> bool:
+    if value is None:
+        return False
+    lowered = value.lower()
+    for kind, literal in probes:
+        if kind == CONTAINS:
+            if literal in lowered:
+                return True
+        elif kind == STARTS:
+            if lowered.startswith(literal):
+                return True
+        elif kind == ENDS:
+            if lowered.endswith(literal):
+                return True
+        elif lowered == literal:
+            return True
+    return False
 
 
 def _entries(rules: list[Rule], source_checked: bool = False) -> tuple:
@@ -306,6 +344,9 @@ class Engine:
                     continue
             elif kind == ENDS:
                 if not lowered.endswith(probe):
+                    continue
+            elif kind == FIELD:
+                if not _field_holds(probe[1], event.fields.get(probe[0])):
                     continue
             elif kind == EQUALS and lowered != probe:
                 continue
