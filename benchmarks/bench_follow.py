@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -138,6 +139,7 @@ async def run(args: argparse.Namespace, directory: Path) -> dict:
     manager = SourceManager([Source(path=str(log), poll=args.poll)], store, deliver)
     follower = asyncio.create_task(manager.run())
     await manager.started.wait()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     stamps_file = directory / "stamps.json"
     rotations = 2 if args.sustained else 0
     writer = await asyncio.create_subprocess_exec(
@@ -153,6 +155,7 @@ async def run(args: argparse.Namespace, directory: Path) -> dict:
     deadline = time.monotonic() + 120
     while sum(batches) < count and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     await manager.stop()
     await follower
     store.close()
@@ -162,7 +165,9 @@ async def run(args: argparse.Namespace, directory: Path) -> dict:
     return {"count": count, "delivered": sum(batches), "lost": done_ns.count(0),
             "latencies_ms": latencies_ms, "batches": batches, "alerts": alerts,
             "lag_bytes_max": max(lag_samples, default=0),
-            "elapsed_s": (last - first) / 1e9}
+            "elapsed_s": (last - first) / 1e9,
+            "cpu_s": (cpu_after.ru_utime - cpu_before.ru_utime
+                      + cpu_after.ru_stime - cpu_before.ru_stime)}
 
 
 def report(args: argparse.Namespace, result: dict) -> None:
@@ -177,6 +182,8 @@ def report(args: argparse.Namespace, result: dict) -> None:
           f"; engine: {ENGINES[args.engine]}")
     print(f"  lines: written {result['count']}, delivered {result['delivered']}, "
           f"lost {result['lost']}, alerts {result['alerts']}")
+    print(f"  follower CPU (all its threads, watchdog's included): {result['cpu_s']:.1f} s, "
+          f"{1e6 * result['cpu_s'] / max(result['delivered'], 1):.1f} us per line")
     print(f"  batches: {len(batches)} (mean {statistics.mean(batches):.1f} lines, "
           f"max {max(batches)})")
     if latencies:
