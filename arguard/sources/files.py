@@ -94,7 +94,7 @@ class FileReader:
     committed), `pos` is where the next read starts (after a held partial line)."""
 
     __slots__ = ("fd", "file_id", "key", "offset", "pos", "partial", "skipping", "tail",
-                 "last_growth", "retired_at")
+                 "head", "last_growth", "retired_at")
 
     def __init__(self, fd: int, file_id: FileId, offset: int, now: float):
         self.fd = fd
@@ -105,6 +105,9 @@ class FileReader:
         self.partial = b""
         self.skipping = False
         self.tail = b""
+        #: while nothing is consumed (offset 0): the file's first bytes as last seen, the
+        #: only way to notice a truncation and rewrite before its first line was read
+        self.head = b""
         self.last_growth = now
         self.retired_at: float | None = None
 
@@ -138,6 +141,7 @@ class FileReader:
         self.partial = b""
         self.skipping = False
         self.tail = b""
+        self.head = b""
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -150,7 +154,19 @@ class FileReader:
         if self.tail:
             start = self.offset - len(self.tail)
             return os.pread(self.fd, len(self.tail), start) != self.tail
-        return False
+        known = self.known_start()
+        return bool(known) and os.pread(self.fd, len(known), 0) != known
+
+    def known_start(self) -> bytes:
+        """At offset 0, the first bytes of the file seen so far (a held partial line, or
+        what the last check peeked); empty once lines were consumed."""
+        if self.offset != 0:
+            return b""
+        return self.partial if len(self.partial) >= len(self.head) else self.head
+
+    def peek_head(self) -> None:
+        if self.offset == 0 and len(self.head) < TAIL_BYTES:
+            self.head = os.pread(self.fd, TAIL_BYTES, 0)
 
     def read(self, out: list[Line], limit: int, location: str, max_bytes: int,
              counters: SourceCounters, now: float) -> bool:
@@ -310,21 +326,29 @@ class PathFollower:
 
     def find_copy(self, reader: FileReader) -> FileReader | None:
         """After a truncation: the copy copytruncate made, recognised by holding the bytes we
-        read last at the same offset; it is finished from there before the truncated file."""
-        if reader.offset == 0 or not reader.tail:
-            return None
-        start = reader.offset - len(reader.tail)
+        read last at the same offset; it is finished from there before the truncated file.
+        A reader that consumed nothing yet (offset 0) knows at most the file's first bytes:
+        its copy is a rotated sibling that appeared since the last check and starts with
+        them, read whole."""
+        if reader.offset > 0:
+            if not reader.tail:
+                return None
+            expected, start, new_only = reader.tail, reader.offset - len(reader.tail), False
+        else:
+            expected, start, new_only = reader.known_start(), 0, True
+        minimum = max(reader.offset, len(expected), 1)
         candidates = sorted(self.family(), key=lambda item: item[1].st_mtime, reverse=True)
         for path, st in candidates:
             file_id = (st.st_dev, st.st_ino)
-            if st.st_size < reader.offset or self.owner.is_open(file_id):
+            if (st.st_size < minimum or self.owner.is_open(file_id)
+                    or (new_only and file_id in self.known_family)):
                 continue
             try:
                 fd = os.open(path, OPEN_FLAGS)
             except OSError:
                 continue
             try:
-                same = os.pread(fd, len(reader.tail), start) == reader.tail
+                same = os.pread(fd, len(expected), start) == expected
             except OSError:
                 same = False
             if same and stat_module.S_ISREG(os.fstat(fd).st_mode):
@@ -498,9 +522,20 @@ class PathFollower:
             self.current = None
 
     def check_truncation(self, reader: FileReader, now: float) -> None:
+        """A truncation shows as the file being shorter than what was read, or holding other
+        bytes where the last ones read were. A reader that consumed nothing yet (offset 0,
+        e.g. still finishing an earlier copy) may have missed a whole copy-and-truncate:
+        a new copy starting with the bytes it saw is the sign."""
+        copy = None
         if not reader.was_replaced():
-            return
-        copy = self.find_copy(reader)
+            if reader.offset != 0:
+                return
+            copy = self.find_copy(reader)
+            if copy is None:
+                reader.peek_head()
+                return
+        if copy is None:
+            copy = self.find_copy(reader)
         if copy is not None:
             copy.retired_at = now
             self.retiring.append(copy)
@@ -511,6 +546,7 @@ class PathFollower:
         reader.restart_at(0)
         self.owner.pending.set_offset(self.path, reader.file_id, 0)
         self.remember_family()
+        reader.peek_head()
 
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         """Check and read: the rotated-away files first, then the current one. True when the

@@ -1,0 +1,87 @@
+"""copytruncate races, driven step by step: the file source is polled directly with a small
+batch limit, and the rotations happen exactly between two polls."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from arguard.config import Source
+from arguard.sources.counters import SourceCounters
+from arguard.sources.files import RETIRE_QUIET_SECONDS, FileSource
+from arguard.sources.positions import PendingPositions
+
+
+def append(path, first: int, last: int) -> None:
+    with open(path, "a") as f:
+        f.writelines(f"L {number}\n" for number in range(first, last))
+
+
+def copytruncate(path) -> None:
+    """What logrotate's copytruncate does: shift the numbered copies, copy, truncate."""
+    for number in (3, 2, 1):
+        if os.path.exists(f"{path}.{number}"):
+            os.rename(f"{path}.{number}", f"{path}.{number + 1}")
+    shutil.copyfile(path, f"{path}.1")
+    os.truncate(path, 0)
+
+
+def poll_until_done(source: FileSource, delivered: list, limit: int, now: float) -> None:
+    for step in range(1000):
+        out: list = []
+        source.poll(out, limit, now + step * (RETIRE_QUIET_SECONDS + 1))
+        delivered.extend(line.text for line in out)
+        if not out and not any(f.retiring for f in source.followers.values()):
+            return
+
+
+def test_second_copytruncate_before_the_truncated_file_was_read_loses_nothing(tmp_path):
+    """After a truncation arguard finishes the copy first, in batches; if the log is copied
+    and truncated again before arguard got back to it (it had read nothing of it yet, so
+    neither its size nor its last bytes can tell), the newer copy is read whole."""
+    log = tmp_path / "app.log"
+    append(log, 0, 3000)
+    source = FileSource(Source(path=str(log), start_at="beginning"),
+                        SourceCounters("app", "file"), PendingPositions())
+    source.start([], set(), 0.0)
+    source.place(0.0)
+    delivered: list[str] = []
+    out: list = []
+    source.poll(out, 10_000, 0.0)
+    delivered.extend(line.text for line in out)
+    assert len(delivered) == 3000
+
+    append(log, 3000, 6000)
+    copytruncate(log)
+    append(log, 6000, 6100)
+    out = []
+    assert source.poll(out, 1000, 1.0)          # stopped at the limit inside the first copy
+    delivered.extend(line.text for line in out)
+
+    append(log, 6100, 9000)
+    copytruncate(log)                           # again, before app.log itself was read
+    append(log, 9000, 9010)
+    poll_until_done(source, delivered, 1000, 2.0)
+    assert delivered == [f"L {number}" for number in range(9010)]
+
+
+def test_truncated_and_rewritten_before_anything_was_consumed_is_noticed(tmp_path):
+    """A file followed from its start whose first bytes were seen (a partial line, no newline
+    yet) and which is then truncated and written again: its new content is read from 0, the
+    old partial line is not glued to it, and the copy gives the complete old line."""
+    log = tmp_path / "app.log"
+    log.write_text("L 0 partial")
+    source = FileSource(Source(path=str(log), start_at="beginning"),
+                        SourceCounters("app", "file"), PendingPositions())
+    source.start([], set(), 0.0)
+    source.place(0.0)
+    out: list = []
+    source.poll(out, 1000, 0.0)
+    assert out == []
+    with open(log, "a") as f:
+        f.write(" and its end\n")
+    copytruncate(log)
+    log.write_text("M 0 a much longer first line of the new content\n")
+    delivered: list[str] = []
+    poll_until_done(source, delivered, 1000, 1.0)
+    assert delivered == ["L 0 partial and its end", "M 0 a much longer first line of the new content"]
