@@ -337,7 +337,10 @@ class PathFollower:
         else:
             expected, start, new_only = reader.known_start(), 0, True
         minimum = max(reader.offset, len(expected), 1)
-        candidates = sorted(self.family(), key=lambda item: item[1].st_mtime, reverse=True)
+        # the newest copy holding our last bytes; with only the first bytes known, the oldest
+        # new copy (any newer ones are read whole after it)
+        candidates = sorted(self.family(), key=lambda item: item[1].st_mtime_ns,
+                            reverse=not new_only)
         for path, st in candidates:
             file_id = (st.st_dev, st.st_ino)
             if (st.st_size < minimum or self.owner.is_open(file_id)
@@ -543,10 +546,26 @@ class PathFollower:
             log.info("%s was truncated; finishing its copy %s first", self.path, copy.key)
         else:
             log.info("%s was truncated; reading it from the start", self.path)
+        self.open_copies_made_since(copy, now)
         reader.restart_at(0)
         self.owner.pending.set_offset(self.path, reader.file_id, 0)
         self.remember_family()
         reader.peek_head()
+
+    def open_copies_made_since(self, copy: FileReader | None, now: float) -> None:
+        """Copies that appeared among the rotated siblings since the last check, other than
+        `copy` (the one holding what was read last): copied and truncated again before we
+        looked, they hold lines written after `copy` was made, and are read whole after it,
+        oldest first."""
+        owner = self.owner
+        newer = [(path, st) for path, st in self.family()
+                 if (st.st_dev, st.st_ino) not in self.known_family and st.st_size > 0
+                 and (copy is None or (st.st_dev, st.st_ino) != copy.file_id)
+                 and not owner.is_open((st.st_dev, st.st_ino))]
+        for path, st in sorted(newer, key=lambda item: item[1].st_mtime_ns):
+            if self.open_rotated(path, (st.st_dev, st.st_ino), 0, now):
+                log.info("%s: %s was copied and truncated away before it was read; reading "
+                         "it whole", self.path, path)
 
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         """Check and read: the rotated-away files first, then the current one. True when the

@@ -85,3 +85,26 @@ def test_truncated_and_rewritten_before_anything_was_consumed_is_noticed(tmp_pat
     delivered: list[str] = []
     poll_until_done(source, delivered, 1000, 1.0)
     assert delivered == ["L 0 partial and its end", "M 0 a much longer first line of the new content"]
+
+
+def test_two_copytruncates_between_two_checks_lose_nothing(tmp_path):
+    """Read partway, then the log is copied and truncated twice before arguard looks again:
+    the older copy (now app.log.2) holds the bytes last read and is finished from there, and
+    the newer copy (app.log.1), made in between, is read whole before app.log."""
+    log = tmp_path / "app.log"
+    append(log, 0, 1000)
+    source = FileSource(Source(path=str(log), start_at="beginning"),
+                        SourceCounters("app", "file"), PendingPositions())
+    source.start([], set(), 0.0)
+    source.place(0.0)
+    delivered: list[str] = []
+    out: list = []
+    source.poll(out, 10_000, 0.0)
+    delivered.extend(line.text for line in out)
+    append(log, 1000, 2000)
+    copytruncate(log)
+    append(log, 2000, 3000)
+    copytruncate(log)
+    append(log, 3000, 3050)
+    poll_until_done(source, delivered, 1000, 1.0)
+    assert delivered == [f"L {number}" for number in range(3050)]
