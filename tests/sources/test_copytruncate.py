@@ -108,3 +108,32 @@ def test_two_copytruncates_between_two_checks_lose_nothing(tmp_path):
     append(log, 3000, 3050)
     poll_until_done(source, delivered, 1000, 1.0)
     assert delivered == [f"L {number}" for number in range(3050)]
+
+
+def test_a_copy_seen_before_its_truncation_is_still_read(tmp_path):
+    """arguard looks while the next rotation is half done (the copy exists, the log is not
+    truncated yet); after the truncation that copy must still count as unread."""
+    log = tmp_path / "app.log"
+    append(log, 0, 3000)
+    source = FileSource(Source(path=str(log), start_at="beginning"),
+                        SourceCounters("app", "file"), PendingPositions())
+    source.start([], set(), 0.0)
+    source.place(0.0)
+    delivered: list[str] = []
+    out: list = []
+    source.poll(out, 10_000, 0.0)
+    delivered.extend(line.text for line in out)
+    append(log, 3000, 6000)
+    copytruncate(log)
+    append(log, 6000, 6100)
+    for number in (2, 1):                       # the second rotation, up to its copy
+        if os.path.exists(f"{log}.{number}"):
+            os.rename(f"{log}.{number}", f"{log}.{number + 1}")
+    shutil.copyfile(log, f"{log}.1")
+    out = []
+    assert source.poll(out, 1000, 1.0)
+    delivered.extend(line.text for line in out)
+    os.truncate(log, 0)                         # ... and its truncation
+    append(log, 6100, 6200)
+    poll_until_done(source, delivered, 1000, 2.0)
+    assert delivered == [f"L {number}" for number in range(6200)]
