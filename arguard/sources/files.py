@@ -153,7 +153,10 @@ class FileReader:
             return True
         if self.tail:
             start = self.offset - len(self.tail)
-            return os.pread(self.fd, len(self.tail), start) != self.tail
+            if os.pread(self.fd, len(self.tail), start) != self.tail:
+                return True
+            return bool(self.partial) and \
+                os.pread(self.fd, len(self.partial), self.offset) != self.partial
         known = self.known_start()
         return bool(known) and os.pread(self.fd, len(known), 0) != known
 
@@ -177,6 +180,11 @@ class FileReader:
             chunk = os.pread(self.fd, CHUNK_BYTES, self.pos)
             if not chunk:
                 return False
+            if self.pos > 0 and self.retired_at is None and self.was_replaced():
+                # (the current file) truncated and written again since the check before
+                # this read: the chunk is new content, not the continuation; stop here and
+                # let the next check, right away, find the copy
+                return True
             chunk_start = self.pos
             self.pos += len(chunk)
             counters.bytes += len(chunk)
