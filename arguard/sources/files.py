@@ -316,16 +316,20 @@ class PathFollower:
         reader.key = None
         self.retiring.append(reader)
         if replaced_by is not None:
-            owner = self.owner
-            between = [(path, st) for path, st in self.family()
-                       if (st.st_dev, st.st_ino) not in self.known_family
-                       and (st.st_dev, st.st_ino) != replaced_by
-                       and not owner.is_open((st.st_dev, st.st_ino))]
-            for path, st in sorted(between, key=lambda item: item[1].st_mtime):
-                if self.open_rotated(path, (st.st_dev, st.st_ino), 0, now):
-                    log.info("%s: %s was rotated away before it was read; reading it whole",
-                             self.path, path)
-        self.rename_retiring()
+            self.open_unseen_siblings(replaced_by, now, "was rotated away before it was read")
+
+    def open_unseen_siblings(self, except_id: FileId | None, now: float, why: str) -> None:
+        """Read whole, oldest first, the rotated siblings that appeared since the last check
+        other than `except_id` (the file already accounted for): two rotations, or two
+        copy-and-truncates, happened between two checks, and they hold lines not read yet."""
+        owner = self.owner
+        unseen = [(path, st) for path, st in self.family()
+                  if (st.st_dev, st.st_ino) not in self.known_family
+                  and (st.st_dev, st.st_ino) != except_id
+                  and not owner.is_open((st.st_dev, st.st_ino))]
+        for path, st in sorted(unseen, key=lambda item: item[1].st_mtime_ns):
+            if self.open_rotated(path, (st.st_dev, st.st_ino), 0, now):
+                log.info("%s: %s %s; reading it whole", self.path, path, why)
 
     def remember_family(self) -> None:
         """The rotated siblings there are now: any other that appears before the next
@@ -537,16 +541,13 @@ class PathFollower:
         bytes where the last ones read were. A reader that consumed nothing yet (offset 0,
         e.g. still finishing an earlier copy) may have missed a whole copy-and-truncate:
         a new copy starting with the bytes it saw is the sign."""
-        copy = None
-        if not reader.was_replaced():
-            if reader.offset != 0:
-                return
-            copy = self.find_copy(reader)
-            if copy is None:
-                reader.peek_head()
-                return
-        if copy is None:
-            copy = self.find_copy(reader)
+        replaced = reader.was_replaced()
+        if not replaced and reader.offset != 0:
+            return
+        copy = self.find_copy(reader)
+        if not replaced and copy is None:
+            reader.peek_head()
+            return
         if copy is not None:
             copy.retired_at = now
             self.retiring.append(copy)
@@ -554,26 +555,12 @@ class PathFollower:
             log.info("%s was truncated; finishing its copy %s first", self.path, copy.key)
         else:
             log.info("%s was truncated; reading it from the start", self.path)
-        self.open_copies_made_since(copy, now)
+        self.open_unseen_siblings(copy.file_id if copy is not None else None, now,
+                                  "was copied and truncated away before it was read")
         reader.restart_at(0)
         self.owner.pending.set_offset(self.path, reader.file_id, 0)
         self.remember_family()
         reader.peek_head()
-
-    def open_copies_made_since(self, copy: FileReader | None, now: float) -> None:
-        """Copies that appeared among the rotated siblings since the last check, other than
-        `copy` (the one holding what was read last): copied and truncated again before we
-        looked, they hold lines written after `copy` was made, and are read whole after it,
-        oldest first."""
-        owner = self.owner
-        newer = [(path, st) for path, st in self.family()
-                 if (st.st_dev, st.st_ino) not in self.known_family and st.st_size > 0
-                 and (copy is None or (st.st_dev, st.st_ino) != copy.file_id)
-                 and not owner.is_open((st.st_dev, st.st_ino))]
-        for path, st in sorted(newer, key=lambda item: item[1].st_mtime_ns):
-            if self.open_rotated(path, (st.st_dev, st.st_ino), 0, now):
-                log.info("%s: %s was copied and truncated away before it was read; reading "
-                         "it whole", self.path, path)
 
     def poll(self, out: list[Line], limit: int, now: float) -> bool:
         """Check and read: the rotated-away files first, then the current one. True when the
