@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-from json.encoder import encode_basestring
 from datetime import datetime
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO
 

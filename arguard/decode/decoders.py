@@ -130,7 +130,8 @@ class DecoderSet:
         self.roots = [d for d in decoders if d.parent is None]
         self._without_program = [d for d in self.roots if d.program_name is None]
         self._by_program: dict[str, list[Decoder]] = {}
-        self._prematches: dict[int, ChildPrematches] = {}
+        #: per root decoder (by identity), its children's prematch dispatch
+        self._prematches = {id(root): ChildPrematches(root) for root in self.roots}
         self._recent: dict[tuple[str | None, str], tuple] = {}
 
     def __len__(self) -> int:
@@ -209,9 +210,7 @@ class DecoderSet:
     def _decode_children(self, root: Decoder, message: str, parent_end: int,
                          fields: dict[str, str]) -> Decoder | None:
         children = root.children
-        prematches = self._prematches.get(id(root))
-        if prematches is None:
-            prematches = self._prematches[id(root)] = ChildPrematches(root)
+        prematches = self._prematches[id(root)]
         index = 0
         while True:
             found = prematches.first(message, parent_end, index)

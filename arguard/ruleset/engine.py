@@ -19,8 +19,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from arguard.model import Event
-from arguard.ruleset.compiled import COMPILED_RULES
 from arguard.patterns import Condition
+from arguard.ruleset.compiled import COMPILED_RULES
 from arguard.ruleset.loader import Rule, RuleTree
 
 DEFAULT_MAX_KEYS = 100_000
@@ -253,9 +253,9 @@ class Engine:
         self._stateful_tested = False
 
     def _roots(self, event: Event) -> tuple:
-        """The root rules whose decoded_as/category can accept this event, in tree order,
-        with their message-only checks: most lines of a busy log come from programs no root
-        rule is about."""
+        """The probe entries of the root rules whose decoded_as/category can accept this
+        event, in tree order: most lines of a busy log come from programs no root rule is
+        about."""
         source = (event.decoder, event.category)
         roots = self._roots_by_source.get(source)
         if roots is None:
@@ -359,7 +359,7 @@ class Engine:
             self._stateful_tested = True
         return self._matches(rule, event)
 
-    def _after(self, final: Rule, chain: list[Rule], event: Event) -> None:
+    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> None:
         now = event.time
         for rule in chain:
             if rule.frequency is not None:
