@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from arguard.config import load_config
+from arguard.pipeline import Pipeline
 from arguard.ruleset.files import load_ruleset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +40,14 @@ def shipped_ruleset(tmp_path_factory):
     """The shipped decoders and rules, with no drop-ins from the host's /etc."""
     config = load_config(write_config(tmp_path_factory.mktemp("shipped")))
     return load_ruleset(config)
+
+
+def pipeline_with(tmp_path: Path, decoders: str, rules: str) -> Pipeline:
+    """A logtest-style pipeline (line times) on these decoder and rule files only."""
+    path = write_config(tmp_path, shipped=False)
+    (tmp_path / "decoders.d" / "test.toml").write_text(textwrap.dedent(decoders))
+    (tmp_path / "rules.d" / "test.toml").write_text(textwrap.dedent(rules))
+    return Pipeline(load_ruleset(load_config(path)), line_time=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -3,16 +3,12 @@ exactly what trying each child in load order gives."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from arguard.config import load_config
 from arguard.decode.decoders import ChildPrematches, _anchored
 from arguard.model import Line
 from arguard.pipeline import Pipeline
-from arguard.ruleset.files import load_ruleset
-from tests.conftest import SHARED, write_config
+from tests.conftest import SHARED, pipeline_with
 
 
 @pytest.mark.parametrize("pattern, anchored", [
@@ -81,7 +77,7 @@ def test_children_with_group_references_are_tried_one_by_one(tmp_path):
     parent = "app"
     prematch = '^\\w+ '
     """
-    pipeline = _pipeline(tmp_path, decoders, "")
+    pipeline = pipeline_with(tmp_path, decoders, "")
     root = pipeline.decoders.roots[0]
     assert not ChildPrematches(root)._can_combine
     assert _decoded(pipeline, "app[1]: echo echo x") == ("app-twice", {"word": "echo"})
@@ -111,7 +107,7 @@ prematch = '^refused'
 def test_a_repeated_message_still_gets_its_own_process_address(tmp_path):
     """Word-for-word repeated messages reuse the decoding, but the address recalled for a
     process is still that process's own, not the one recalled for the first copy."""
-    pipeline = _pipeline(tmp_path, RECALL_DECODERS, "")
+    pipeline = pipeline_with(tmp_path, RECALL_DECODERS, "")
     _decoded(pipeline, "daemon[1]: peer 192.0.2.1")
     _decoded(pipeline, "daemon[2]: peer 198.51.100.2")
     assert _decoded(pipeline, "daemon[1]: refused") == ("daemon-refused", {"srcip": "192.0.2.1"})
@@ -137,18 +133,11 @@ def test_a_rule_on_a_recalled_address_sees_each_repeat_s_own_address(tmp_path):
     srcip = "192.0.2.0/24"
     description = "refused from the watched network"
     """
-    pipeline = _pipeline(tmp_path, RECALL_DECODERS, rules)
+    pipeline = pipeline_with(tmp_path, RECALL_DECODERS, rules)
     _decoded(pipeline, "daemon[1]: peer 192.0.2.1")
     _decoded(pipeline, "daemon[2]: peer 198.51.100.2")
     rules_fired = [_rule(pipeline, f"daemon[{pid}]: refused") for pid in (1, 2, 1, 2, 3)]
     assert rules_fired == [101, 100, 101, 100, 100]
-
-
-def _pipeline(tmp_path, decoders: str, rules: str) -> Pipeline:
-    path = write_config(tmp_path, shipped=False)
-    (tmp_path / "decoders.d" / "test.toml").write_text(textwrap.dedent(decoders))
-    (tmp_path / "rules.d" / "test.toml").write_text(textwrap.dedent(rules))
-    return Pipeline(load_ruleset(load_config(path)), line_time=True)
 
 
 def _decoded(pipeline: Pipeline, text: str) -> tuple[str | None, dict[str, str]]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 
-from arguard.config import load_config
 from arguard.model import Line
 from arguard.pipeline import Pipeline
-from arguard.ruleset.files import load_ruleset
-from tests.conftest import write_config
+from tests.conftest import pipeline_with
 
 DECODERS = """
 [[decoder]]
@@ -61,10 +58,7 @@ description = "failed password"
 
 
 def make_pipeline(tmp_path, rules: str, decoders: str = DECODERS) -> Pipeline:
-    path = write_config(tmp_path, shipped=False)
-    (tmp_path / "decoders.d" / "test.toml").write_text(textwrap.dedent(decoders))
-    (tmp_path / "rules.d" / "test.toml").write_text(textwrap.dedent(BASE_RULES + rules))
-    return Pipeline(load_ruleset(load_config(path)), line_time=True)
+    return pipeline_with(tmp_path, decoders, BASE_RULES + rules)
 
 
 def invalid(pipeline: Pipeline, address: str, second: int, user: str = "x") -> int | None:

@@ -17,13 +17,32 @@ def append(path, first: int, last: int) -> None:
         f.writelines(f"L {number}\n" for number in range(first, last))
 
 
-def copytruncate(path) -> None:
-    """What logrotate's copytruncate does: shift the numbered copies, copy, truncate."""
+def copy_to_first_generation(path) -> None:
+    """The first half of logrotate's copytruncate: shift the numbered copies, copy."""
     for number in (3, 2, 1):
         if os.path.exists(f"{path}.{number}"):
             os.rename(f"{path}.{number}", f"{path}.{number + 1}")
     shutil.copyfile(path, f"{path}.1")
+
+
+def copytruncate(path) -> None:
+    copy_to_first_generation(path)
     os.truncate(path, 0)
+
+
+def followed_from_start(log) -> FileSource:
+    source = FileSource(Source(path=str(log), start_at="beginning"),
+                        SourceCounters("app", "file"), PendingPositions())
+    source.start([], set(), 0.0)
+    source.place(0.0)
+    return source
+
+
+def poll_once(source: FileSource, delivered: list, limit: int, now: float) -> bool:
+    out: list = []
+    more = source.poll(out, limit, now)
+    delivered.extend(line.text for line in out)
+    return more
 
 
 def poll_until_done(source: FileSource, delivered: list, limit: int, now: float) -> None:
@@ -41,22 +60,15 @@ def test_second_copytruncate_before_the_truncated_file_was_read_loses_nothing(tm
     neither its size nor its last bytes can tell), the newer copy is read whole."""
     log = tmp_path / "app.log"
     append(log, 0, 3000)
-    source = FileSource(Source(path=str(log), start_at="beginning"),
-                        SourceCounters("app", "file"), PendingPositions())
-    source.start([], set(), 0.0)
-    source.place(0.0)
+    source = followed_from_start(log)
     delivered: list[str] = []
-    out: list = []
-    source.poll(out, 10_000, 0.0)
-    delivered.extend(line.text for line in out)
+    poll_once(source, delivered, 10_000, 0.0)
     assert len(delivered) == 3000
 
     append(log, 3000, 6000)
     copytruncate(log)
     append(log, 6000, 6100)
-    out = []
-    assert source.poll(out, 1000, 1.0)          # stopped at the limit inside the first copy
-    delivered.extend(line.text for line in out)
+    assert poll_once(source, delivered, 1000, 1.0)  # stopped at the limit inside the first copy
 
     append(log, 6100, 9000)
     copytruncate(log)                           # again, before app.log itself was read
@@ -71,18 +83,14 @@ def test_truncated_and_rewritten_before_anything_was_consumed_is_noticed(tmp_pat
     old partial line is not glued to it, and the copy gives the complete old line."""
     log = tmp_path / "app.log"
     log.write_text("L 0 partial")
-    source = FileSource(Source(path=str(log), start_at="beginning"),
-                        SourceCounters("app", "file"), PendingPositions())
-    source.start([], set(), 0.0)
-    source.place(0.0)
-    out: list = []
-    source.poll(out, 1000, 0.0)
-    assert out == []
+    source = followed_from_start(log)
+    delivered: list[str] = []
+    poll_once(source, delivered, 1000, 0.0)
+    assert delivered == []
     with open(log, "a") as f:
         f.write(" and its end\n")
     copytruncate(log)
     log.write_text("M 0 a much longer first line of the new content\n")
-    delivered: list[str] = []
     poll_until_done(source, delivered, 1000, 1.0)
     assert delivered == ["L 0 partial and its end", "M 0 a much longer first line of the new content"]
 
@@ -93,14 +101,9 @@ def test_two_copytruncates_between_two_checks_lose_nothing(tmp_path):
     the newer copy (app.log.1), made in between, is read whole before app.log."""
     log = tmp_path / "app.log"
     append(log, 0, 1000)
-    source = FileSource(Source(path=str(log), start_at="beginning"),
-                        SourceCounters("app", "file"), PendingPositions())
-    source.start([], set(), 0.0)
-    source.place(0.0)
+    source = followed_from_start(log)
     delivered: list[str] = []
-    out: list = []
-    source.poll(out, 10_000, 0.0)
-    delivered.extend(line.text for line in out)
+    poll_once(source, delivered, 10_000, 0.0)
     append(log, 1000, 2000)
     copytruncate(log)
     append(log, 2000, 3000)
@@ -115,24 +118,14 @@ def test_a_copy_seen_before_its_truncation_is_still_read(tmp_path):
     truncated yet); after the truncation that copy must still count as unread."""
     log = tmp_path / "app.log"
     append(log, 0, 3000)
-    source = FileSource(Source(path=str(log), start_at="beginning"),
-                        SourceCounters("app", "file"), PendingPositions())
-    source.start([], set(), 0.0)
-    source.place(0.0)
+    source = followed_from_start(log)
     delivered: list[str] = []
-    out: list = []
-    source.poll(out, 10_000, 0.0)
-    delivered.extend(line.text for line in out)
+    poll_once(source, delivered, 10_000, 0.0)
     append(log, 3000, 6000)
     copytruncate(log)
     append(log, 6000, 6100)
-    for number in (2, 1):                       # the second rotation, up to its copy
-        if os.path.exists(f"{log}.{number}"):
-            os.rename(f"{log}.{number}", f"{log}.{number + 1}")
-    shutil.copyfile(log, f"{log}.1")
-    out = []
-    assert source.poll(out, 1000, 1.0)
-    delivered.extend(line.text for line in out)
+    copy_to_first_generation(log)               # the second rotation, up to its copy
+    assert poll_once(source, delivered, 1000, 1.0)
     os.truncate(log, 0)                         # ... and its truncation
     append(log, 6100, 6200)
     poll_until_done(source, delivered, 1000, 2.0)
