@@ -230,6 +230,17 @@ def _entries(rules: list[Rule], source_checked: bool = False) -> tuple:
     return tuple(entries)
 
 
+def _root_accepts(rule: Rule, decoder: str | None, category: str) -> bool:
+    """Whether a root rule is tried for events of this decoder and category. As in Wazuh,
+    where a rule's category defaults to syslog, a root that names neither a decoder nor a
+    category is about syslog events only (not web-log ones)."""
+    if rule.decoded_as is not None and rule.decoded_as != decoder:
+        return False
+    if rule.category is not None:
+        return rule.category == category
+    return rule.decoded_as is not None or category == "syslog"
+
+
 def _same_correlation(old: Rule, new: Rule) -> bool:
     return (old.frequency, old.timeframe, old.same, old.different, old.if_matched_sid,
             old.if_matched_group) == (new.frequency, new.timeframe, new.same, new.different,
@@ -260,8 +271,7 @@ class Engine:
         roots = self._roots_by_source.get(source)
         if roots is None:
             roots = _entries([r for r in self.tree.roots
-                              if (r.decoded_as is None or r.decoded_as == event.decoder)
-                              and (r.category is None or r.category == event.category)],
+                              if _root_accepts(r, event.decoder, event.category)],
                              source_checked=True)
             self._roots_by_source[source] = roots
         return roots
