@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from arguard.decode.decoders import normalise_address
 from arguard.model import Line
 from arguard.pipeline import Pipeline
-from tests.conftest import SHARED, coverage_key
+from tests.conftest import SHARED, coverage_key, require_corpus
 
 CORPUS = SHARED / "corpus" / "fail2ban"
 FILES = ("sshd", "sshd-journal", "pam-generic", "nginx-http-auth", "nginx-botsearch",
@@ -75,12 +74,9 @@ def corpus_line(name: str, sample: Sample) -> Line:
     return Line(sample.text, name, 0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def corpus_present():
-    if not CORPUS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CORPUS} is missing; CI must have ../shared beside the checkout")
-        pytest.skip(f"{CORPUS} not present")
+@pytest.fixture(autouse=True)
+def corpus_present(request):
+    require_corpus(request, CORPUS)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -21,6 +21,9 @@ After the time, one or two spaces, then (each optional):
   `prog[pid] ` without the colon; `[prog]:` without a host. A line whose host is followed by
   ": " has no host: the token is the program (Solaris).
 Solaris' message id (`[ID 800047 auth.info] `) is removed from the message, as Wazuh does.
+Without a time, `host prog[pid]: msg` is read too (journal entries as fail2ban and some
+collectors render them); the pid is required there, so that ordinary text is not taken for a
+header.
 
 When the time and host are read but no program follows, the message is the text after the host
 (Wazuh does the same), so an access log relayed through syslog without a tag still decodes; when
@@ -80,6 +83,7 @@ _HEADER = re.compile(
     r"(?P<prog>" + _NAME + r")(?:\[(?P<pid>\d+)\](?:: ?| )|: ?)"
     r"|(?P<lone_host>" + _IPV6 + "|" + _NAME + r") "
     r")?")
+_UNTIMED = re.compile(r"(?P<host>" + _NAME + r") (?P<prog>" + _NAME + r")\[(?P<pid>\d+)\]: ")
 _SD_ELEMENT = r'\[[^\]"]*(?:"(?:[^"\\]|\\.)*"[^\]"]*)*\]'
 _RFC5424 = re.compile(
     r"(?:<\d{1,3}>)?1 (?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))"
@@ -135,6 +139,10 @@ class Predecoder:
             match = _HEADER.match(text)
             if match is not None:
                 return self._header(match, text)
+            match = _UNTIMED.match(text)
+            if match is not None:
+                return Predecoded(text[match.end():], None, None, match.group("host"),
+                                  match.group("prog"), match.group("pid"), True)
             found = self._fixed_layout(text)
             if found is not None:
                 return found

@@ -421,7 +421,7 @@ class Engine:
         if rule.category is not None and rule.category != event.category:
             return False
         message = event.pre.message
-        if rule.maxsize is not None and len(message) <= rule.maxsize:
+        if rule.maxsize is not None and len(message) < rule.maxsize:
             return False
         if rule.match is not None and not rule.match.holds(message):
             return False

@@ -353,15 +353,17 @@ def test_addresses_are_normalised(tmp_path, address, expected):
     assert pipeline.process(Line(line, "t", 0.0)).event.fields["srcip"] == expected
 
 
-def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shipped_ruleset):
+def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shipped_ruleset,
+                                                                          request):
     """Rules whose `match` is plain literal alternatives are checked with `in`/`startswith`
     on the lower-cased message (the engine's probe loop); on every corpus line that must give
     the regex's answer."""
     import re
 
     from arguard.ruleset.engine import Engine, _literal_probes
-    from tests.conftest import SHARED
+    from tests.conftest import SHARED, require_corpus
 
+    require_corpus(request, SHARED / "corpus")
     messages = [line.split(": ", 1)[-1] for path in (SHARED / "corpus").rglob("*")
                 if path.is_file() for line in path.read_text(errors="replace").splitlines()]
     messages += ["Invalid user admin from 1.2.3.4", "FAILED PASSWORD", "x [preauth]", ""]
@@ -381,3 +383,18 @@ def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shippe
                 fast = found is not None and found[1] is rule
                 assert fast == (condition.pattern.search(message) is not None), (rule.id, message)
     assert checked > 30
+
+
+def test_maxsize_matches_messages_of_at_least_that_many_characters(tmp_path):
+    rules = """
+    [[rule]]
+    id = 530
+    level = 7
+    if_sid = 101
+    maxsize = 60
+    description = "long line (Wazuh: size >= maxsize)"
+    """
+    pipeline = make_pipeline(tmp_path, rules)
+    exactly = "x" * (60 - len("Invalid user  from 192.0.2.1 port 22"))
+    assert invalid(pipeline, "192.0.2.1", 0, user=exactly) == 530
+    assert invalid(pipeline, "192.0.2.1", 1, user=exactly[1:]) == 101
