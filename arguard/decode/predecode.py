@@ -73,9 +73,7 @@ _TIME = (
     r" (?P<yhms>\d\d:\d\d:\d\d))"
     r"|(?P<iso>\d{4}-\d\d-\d\d(?:T\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
     r"| \d\d:\d\d:\d\d(?:,\d+|\.\d+(?:Z|[+-]\d\d:?\d\d)?)))")
-_HEADER = re.compile(
-    r"(?:<\d{1,3}>)?(?:" + _TIME + r") {1,2}"
-    r"(?:<?" + _FACILITY_SEVERITY + r">? )?"
+_TAIL = (
     r"(?:"
     r"\[(?P<bracketed>" + _NAME + r")\]:? "
     r"|(?:(?P<host>" + _IPV6 + "|" + _NAME + r") (?:" + _FACILITY_SEVERITY + r" )?)?"
@@ -83,6 +81,13 @@ _HEADER = re.compile(
     r"(?P<prog>" + _NAME + r")(?:\[(?P<pid>\d+)\](?:: ?| )|: ?)"
     r"|(?P<lone_host>" + _IPV6 + "|" + _NAME + r") "
     r")?")
+_HEADER = re.compile(
+    r"(?:<\d{1,3}>)?(?:" + _TIME + r") {1,2}(?:<?" + _FACILITY_SEVERITY + r">? )?" + _TAIL)
+# The common case first, with no rare optional parts to try: a BSD time, a host and
+# `prog[pid]: ` or `prog: ` (most lines of a busy auth.log); the groups are _HEADER's.
+_COMMON_BSD = re.compile(
+    r"(?P<bsd>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d))"
+    r" (?P<host>[A-Za-z0-9_.\-/@()]+) (?P<prog>" + _NAME + r")(?:\[(?P<pid>\d+)\])?: ")
 _UNTIMED = re.compile(r"(?P<host>" + _NAME + r") (?P<prog>" + _NAME + r")\[(?P<pid>\d+)\]: ")
 _SD_ELEMENT = r'\[[^\]"]*(?:"(?:[^"\\]|\\.)*"[^\]"]*)*\]'
 _RFC5424 = re.compile(
@@ -110,6 +115,7 @@ _APACHE_ERR_TIME = re.compile(
     r"\[[A-Za-z]{3} ([A-Za-z]{3}) (\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? (\d{4})\]")
 _W3C_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) ")
 
+_HOUR_CACHE_LIMIT = 4096
 # Allow this much clock skew before deciding a year-less date belongs to last year.
 _FUTURE_SLACK = 2 * 86_400
 
@@ -121,6 +127,7 @@ class Predecoder:
         self.reference_time = reference_time
         self._last_stamp: str | None = None
         self._last_time: float | None = None
+        self._hour_starts: dict[tuple[int, int, int, int], float] = {}
 
     def predecode(self, line: Line) -> Predecoded:
         if line.program_name is not None:
@@ -136,6 +143,9 @@ class Predecoder:
                 match = _RFC5424.match(text)
                 if match is not None:
                     return self._rfc5424(match, text)
+            match = _COMMON_BSD.match(text)
+            if match is not None:
+                return self._common_bsd(match, text)
             match = _HEADER.match(text)
             if match is not None:
                 return self._header(match, text)
@@ -188,6 +198,17 @@ class Predecoder:
                                   match.group("prog"), match.group("pid"), True)
         return None
 
+    def _common_bsd(self, match: re.Match, text: str) -> Predecoded:
+        stamp, mon, day, hms, host, program, pid = match.groups()
+        when = self._last_time if stamp == self._last_stamp else \
+            self._bsd_time(stamp, mon, day, hms, None)
+        message = text[match.end():]
+        if message.startswith("[ID "):
+            solaris = _SOLARIS_ID.match(message)
+            if solaris is not None:
+                message = message[solaris.end():]
+        return Predecoded(message, stamp, when, host, program, pid, True)
+
     def _header(self, match: re.Match, text: str) -> Predecoded:
         groups = match.groupdict()
         if groups["bsd"] is not None:
@@ -223,19 +244,34 @@ class Predecoder:
         if month is None:
             return None
         hour, minute, second = (int(x) for x in hms.split(":"))
-        now = self.reference_time if self.reference_time is not None else time.time()
+        if minute > 59 or second > 59:
+            return None
         try:
             if year is not None:
-                when = _local_epoch(year, month, int(day), hour, minute, second)
+                when = self._local_time(year, month, int(day), hour, minute, second)
             else:
+                now = self.reference_time if self.reference_time is not None else time.time()
                 year = time.localtime(now).tm_year
-                when = _local_epoch(year, month, int(day), hour, minute, second)
+                when = self._local_time(year, month, int(day), hour, minute, second)
                 if when > now + _FUTURE_SLACK:
-                    when = _local_epoch(year - 1, month, int(day), hour, minute, second)
+                    when = self._local_time(year - 1, month, int(day), hour, minute, second)
         except (ValueError, OverflowError):
             return None
         self._last_stamp, self._last_time = stamp, when
         return when
+
+    def _local_time(self, year: int, month: int, day: int, hour: int, minute: int,
+                    second: int) -> float:
+        """Local time to epoch, with one mktime per hour of log: clocks change only on the
+        hour, so within one the rest is arithmetic."""
+        key = (year, month, day, hour)
+        start = self._hour_starts.get(key)
+        if start is None:
+            start = _local_epoch(year, month, day, hour, 0, 0)
+            if len(self._hour_starts) >= _HOUR_CACHE_LIMIT:
+                self._hour_starts.clear()
+            self._hour_starts[key] = start
+        return start + minute * 60 + second
 
     def _numeric_time(self, year: int | None, month: int, day: int, hms: str,
                       local: bool) -> float | None:

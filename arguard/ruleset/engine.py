@@ -261,6 +261,8 @@ class Engine:
         #: recent evaluations of walks that met no stateful rule (frequency or ignore): for
         #: the same decoder, fields, program, host, location and message they are the same
         self._recent: dict[tuple, Evaluation] = {}
+        #: (id of an entries tuple, rule id) -> the entries after that rule's
+        self._rest: dict[tuple[int, int], tuple] = {}
         self._stateful_tested = False
 
     def _roots(self, event: Event) -> tuple:
@@ -319,50 +321,53 @@ class Engine:
         return evaluation
 
     def _walk(self, event: Event, message: str) -> Evaluation:
+        """Depth-first, as Wazuh's OS_CheckIfRuleMatch: the first rule of a level that
+        matches, then the deepest rule below it. A `noalert` rule none of whose children
+        matched is no result: its later siblings are tried (Wazuh: "if we are set to no
+        alert, keep going"), so 5500 "Grouping of the pam_unix rules" lets 5555 take
+        `password changed for`; failing those, its parent is the result."""
+        lowered = message.lower()
+        children = self._children
+        entries = self._roots(event)
         chain: list[Rule] = []
-        final = self._descend(self._roots(event), event, message, message.lower(), chain)
-        if final is None:
+        taken_from: list[tuple] = []  # per rule of the chain, the entries it was found in
+        while True:
+            rule = self._first(entries, event, message, lowered)
+            if rule is not None:
+                chain.append(rule)
+                taken_from.append(entries)
+                entries = children[rule.id]
+            elif chain and chain[-1].noalert:
+                entries = self._entries_after(taken_from.pop(), chain.pop())
+            else:
+                break
+        if not chain:
             return _NO_RULE
+        final = chain[-1]
         evaluation = Evaluation(final, tuple(chain))
         self._after(final, evaluation.chain, event)
         return evaluation
 
-    def _descend(self, entries: tuple, event: Event, message: str, lowered: str,
-                 chain: list[Rule]) -> Rule | None:
-        """Depth-first, as Wazuh's OS_CheckIfRuleMatch: the first rule of `entries` that
-        matches, then the deepest rule below it. A `noalert` rule none of whose children
-        matched is no result: its later siblings are tried (Wazuh: "if we are set to no
-        alert, keep going"), so 5500 "Grouping of the pam_unix rules" lets 5555 take
-        `password changed for`. `chain` receives the rules on the path taken."""
-        start = 0
-        while True:
-            found = self._first(entries, start, event, message, lowered)
-            if found is None:
-                return None
-            position, rule = found
-            chain.append(rule)
-            deeper = self._descend(self._children[rule.id], event, message, lowered, chain)
-            if deeper is not None:
-                return deeper
-            if not rule.noalert:
-                return rule
-            chain.pop()
-            start = position + 1
-            while start < len(entries) and entries[start][2] is rule:
-                start += 1
+    def _entries_after(self, entries: tuple, rule: Rule) -> tuple:
+        """The entries after `rule`'s (a rule's probes stand together), kept: a noalert root
+        such as 5700 ends this way for most lines of its program."""
+        key = (id(entries), rule.id)
+        rest = self._rest.get(key)
+        if rest is None:
+            last = max(index for index, entry in enumerate(entries) if entry[2] is rule)
+            rest = self._rest[key] = entries[last + 1:]
+        return rest
 
-    def _first(self, entries: tuple, start: int, event: Event, message: str,
-               lowered: str) -> tuple[int, Rule] | None:
-        """The position and rule of the first entry from `start` whose rule matches the
-        event (the hot loop: one pass over flat tuples, no call per literal)."""
-        for position in range(start, len(entries)):
-            kind, probe, rule, verify = entries[position]
+    def _first(self, entries: tuple, event: Event, message: str, lowered: str) -> Rule | None:
+        """The first rule of `entries` that matches the event (the hot loop: one pass over
+        flat tuples, no call per literal)."""
+        for kind, probe, rule, verify in entries:
             if kind == CONTAINS:
                 if probe not in lowered:
                     continue
             elif kind == GENERAL:
                 if self._verify(rule, event):
-                    return position, rule
+                    return rule
                 continue
             elif kind == STARTS:
                 if not lowered.startswith(probe):
@@ -379,7 +384,7 @@ class Engine:
             elif kind == EQUALS and lowered != probe:
                 continue
             if not verify or self._verify(rule, event):
-                return position, rule
+                return rule
         return None
 
     def _verify(self, rule: Rule, event: Event) -> bool:
