@@ -26,6 +26,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config, ruleset = _load(args)
     where = config.path or "(shipped default configuration)"
+    if config.fragments:
+        where = f"{where} + {', '.join(str(f) for f in config.fragments)}"
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
           f"{len(config.active_responses)} active responses")
