@@ -52,14 +52,21 @@ def cmd_import_fail2ban(args: argparse.Namespace) -> int:
     from arguard.importers.fail2ban import import_fail2ban
 
     report = import_fail2ban([Path(f) for f in args.files], Path(args.output),
-                             Path(args.jail) if args.jail else None, args.base_id)
+                             [Path(args.jail)] if args.jail else [], args.base_id)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for problem in report.problems:
-        print(f"not translated: {problem}", file=sys.stderr)
-    print(f"imported into {args.output}"
-          + (f" with {len(report.problems)} problems" if report.problems else ""),
-          file=sys.stderr)
+        print(f"NOT TRANSLATED: {problem}", file=sys.stderr)
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if report.errors:
+        print(f"nothing written to {args.output}: the fail2ban configuration could not be "
+              "read", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"imported into {args.output}: {len(report.filters_translated)} filters, "
+          f"{len(report.jails)} jails"
+          + (f"; {len(report.problems)} thing(s) NOT translated (listed above)"
+             if report.problems else "; everything translated"), file=sys.stderr)
     return EXIT_USAGE if report.problems else EXIT_OK
 
 
@@ -215,12 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="translate Wazuh or fail2ban rule files into arguard's TOML; exit 2 when "
                     "something could not be translated (each item is reported)")
     sources = importing.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    fail2ban = sources.add_parser("fail2ban", help="fail2ban filter .conf files (and a jail)")
-    fail2ban.add_argument("files", nargs="+", metavar="FILTER")
+    fail2ban = sources.add_parser(
+        "fail2ban", help="a fail2ban configuration directory, or filter and jail files",
+        description="A fail2ban configuration (a directory such as /etc/fail2ban, or "
+                    "filter.d/*.conf and jail.conf/jail.local files) into DIR: the enabled "
+                    "jails' (or the given filters') decoders and rules in DIR/decoders.d and "
+                    "DIR/rules.d, every filter of a directory in DIR/fail2ban-filters, the "
+                    "jails' sources, commands, active responses and white list in "
+                    "DIR/conf.d/60-fail2ban.toml. Exit 0: everything translated, 2: "
+                    "something was not (each item is reported with file:line), 1: a file "
+                    "could not be read (nothing is written).")
+    fail2ban.add_argument("files", nargs="+", metavar="DIR|FILE")
     fail2ban.add_argument("-o", "--output", required=True, metavar="DIR")
     fail2ban.add_argument("--jail", metavar="JAIL_FILE",
-                          help="jail.conf/jail.local: enabled jails become ban rules and "
-                               "active responses")
+                          help="a jail.conf/jail.local whose enabled jails become ban rules, "
+                               "active responses and sources")
     fail2ban.add_argument("--base-id", type=int, default=100_000,
                           help="first rule id (10 per filter; default 100000)")
     fail2ban.set_defaults(handler=cmd_import_fail2ban)
