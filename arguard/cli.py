@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "wazuh", help="Wazuh 4.x decoder/rule XML and ossec.conf",
         description="Wazuh 4.x decoder XML, rule XML and ossec.conf (<command>, "
                     "<active-response>, <global><white_list>) into DIR/decoders.d, "
-                    "DIR/rules.d and DIR/arguard-wazuh.toml; what cannot be translated is "
+                    "DIR/rules.d and DIR/conf.d/60-wazuh.toml; what cannot be translated is "
                     "reported on stderr. Exit 0: everything translated, 2: something was "
                     "not, 1: an input file could not be read or parsed.")
     wazuh.add_argument("files", nargs="+", metavar="FILE")
