@@ -440,6 +440,7 @@ class JailDefinition:
     name: str
     origin: Origin | None
     options: dict[str, Text]
+    set_at: dict[str, Origin]      # where each option was written (before interpolation)
 
 
 JAIL_OPTIONS = ("enabled", "filter", "backend", "maxretry", "findtime", "bantime",
@@ -468,9 +469,13 @@ def read_jails(config_dir: Path, files: list[Path] | None = None, extra: list[Pa
         if enabled is None or enabled.value.strip().lower() not in _TRUE:
             continue
         options: dict[str, Text] = {}
+        set_at: dict[str, Origin] = {}
         for option in JAIL_OPTIONS:
             if config.has(name, option):
                 options[option] = config.get(name, option)
+                raw = config.raw(name, option)
+                if raw is not None and raw.origins[0] is not None:
+                    set_at[option] = raw.origins[0]
         header = next((o for t in section.values() for o in t.origins if o), None)
-        jails.append(JailDefinition(name, header, options))
+        jails.append(JailDefinition(name, header, options, set_at))
     return jails, config.notes

@@ -240,9 +240,8 @@ def _value(jail: JailDefinition, option: str, default: str | None = None) -> str
 
 
 def _where(jail: JailDefinition, option: str) -> object:
-    text = jail.options.get(option)
-    origin = text.origins[0] if text is not None else None
-    return origin or jail.origin or f"[{jail.name}]"
+    """Where the jail's option was written (a value from [DEFAULT] names that line)."""
+    return jail.set_at.get(option) or jail.origin or f"[{jail.name}]"
 
 
 def translate_jail(jail: JailDefinition, translated: Translated, config: JailConfig,
