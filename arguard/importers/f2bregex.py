@@ -111,6 +111,21 @@ def without_groups(pattern: str) -> str:
     return re.sub(r"\(\?P<\w+>", "(?:", pattern)
 
 
+def gate(pattern: str) -> str | None:
+    """A prematch for a translated pattern: the same pattern without its groups, in a form
+    the standard `re` module compiles, so that a decoder's children are dispatched with one
+    regex call (see ChildPrematches); None when the pattern needs its groups
+    (back-references, conditions) or `regex`-only syntax."""
+    body = without_groups(pattern.removeprefix("(?-i)"))
+    anchor = "^" if body.startswith("^") else ""
+    text = f"{anchor}(?-i:{body[len(anchor):]})"
+    try:
+        re.compile(text, re.IGNORECASE)
+    except (re.error, ValueError, OverflowError):
+        return None
+    return text
+
+
 # --- dates -----------------------------------------------------------------------------------
 
 _STDLIB = TimeRE()

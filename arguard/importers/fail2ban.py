@@ -152,8 +152,11 @@ def translate_filter(definition: FilterDefinition, name: str, base_id: int, repo
                            f"id); left out: {text[:100]!r}")
             continue
         groups |= own
-        children.append({"name": f"f2b-{name}-{len(children) + 1}", "parent": root["name"],
-                         "regex": pattern})
+        child = {"name": f"f2b-{name}-{len(children) + 1}", "parent": root["name"]}
+        prematch = f2bregex.gate(pattern)
+        if prematch is not None:
+            child["prematch"] = prematch
+        children.append({**child, "regex": pattern})
     if not children:
         report.problem(where, f"no failregex of filter {definition.name} could be "
                        "translated; filter skipped")
