@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO, SHARED, write_config
 from tests.daemon_process import ArguardProcess, failed_password, status, wait_for
-from tests.netns import namespace, python_in, require_netns, run_in, tcp_listener, veth
+from tests.netns import connect, namespace, require_netns, run_in, tcp_listener, veth
 
 TREE = SHARED / "corpus" / "fail2ban-tree" / "config"
 SERVER, SSH_CLIENT, WEB_CLIENT = "10.214.0.1", "10.214.0.2", "10.214.0.3"
@@ -28,21 +28,7 @@ BANTIME = 20
 
 
 def connect_from(ns: str, source: str) -> str:
-    return python_in(ns, f"""
-import json, socket
-sock = socket.socket()
-sock.settimeout(0.5)
-sock.bind(({source!r}, 0))
-try:
-    sock.connect(({SERVER!r}, {PORT}))
-    print(json.dumps("connected"))
-except TimeoutError:
-    print(json.dumps("timeout"))
-except OSError as error:
-    print(json.dumps(type(error).__name__))
-finally:
-    sock.close()
-""")
+    return connect(ns, SERVER, PORT, timeout=0.5, source=source)
 
 
 def nginx_auth_failure(address: str, user: str) -> str:
