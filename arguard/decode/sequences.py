@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-CONTROL_GROUPS = ("end", "success")
 HELPER = "helper"
 
 

@@ -88,7 +88,6 @@ class Translated:
     decoders: list[dict]
     rules: list[dict]
     base_id: int
-    maxlines: int = 1
     journalmatch: str | None = None
 
     @property
@@ -196,7 +195,7 @@ def translate_filter(definition: FilterDefinition, name: str, base_id: int, repo
     journal = definition.text("journalmatch")
     if definition.name not in report.filters_translated:
         report.filters_translated.append(definition.name)
-    return Translated(name, str(where), [root] + children, rules, base_id, lines,
+    return Translated(name, str(where), [root] + children, rules, base_id,
                       journal.value if journal is not None else None)
 
 

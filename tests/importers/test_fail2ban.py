@@ -12,7 +12,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import regex
 
+from arguard.decode.decoders import normalise_address
+from arguard.importers.f2bregex import translate_regex
 from arguard.importers.f2btimes import offence_times, seconds
 from tests.conftest import REPO, write_config
 
@@ -259,3 +262,34 @@ def test_ban_time_increments():
     assert offence_times(60, 2, None, [1, 5, 30], None) == [600, 3600]
     assert offence_times(60, 1, "ban.Time * math.exp(float(ban.Count+1)*banFactor)"
                          "/math.exp(1*banFactor)", [], 600) == [164, 444, 600]
+
+
+@pytest.mark.parametrize("failregex, line, fields", [
+    ("^fail <HOST>$", "fail 192.0.2.1", {"srcip": "192.0.2.1"}),
+    ("^fail <HOST>$", "fail ::ffff:192.0.2.1", {"srcip": "192.0.2.1"}),
+    ("^fail <HOST>$", "fail [2001:db8::1]", {"srcip": "2001:db8::1"}),
+    ("^fail <HOST>$", "fail bad.example", {"srcip": "bad.example"}),
+    ("^fail <ADDR>$", "fail bad.example", None),
+    ("usedns=no ^fail <HOST>$", "fail bad.example", None),
+    ("^fail <SUBNET>$", "fail 192.0.2.0/24", {"srcip": "192.0.2.0", "cidr": "24"}),
+    ("^fail <IP4>/<CIDR>$", "fail 192.0.2.0/24", {"srcip": "192.0.2.0", "cidr": "24"}),
+    ("^fail <DNS> as <F-ID/> on <F-PORT/>$", "fail a.example as x-1 on ssh",
+     {"srcip": "a.example", "fid": "x-1", "fport": "ssh"}),
+    ("^ruser=<F-ALT_USER>\\S*</F-ALT_USER> rhost=<HOST>(?: user=<F-USER>\\S+</F-USER>)?$",
+     "ruser=eve rhost=192.0.2.1", {"srcip": "192.0.2.1", "srcuser": "eve"}),
+    ("^<F-USER>\\S+</F-USER> again (?P=user) from <HOST>$", "bob again bob from 192.0.2.2",
+     {"srcuser": "bob", "srcip": "192.0.2.2"}),
+    ("^<F-NOFAIL>hello</F-NOFAIL> <F-MLFFORGET>bye</F-MLFFORGET> <F-RCPT>\\S+</F-RCPT> <HOST>$",
+     "hello bye x@y 192.0.2.3", {"helper": "hello", "end": "bye", "rcpt": "x@y",
+                                 "srcip": "192.0.2.3"}),
+    ("^(?:(?i)FAIL) <HOST>$", "fail 192.0.2.4", {"srcip": "192.0.2.4"}),
+    ("^Fail <HOST>$", "fail 192.0.2.5", None),   # case-sensitive, as in fail2ban
+])
+def test_filter_language(failregex: str, line: str, fields: dict | None):
+    use_dns = not failregex.startswith("usedns=no ")
+    pattern = translate_regex(failregex.removeprefix("usedns=no "), use_dns)
+    match = regex.compile(pattern).search(line)
+    got = None if match is None else {
+        k: normalise_address(v) if k == "srcip" else v
+        for k, v in match.groupdict().items() if v}
+    assert got == fields
