@@ -30,6 +30,7 @@ def outcome_dict(text: str, outcome: Outcome) -> dict:
         "decoder": None if event.decoder is None else {"name": event.decoder,
                                                        "child": event.decoder_child},
         "fields": dict(event.fields),
+        "ambiguous": event.ambiguous,
         "rule": None if rule is None else {"id": rule.id, "level": rule.level,
                                            "description": rule.description,
                                            "groups": list(rule.groups)},
@@ -55,6 +56,8 @@ def _print_phases(text: str, outcome: Outcome, out: IO[str]) -> None:
             write(f"\tchild: {event.decoder_child!r}\n")
         for name, value in event.fields.items():
             write(f"\t{name}: {value!r}\n")
+        if event.ambiguous:
+            write("\tambiguous address: more than one candidate, none decoded\n")
     else:
         write("\n**Phase 2: No decoder matched.\n")
     rule = outcome.evaluation.rule
@@ -86,7 +89,7 @@ def _print_phases(text: str, outcome: Outcome, out: IO[str]) -> None:
 def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
                 out: IO[str]) -> int:
     counters = TextCounters()
-    decoded = 0
+    decoded = ambiguous = 0
     alerts: Counter[int] = Counter()
     descriptions: dict[int, tuple[int, str]] = {}
     responses: Counter[str] = Counter()
@@ -98,6 +101,7 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
         if mode == "summary":
             if outcome.event.decoder is not None:
                 decoded += 1
+            ambiguous += outcome.event.ambiguous
             if outcome.alert is not None:
                 rule = outcome.alert.rule
                 alerts[rule.id] += 1
@@ -110,18 +114,20 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
             _print_phases(text, outcome, out)
     if mode == "summary":
         elapsed = time.perf_counter() - started
-        _print_summary(out, counters, decoded, alerts, descriptions, responses, skipped, elapsed)
+        _print_summary(out, counters, decoded, ambiguous, alerts, descriptions, responses,
+                       skipped, elapsed)
     return 0
 
 
-def _print_summary(out: IO[str], counters: TextCounters, decoded: int, alerts: Counter[int],
-                   descriptions: dict[int, tuple[int, str]], responses: Counter[str],
-                   skipped: Counter[str], elapsed: float) -> None:
+def _print_summary(out: IO[str], counters: TextCounters, decoded: int, ambiguous: int,
+                   alerts: Counter[int], descriptions: dict[int, tuple[int, str]],
+                   responses: Counter[str], skipped: Counter[str], elapsed: float) -> None:
     write = out.write
     write(f"Lines read:    {counters.lines}\n")
     write(f"  empty: {counters.empty}  cut: {counters.cut}  invalid UTF-8: "
           f"{counters.invalid_utf8}  NUL: {counters.nul}\n")
     write(f"Lines decoded: {decoded}\n")
+    write(f"  ambiguous address (none decoded): {ambiguous}\n")
     write(f"Alerts:        {sum(alerts.values())}\n")
     for rule_id, count in sorted(alerts.items(), key=lambda item: (-item[1], item[0])):
         level, description = descriptions[rule_id]
