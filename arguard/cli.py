@@ -27,6 +27,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config, ruleset = _load(args)
     where = config.path or "(shipped default configuration)"
+    if config.fragments:
+        where = f"{where} + {', '.join(str(f) for f in config.fragments)}"
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
           f"{len(config.active_responses)} active responses")
@@ -66,14 +68,21 @@ def cmd_import_fail2ban(args: argparse.Namespace) -> int:
     from arguard.importers.fail2ban import import_fail2ban
 
     report = import_fail2ban([Path(f) for f in args.files], Path(args.output),
-                             Path(args.jail) if args.jail else None, args.base_id)
+                             [Path(args.jail)] if args.jail else [], args.base_id)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for problem in report.problems:
-        print(f"not translated: {problem}", file=sys.stderr)
-    print(f"imported into {args.output}"
-          + (f" with {len(report.problems)} problems" if report.problems else ""),
-          file=sys.stderr)
+        print(f"NOT TRANSLATED: {problem}", file=sys.stderr)
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if report.errors:
+        print(f"nothing written to {args.output}: the fail2ban configuration could not be "
+              "read", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"imported into {args.output}: {len(report.filters_translated)} filters, "
+          f"{len(report.jails)} jails"
+          + (f"; {len(report.problems)} thing(s) NOT translated (listed above)"
+             if report.problems else "; everything translated"), file=sys.stderr)
     return EXIT_USAGE if report.problems else EXIT_OK
 
 
@@ -233,12 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="translate Wazuh or fail2ban rule files into arguard's TOML; exit 2 when "
                     "something could not be translated (each item is reported)")
     sources = importing.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    fail2ban = sources.add_parser("fail2ban", help="fail2ban filter .conf files (and a jail)")
-    fail2ban.add_argument("files", nargs="+", metavar="FILTER")
+    fail2ban = sources.add_parser(
+        "fail2ban", help="a fail2ban configuration directory, or filter and jail files",
+        description="A fail2ban configuration (a directory such as /etc/fail2ban, or "
+                    "filter.d/*.conf and jail.conf/jail.local files) into DIR: the enabled "
+                    "jails' (or the given filters') decoders and rules in DIR/decoders.d and "
+                    "DIR/rules.d, every filter of a directory in DIR/fail2ban-filters, the "
+                    "jails' sources, commands, active responses and white list in "
+                    "DIR/conf.d/60-fail2ban.toml. Exit 0: everything translated, 2: "
+                    "something was not (each item is reported with file:line), 1: a file "
+                    "could not be read (nothing is written).")
+    fail2ban.add_argument("files", nargs="+", metavar="DIR|FILE")
     fail2ban.add_argument("-o", "--output", required=True, metavar="DIR")
     fail2ban.add_argument("--jail", metavar="JAIL_FILE",
-                          help="jail.conf/jail.local: enabled jails become ban rules and "
-                               "active responses")
+                          help="a jail.conf/jail.local whose enabled jails become ban rules, "
+                               "active responses and sources")
     fail2ban.add_argument("--base-id", type=int, default=100_000,
                           help="first rule id (10 per filter; default 100000)")
     fail2ban.set_defaults(handler=cmd_import_fail2ban)
@@ -246,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "wazuh", help="Wazuh 4.x decoder/rule XML and ossec.conf",
         description="Wazuh 4.x decoder XML, rule XML and ossec.conf (<command>, "
                     "<active-response>, <global><white_list>) into DIR/decoders.d, "
-                    "DIR/rules.d and DIR/arguard-wazuh.toml; what cannot be translated is "
+                    "DIR/rules.d and DIR/conf.d/60-wazuh.toml; what cannot be translated is "
                     "reported on stderr. Exit 0: everything translated, 2: something was "
                     "not, 1: an input file could not be read or parsed.")
     wazuh.add_argument("files", nargs="+", metavar="FILE")

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import regex
 
+from arguard.configfiles import ConfigDocument
 from arguard.errors import ConfigError, Problem
 from arguard.tomlfile import TomlFile
 
@@ -131,6 +132,7 @@ class Config:
     commands: Mapping[str, Command]
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
+    fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
 
 
 def shipped_dir(kind: str) -> Path:
@@ -152,10 +154,11 @@ def resolve_config_path(cli_path: str | None) -> Path | None:
 
 
 def load_config(path: Path | None) -> Config:
-    """Load a config file; with None, the shipped default configuration."""
+    """Load a config file with the conf.d/*.toml fragments beside it; with None, the shipped
+    default configuration."""
     if path is None:
         return _Loader(TomlFile.load(shipped_dir("conf") / "arguard.toml"), is_default=True).load()
-    return _Loader(TomlFile.load(path), is_default=False).load()
+    return _Loader(ConfigDocument.load(path), is_default=False).load()
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
@@ -176,7 +179,7 @@ def _is_type(value: Any, kind: type | tuple[type, ...]) -> bool:
 
 
 class _Loader:
-    def __init__(self, doc: TomlFile, is_default: bool):
+    def __init__(self, doc: TomlFile | ConfigDocument, is_default: bool):
         self.doc = doc
         self.is_default = is_default
         self.problems: list[Problem] = []
@@ -239,6 +242,7 @@ class _Loader:
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
             shipped_ruleset=bool(ruleset.get("shipped", True)),
+            fragments=getattr(self.doc, "fragments", ()),
         )
 
     def load_paths(self) -> Paths:

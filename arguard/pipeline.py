@@ -52,7 +52,7 @@ class Pipeline:
     def process(self, line: Line) -> Outcome:
         pre = self.predecoder.predecode(line)
         when = pre.time if self.line_time and pre.time is not None else line.received
-        decoded = self.decoders.decode(pre, self.source_memory)
+        decoded = self.decoders.decode(pre, self.source_memory, line)
         if decoded is None:
             event = Event(line, pre, when)
         else:

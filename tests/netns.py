@@ -128,12 +128,16 @@ while True:
         process.wait()
 
 
-def connect(ns: str, address: str, port: int, timeout: float = 1.0) -> str:
-    """Try one TCP connection from the namespace: "connected", "timeout" or the error."""
+def connect(ns: str, address: str, port: int, timeout: float = 1.0,
+            source: str | None = None) -> str:
+    """Try one TCP connection from the namespace (from `source`, one of its addresses):
+    "connected", "timeout" or the error."""
+    bind = None if source is None else (source, 0)
     return python_in(ns, f"""
 import json, socket
 try:
-    socket.create_connection(({address!r}, {port}), timeout={timeout}).close()
+    socket.create_connection(({address!r}, {port}), timeout={timeout},
+                             source_address={bind!r}).close()
     print(json.dumps("connected"))
 except TimeoutError:
     print(json.dumps("timeout"))

@@ -23,13 +23,16 @@ from pathlib import Path
 import regex
 
 from arguard.errors import ConfigError, Problem
-from arguard.model import Predecoded
+from arguard.decode.sequences import SequenceMemory
+from arguard.model import Line, Predecoded
 from arguard.patterns import Pattern, compile_pattern, pattern_problem
 from arguard.tomlfile import TomlFile
 
 _KEYS = {"name", "parent", "program_name", "prematch", "prematch_offset", "regex",
-         "regex_offset", "type", "ambiguous"}
-_BOOL_KEYS = {"remember_source", "recall_source"}
+         "regex_offset", "type", "ambiguous", "input", "cut", "children_field", "join"}
+_BOOL_KEYS = {"remember_source", "recall_source", "require_child"}
+_ROOT_ONLY_KEYS = ("priority", "input", "cut", "children_field", "join", "require_child")
+_INPUTS = ("message", "line")
 _REGEX_OFFSETS = ("after_parent", "after_prematch", "after_regex")
 _ADDRESS_FIELDS = ("srcip", "dstip")
 # What an ambiguous line does not get: the addresses and the ports that go with them.
@@ -56,6 +59,12 @@ class Decoder:
     ambiguous: Pattern | None = None
     remember_source: bool = False
     recall_source: bool = False
+    priority: int = 0
+    reads_line: bool = False
+    cut: Pattern | None = None
+    children_field: str | None = None
+    join: str | None = None
+    require_child: bool = False
     children: list["Decoder"] = field(default_factory=list)
 
 
@@ -111,6 +120,8 @@ class SourceMemory:
 
     def __init__(self) -> None:
         self._entries: OrderedDict[tuple, tuple[str, float | None]] = OrderedDict()
+        #: the lines of `join` decoders' sequences (arguard/decode/sequences.py)
+        self.sequences = SequenceMemory()
 
     def remember(self, key: tuple, address: str, when: float | None) -> None:
         entries = self._entries
@@ -135,9 +146,24 @@ def _process_key(pre: Predecoded) -> tuple | None:
     return (pre.hostname, pre.program_name, pre.pid)
 
 
+def whole_line(pre: Predecoded, line: Line | None) -> str:
+    """The line as read, for decoders with `input = "line"`: a journal entry (whose fields
+    the source split) as journalctl's short format shows it, `HOST PROGRAM[PID]: MESSAGE`."""
+    if line is None:
+        return pre.message
+    if line.program_name is None:
+        return line.text
+    process = line.program_name + (f"[{line.pid}]" if line.pid else "")
+    return f"{line.hostname} {process}: {line.text}" if line.hostname else \
+        f"{process}: {line.text}"
+
+
 class DecoderSet:
     def __init__(self, decoders: list[Decoder]):
-        self.roots = [d for d in decoders if d.parent is None]
+        # higher `priority` first; load order among equal priorities (sorted() is stable)
+        self.roots = sorted((d for d in decoders if d.parent is None),
+                            key=lambda d: -d.priority)
+        self._reads_lines = any(root.reads_line for root in self.roots)
         self._without_program = [d for d in self.roots if d.program_name is None]
         self._by_program: dict[str, list[Decoder]] = {}
         #: per root decoder (by identity), its children's prematch dispatch
@@ -159,20 +185,24 @@ class DecoderSet:
             self._by_program[program] = found
         return found
 
-    def decode(self, pre: Predecoded, memory: SourceMemory | None = None) -> Decoded | None:
+    def decode(self, pre: Predecoded, memory: SourceMemory | None = None,
+               line: Line | None = None) -> Decoded | None:
         """`memory`: the session's SourceMemory, for decoders that remember or recall a
-        process's source address (None: those options are not applied)."""
+        process's source address or join lines (None: those options are not applied);
+        `line`: the line as read, for decoders with `input = "line"`."""
         program, message = pre.program_name, pre.message
-        if len(message) <= _RECENT_MESSAGE_LIMIT:
-            key = (program, message)
+        whole = whole_line(pre, line) if self._reads_lines else None
+        text = message if whole is None else whole
+        if len(text) <= _RECENT_MESSAGE_LIMIT:
+            key = (program, text)
             found = self._recent.get(key)
             if found is None:
-                found = self._decode_text(program, message)
+                found = self._decode_text(program, message, whole)
                 if len(self._recent) >= _RECENT_LIMIT:
                     self._recent.clear()
                 self._recent[key] = found
         else:
-            found = self._decode_text(program, message)
+            found = self._decode_text(program, message, whole)
         if found is _NOT_DECODED:
             return None
         root, child, category, fields, ambiguous = found
@@ -182,25 +212,40 @@ class DecoderSet:
             # an ambiguous line has no address of its own to remember; the one its process
             # announced earlier is still that process's peer, so it may be recalled
             self._use_memory(memory, pre, root, child, fields)
+        if memory is not None and root.join is not None and root.join in fields:
+            memory.sequences.join((root.name, fields[root.join]), fields, pre.time)
         return Decoded(root.name, child.name if child else None, category, fields, ambiguous)
 
-    def _decode_text(self, program: str | None, message: str) -> tuple:
+    def _decode_text(self, program: str | None, message: str, whole: str | None) -> tuple:
         """(root, child, category, fields, ambiguous) of the decoders alone — a function of
-        the program name and message only, so recent results are reused (cron, systemd and
-        PAM session lines repeat word for word) — or _NOT_DECODED."""
+        the program name and the text (message, or whole line for `input = "line"`
+        decoders) only, so recent results are reused (cron, systemd and PAM session lines
+        repeat word for word) — or _NOT_DECODED."""
+        views: dict[tuple[str, bool], str] = {}
         for root in self._candidates(program):
+            text = message
+            if root.reads_line or root.cut is not None:
+                text = _view(root, message, whole, views)
             parent_end = 0
             if root.prematch is not None:
-                match = root.prematch.search(message)
+                match = root.prematch.search(text)
                 if match is None:
                     continue
                 parent_end = match.end()
             fields: dict[str, str] = {}
             if root.regex is not None:
                 start = parent_end if root.regex_offset == "after_prematch" else 0
-                _capture(root.regex, message, start, fields)
-            child, ambiguous = self._decode_children(root, message, parent_end, fields)
-            if root.ambiguous is not None and root.ambiguous.search(message):
+                if _capture(root.regex, text, start, fields) is None and \
+                        root.children_field is not None:
+                    continue
+            if root.children_field is not None:
+                content = fields.pop(root.children_field, "")
+                child, ambiguous = self._decode_children(root, content, 0, fields)
+            else:
+                child, ambiguous = self._decode_children(root, text, parent_end, fields)
+            if child is None and root.require_child:
+                continue
+            if root.ambiguous is not None and root.ambiguous.search(text):
                 ambiguous = True
             if ambiguous:
                 for name in _WITHHELD_WHEN_AMBIGUOUS:
@@ -254,6 +299,22 @@ class DecoderSet:
                     fields.update(sibling_fields)
                     previous_end = sibling_end
             return child, False
+
+
+def _view(root: Decoder, message: str, whole: str | None,
+          views: dict[tuple[str, bool], str]) -> str:
+    """The text a root decoder works on: the message or the whole line (`input`), with the
+    first match of `cut` removed. Shared by the roots with the same input and cut."""
+    text = whole if root.reads_line and whole is not None else message
+    if root.cut is None:
+        return text
+    key = (root.cut.pattern, text is whole)
+    view = views.get(key)
+    if view is None:
+        match = root.cut.search(text)
+        view = text if match is None else text[:match.start()] + text[match.end():]
+        views[key] = view
+    return view
 
 
 _GROUP_REFERENCES = re.compile(r"\(\?P|\(\?\(|\(\?<(?![=!])|\\[1-9]")
@@ -453,6 +514,9 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         if key in _BOOL_KEYS:
             if not isinstance(value, bool):
                 fail(f"decoder.{key} must be true or false", key)
+        elif key == "priority":
+            if not isinstance(value, int) or isinstance(value, bool):
+                fail("decoder.priority must be an integer", key)
         elif key not in _KEYS:
             fail(f"unknown key {key!r} in [[decoder]]", key)
         elif not isinstance(value, str):
@@ -462,7 +526,7 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         fail("decoder needs a 'name'")
         return None
     compiled: dict[str, Pattern] = {}
-    for key in ("program_name", "prematch", "regex", "ambiguous"):
+    for key in ("program_name", "prematch", "regex", "ambiguous", "cut"):
         text = data.get(key)
         if isinstance(text, str):
             try:
@@ -470,8 +534,18 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
             except regex.error as exc:
                 problems.append(pattern_problem(doc, "decoder", index, key, text, exc))
     parent = data.get("parent")
-    if parent is None and "program_name" not in data and "prematch" not in data:
-        fail(f"root decoder {name!r} needs program_name or prematch (it would match every line)")
+    if parent is None and "program_name" not in data and "prematch" not in data \
+            and not data.get("require_child"):
+        fail(f"root decoder {name!r} needs program_name or prematch (it would match every "
+             "line), or require_child")
+    for key in _ROOT_ONLY_KEYS:
+        if key in data and parent is not None:
+            fail(f"{key} belongs on a root decoder", key)
+    if data.get("input", "message") not in _INPUTS:
+        fail("input must be \"message\" or \"line\"", "input")
+    if "children_field" in data and "regex" not in data:
+        fail("children_field names a field of the decoder's regex, which it does not have",
+             "children_field")
     if parent is not None and "program_name" in data:
         fail(f"decoder {name!r}: program_name is only allowed on root decoders", "program_name")
     if data.get("prematch_offset", "after_parent") != "after_parent":
@@ -494,4 +568,7 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         regex_offset=offset, type=data.get("type"), ambiguous=compiled.get("ambiguous"),
         remember_source=data.get("remember_source", False),
         recall_source=data.get("recall_source", False),
+        priority=data.get("priority", 0), reads_line=data.get("input") == "line",
+        cut=compiled.get("cut"), children_field=data.get("children_field"),
+        join=data.get("join"), require_child=data.get("require_child", False),
     )

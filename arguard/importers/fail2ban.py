@@ -1,315 +1,650 @@
-"""`arguard import fail2ban`: fail2ban filters (and jails) → arguard decoders, rules, config.
+"""`arguard import fail2ban`: a fail2ban configuration (filters and jails) → arguard decoders,
+rules and configuration.
 
-A filter becomes one root decoder (program name from `_daemon`) with one child per
-`failregex` line, and four rules counted from a base id: the filter's root (level 0), its
-failure (level 5, any decoded address), the `ignoreregex` exception (level 0 below the
-failure) and, with a jail, the ban rule (`frequency = maxretry`, `timeframe = findtime`,
-same source) bound to an active response of `bantime` seconds.
+Each filter, with the options a jail gives it, becomes one root decoder that reads lines the
+way fail2ban does (`input = "line"`, the date taken out with `cut`, `prefregex` as the
+root's regex handing its `content` to the children, one child per `failregex`, `<F-MLFID>`
+lines joined) and tries before the shipped decoders (`priority`), but takes only lines one
+of its failregexes matches (`require_child`). Rules, counted from the filter's base id:
 
-Translation:
-- `%(name)s` is interpolated from [Definition], [Init], [DEFAULT] and the `before`/`after`
-  includes, as fail2ban does; `mode` picks among the filter's alternatives the same way.
-- `%(__prefix_line)s` is empty: arguard matches failregex on the message *after* the syslog
-  header its predecoder has removed (fail2ban's prefix is what matches that header).
-- `<HOST>`, `<ADDR>`, `<IP4>`, `<IP6>` capture `srcip` (IP literals only: a host name in a
-  log line is never resolved); `<F-USER>`/`<F-ALT_USER>` → `srcuser`, `<F-ID>` → `id`,
-  other `<F-NAME>` → the lower-cased name. `prefregex` with `<F-CONTENT>` wraps each failregex.
-- Patterns stay case-sensitive (`(?-i)`), as Python's `re` in fail2ban.
-- Not translatable, reported per line and left out: `<SKIPLINES>` multi-line regexes,
-  `<F-NOFAIL>`/`<F-MLFID>`/`<F-MLFFORGET>`, `<DNS>`; `datepattern` is not needed (the
-  predecoder reads the time) and is reported as ignored.
+    base      level 0   every line the filter's decoder took
+    base + 1  level 5   a failure with an IP address (not a `helper` line)
+    base + 2  level 0   ignoreregex (below the failures)
+    base + 3  level 10  the jail: maxretry failures within findtime from one address
+    base + 4  level 3   a failure whose host is a name: reported, never blocked
+
+A jail also becomes a `[[command]]` (its banaction), an `[[active_response]]` (bantime and the
+increment as timeout and repeated_offenders), `[[source]]` tables (logpath globs, or the
+journal with the filter's journalmatch for `backend = systemd`) and white-list entries
+(ignoreip), in `conf.d/60-fail2ban.toml`.
+
+Output: the enabled jails' (or the given filter files') decoders and rules in `decoders.d/`
+and `rules.d/`; for a configuration directory, every filter of its filter.d with its
+default options in `fail2ban-filters/` (to enable by copying into decoders.d and rules.d).
+Everything is written to a temporary directory first and renamed to the output directory,
+so a failed import leaves nothing half-written.
 """
 
 from __future__ import annotations
 
-import configparser
-import re
+import ipaddress
+import os
+import shutil
+import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import regex
 import tomli_w
 
-ADDRESS = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*[0-9A-Fa-f])"
-BUILTINS = {"__prefix_line": "", "__prefix_line_sl": "", "__prefix_line_ml1": "",
-            "__prefix_line_ml2": "", "__prefix_line_dsl": ""}
+from arguard.importers import f2bregex
+from arguard.importers.f2bconf import (
+    ConfError,
+    FilterDefinition,
+    JailDefinition,
+    Text,
+    option_list,
+    read_filter,
+    read_jails,
+    split_option_lists,
+)
+from arguard.importers.f2btimes import FormulaError, offence_times, seconds
+
 DEFAULT_BASE_ID = 100_000
-_INTERPOLATION = re.compile(r"%\((\w+)\)s")
-_TAG = re.compile(r"<(/?)(F-[A-Z_]+|HOST|ADDR|IP4|IP6|DNS|SKIPLINES|CIDR|SUBNET)>")
-_OPTION_TAG = re.compile(r"<([\w-]+)>")
-_DURATION = re.compile(r"(\d+)\s*([smhdw]?)")
+IDS_PER_FILTER = 10
+PRIORITY = 10
+FRAGMENT = Path("conf.d") / "60-fail2ban.toml"
+LIBRARY = "fail2ban-filters"
+_JAIL_FILES = ("jail.conf", "jail.local")
+_ANY_ADDRESS = ["0.0.0.0/0", "::/0"]
+_TRUE = ("true", "yes", "1", "on")
+# banactions arguard carries out with its ipset action (a kernel set matched by one rule)
+_FIREWALL_ACTIONS = ("iptables", "nftables", "firewallcmd", "shorewall", "ufw", "pf", "ipfw",
+                     "bsd-ipfw", "npf", "apf", "csf", "ip6tables")
+_ANY_LINE_BEFORE = "^.*\\n"
+_ALL_PORTS = ("", "0:65535", "1:65535", "all", "any")
 
 
 @dataclass
 class Report:
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)   # not translated → exit 2
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)     # broken input → exit 1, no output
+    filters_translated: list[str] = field(default_factory=list)
+    filters_skipped: dict[str, str] = field(default_factory=dict)
+    jails: list[str] = field(default_factory=list)
 
-    def problem(self, where: str, message: str) -> None:
+    def problem(self, where: object, message: str) -> None:
         self.problems.append(f"{where}: {message}")
 
-    def note(self, where: str, message: str) -> None:
+    def note(self, where: object, message: str) -> None:
         self.notes.append(f"{where}: {message}")
 
 
-@dataclass(frozen=True)
-class Jail:
-    name: str
-    filter: str
-    maxretry: int
-    findtime: int
-    bantime: int
-    ignoreip: tuple[str, ...]
+@dataclass
+class Translated:
+    name: str                 # the filter, or the jail using it
+    source: str               # which filter file (for the header of the written files)
+    decoders: list[dict]
+    rules: list[dict]
+    base_id: int
+    journalmatch: str | None = None
+
+    @property
+    def failure_rule(self) -> int:
+        return self.base_id + 1
 
 
-def _read(path: Path, seen: set[Path], report: Report) -> configparser.RawConfigParser:
-    """The filter with its includes merged: `before` files first, then the filter (and its
-    .local), then `after` files, later definitions winning as in fail2ban."""
-    own = _parser()
-    own.read([path, path.with_suffix(".local")], encoding="utf-8")
-    includes = dict(own.items("INCLUDES", raw=True)) if own.has_section("INCLUDES") else {}
-    merged = _parser()
-    for key in ("before", "after"):
-        if key == "after":
-            merged.read_dict(_as_dict(own))
-        for name in (includes.get(key) or "").split():
-            include = (path.parent / name).resolve()
-            if include in seen:
-                continue
-            seen.add(include)
-            if include.exists():
-                merged.read_dict(_as_dict(_read(include, seen, report)))
+# --- filters ---------------------------------------------------------------------------------
+
+def translate_filter(definition: FilterDefinition, name: str, base_id: int, report: Report,
+                     use_dns: bool = True, extra_failregex: Text | None = None,
+                     ) -> Translated | None:
+    """One fail2ban filter → decoders and rules; None (reported) when none of its failregexes
+    can be translated."""
+    where = next((f for f in definition.files if f.stem == definition.name),
+                 definition.files[0] if definition.files else definition.name)
+    for note in definition.notes:
+        if note not in report.notes:
+            report.notes.append(note)
+    failregex = definition.text("failregex") or Text.plain("")
+    if extra_failregex is not None:
+        failregex = Text(failregex.value + "\n" + extra_failregex.value,
+                         failregex.origins + extra_failregex.origins)
+    prefregex = definition.text("prefregex")
+    prefix_groups: set[str] = set()
+    root: dict = {"name": f"f2b-{name}", "priority": PRIORITY, "input": "line",
+                  "require_child": True}
+    if prefregex is not None and prefregex.value.strip():
+        try:
+            pattern = f2bregex.translate_regex(prefregex.value.strip(), use_dns)
+        except f2bregex.Untranslatable as error:
+            report.problem(prefregex.origins[0] or where, f"prefregex {error}; filter "
+                           f"{definition.name} skipped")
+            report.filters_skipped[definition.name] = f"prefregex {error}"
+            return None
+        prefix_groups = f2bregex.group_names(pattern)
+        root["regex"] = pattern
+        if "content" in prefix_groups:
+            root["children_field"] = "content"
+        else:
+            root["prematch"] = f2bregex.without_groups(pattern)
+    children: list[dict] = []
+    groups = set(prefix_groups)
+    for text, origin in failregex.lines():
+        text = text.strip()
+        if not text:
+            continue
+        if text.startswith(_ANY_LINE_BEFORE):
+            text = "^" + text[len(_ANY_LINE_BEFORE):]
+            report.note(origin or where, "failregex starts with ^.*\\n (any line before): "
+                        "translated as its last line alone")
+        try:
+            pattern = f2bregex.translate_regex(text, use_dns)
+        except f2bregex.Untranslatable as error:
+            report.problem(origin or where, f"failregex {error}; left out: {text[:100]!r}")
+            continue
+        own = f2bregex.group_names(pattern)
+        if not own & {"srcip", "fid", "mlfid"} and not prefix_groups & {"srcip", "fid",
+                                                                       "mlfid"}:
+            report.problem(origin or where, "failregex has no <HOST> (nor another failure "
+                           f"id); left out: {text[:100]!r}")
+            continue
+        groups |= own
+        child = {"name": f"f2b-{name}-{len(children) + 1}", "parent": root["name"]}
+        prematch = f2bregex.gate(pattern)
+        if prematch is not None:
+            child["prematch"] = prematch
+        children.append({**child, "regex": pattern})
+    if not children:
+        report.problem(where, f"no failregex of filter {definition.name} could be "
+                       "translated; filter skipped")
+        report.filters_skipped[definition.name] = "no failregex could be translated"
+        return None
+    if "mlfid" in groups:
+        root["join"] = "mlfid"
+    datepattern = definition.text("datepattern")
+    cut = f2bregex.date_cut(datepattern.value if datepattern is not None else None)
+    if cut is not None:
+        root["cut"] = cut
+    maxlines = definition.text("maxlines")
+    lines = int(maxlines.value) if maxlines is not None and maxlines.value.strip().isdigit() \
+        else 1
+    if lines > 1:
+        report.note(maxlines.origins[0] or where, f"maxlines = {lines}: arguard decodes one "
+                    "line at a time (the failregexes spanning lines are reported above)")
+    rules = _filter_rules(name, root["name"], base_id)
+    ignoreregex = definition.text("ignoreregex")
+    ignores = []
+    for text, origin in (ignoreregex.lines() if ignoreregex is not None else []):
+        if not text.strip():
+            continue
+        try:
+            ignores.append(f2bregex.without_groups(
+                f2bregex.translate_regex(text.strip(), use_dns)))
+        except f2bregex.Untranslatable as error:
+            report.problem(origin or where, f"ignoreregex {error}; left out: {text[:100]!r}")
+    if ignores:
+        rules.append({"id": base_id + 2, "level": 0, "if_sid": [base_id + 1, base_id + 4],
+                      "regex": "(?-i)" + "|".join(f"(?:{p.removeprefix('(?-i)')})"
+                                                  for p in ignores),
+                      "description": f"fail2ban filter {definition.name}: ignoreregex",
+                      "groups": ["fail2ban", definition.name]})
+        report.note(ignoreregex.origins[0] or where, "ignoreregex is tested on the message "
+                    "after the syslog header (fail2ban: on the line without its date)")
+    journal = definition.text("journalmatch")
+    if definition.name not in report.filters_translated:
+        report.filters_translated.append(definition.name)
+    return Translated(name, str(where), [root] + children, rules, base_id,
+                      journal.value if journal is not None else None)
+
+
+def _filter_rules(name: str, decoder: str, base_id: int) -> list[dict]:
+    not_helper = {"helper": {"pattern": ".", "negate": True}}
+    return [
+        {"id": base_id, "level": 0, "decoded_as": decoder,
+         "description": f"fail2ban {name}: a line its filter reads",
+         "groups": ["fail2ban", name]},
+        {"id": base_id + 1, "level": 5, "if_sid": [base_id], "srcip": _ANY_ADDRESS,
+         "field": not_helper, "description": f"fail2ban {name}: failure",
+         "groups": ["fail2ban", name, "fail2ban_failure"]},
+        {"id": base_id + 4, "level": 3, "if_sid": [base_id],
+         "field": {"srcip": ".", **not_helper},
+         "description": f"fail2ban {name}: failure from a host name (reported, never "
+                        "blocked: arguard does not resolve names from logs)",
+         "groups": ["fail2ban", name, "fail2ban_host_name"]},
+    ]
+
+
+# --- jails -----------------------------------------------------------------------------------
+
+@dataclass
+class JailConfig:
+    sources: list[dict] = field(default_factory=list)
+    commands: list[dict] = field(default_factory=list)
+    responses: list[dict] = field(default_factory=list)
+    white_list: list[str] = field(default_factory=list)
+
+    def as_toml(self) -> dict:
+        data: dict = {}
+        if self.white_list:
+            data["global"] = {"white_list": self.white_list}
+        for key, tables in (("source", self.sources), ("command", self.commands),
+                            ("active_response", self.responses)):
+            if tables:
+                data[key] = tables
+        return data
+
+
+def _value(jail: JailDefinition, option: str, default: str | None = None) -> str | None:
+    text = jail.options.get(option)
+    return text.value.strip() if text is not None else default
+
+
+def _where(jail: JailDefinition, option: str) -> object:
+    """Where the jail's option was written (a value from [DEFAULT] names that line)."""
+    return jail.set_at.get(option) or jail.origin or f"[{jail.name}]"
+
+
+def translate_jail(jail: JailDefinition, translated: Translated, config: JailConfig,
+                   report: Report) -> None:
+    """The jail's ban rule (added to `translated`), command, response, sources, white list."""
+    try:
+        maxretry = int(_value(jail, "maxretry", "5"))
+        findtime = seconds(_value(jail, "findtime", "10m"))
+        bantime = seconds(_value(jail, "bantime", "10m"))
+    except ValueError as error:
+        report.problem(_where(jail, "bantime"), f"jail {jail.name}: {error}; jail skipped")
+        return
+    ban_rule = translated.failure_rule
+    if maxretry >= 2:
+        ban_rule = translated.base_id + 3
+        translated.rules.append({
+            "id": ban_rule, "level": 10, "if_matched_sid": translated.failure_rule,
+            "frequency": maxretry, "timeframe": max(findtime, 1), "same_srcip": True,
+            "description": f"fail2ban jail {jail.name}: {maxretry} failures within "
+                           f"{findtime} s from one address",
+            "groups": ["fail2ban", jail.name, "fail2ban_ban"]})
+    command = _command(jail, config, report)
+    if command is None:
+        return
+    response: dict = {"command": command["name"], "rules_id": [ban_rule]}
+    if bantime > 0:
+        response["timeout"] = bantime
+        offenders = _repeated_offenders(jail, bantime, report)
+        if offenders:
+            response["repeated_offenders"] = offenders
+    elif _value(jail, "bantime.increment", "false").lower() in _TRUE:
+        report.note(_where(jail, "bantime"), f"jail {jail.name}: bantime {bantime} is "
+                    "permanent; bantime.increment has nothing to increase")
+    config.responses.append(response)
+    _sources(jail, translated, config, report)
+    _white_list(jail, config, report)
+    report.jails.append(jail.name)
+
+
+def _command(jail: JailDefinition, config: JailConfig, report: Report) -> dict | None:
+    actions = split_option_lists(_value(jail, "action", "") or "")
+    if not actions:
+        report.problem(_where(jail, "action"), f"jail {jail.name}: no action; jail skipped")
+        return None
+    chosen: dict | None = None
+    for text in actions:
+        try:
+            name, options = option_list(text)
+        except ValueError as error:
+            report.problem(_where(jail, "action"), f"jail {jail.name}: action {text!r}: "
+                           f"{error}")
+            continue
+        table = _native_action(jail, name, options, report)
+        if table is None:
+            continue
+        if chosen is not None:
+            report.note(_where(jail, "action"), f"jail {jail.name}: action {name} also "
+                        f"blocks; arguard blocks once, with {chosen['action']}")
+            continue
+        chosen = table
+    if chosen is None:
+        report.problem(_where(jail, "action"), f"jail {jail.name}: none of its actions "
+                       "blocks in a way arguard can; jail skipped")
+        return None
+    suffix = jail.name[:24]
+    name = f"f2b-{suffix}"
+    taken = {c["name"] for c in config.commands}
+    number = 2
+    while name in taken:
+        name = f"f2b-{suffix[:21]}-{number}"
+        number += 1
+    chosen = {"name": name, **chosen}
+    if chosen["action"] == "ipset":
+        chosen["set_name"] = chosen["chain"] = name
+    config.commands.append(chosen)
+    return chosen
+
+
+def _native_action(jail: JailDefinition, name: str, options: dict[str, str],
+                   report: Report) -> dict | None:
+    where = _where(jail, "action")
+    base = name.removesuffix(".conf").removesuffix(".local")
+    common = {"expect": "srcip", "timeout_allowed": True}
+    if base.startswith(_FIREWALL_ACTIONS) or base == "iptables-ipset":
+        port = options.get("port", "").strip()
+        if "allports" not in base and port not in _ALL_PORTS:
+            report.note(where, f"jail {jail.name}: {base} blocks ports {port}; arguard "
+                        "blocks the whole host (it has no per-port blocking)")
+        if not base.startswith(("iptables", "ip6tables")):
+            report.note(where, f"jail {jail.name}: banaction {base} is carried out with "
+                        "arguard's ipset action (a kernel set and one iptables rule)")
+        return {"action": "ipset", **common}
+    if base == "route":
+        return {"action": "route", **common}
+    if base == "hostsdeny":
+        table = {"action": "hosts-deny", **common}
+        if options.get("file"):
+            table["path"] = options["file"]
+        if options.get("daemon_list"):
+            table["daemon"] = options["daemon_list"]
+        return table
+    if base == "dummy":
+        report.note(where, f"jail {jail.name}: action dummy does nothing; left out")
+        return None
+    report.problem(where, f"jail {jail.name}: action {base} (mail, reporting or another "
+                   "service) has no arguard counterpart; left out")
+    return None
+
+
+def _repeated_offenders(jail: JailDefinition, bantime: int, report: Report) -> list[int]:
+    if _value(jail, "bantime.increment", "false").lower() not in _TRUE:
+        return []
+    where = _where(jail, "bantime.increment")
+    try:
+        factor = float(_value(jail, "bantime.factor", "1") or 1)
+        multipliers = [int(m) for m in (_value(jail, "bantime.multipliers", "") or "").split()]
+        maxtime_text = _value(jail, "bantime.maxtime")
+        maxtime = seconds(maxtime_text) if maxtime_text else None
+        times = offence_times(bantime, factor, _value(jail, "bantime.formula"), multipliers,
+                              maxtime)
+    except (ValueError, FormulaError) as error:
+        report.problem(where, f"jail {jail.name}: bantime.increment: {error}; the ban time "
+                       "does not grow")
+        return []
+    minutes = [max(1, -(-t // 60)) for t in times]
+    if any(t % 60 for t in times):
+        report.note(where, f"jail {jail.name}: repeated-offender ban times are whole minutes "
+                    "in arguard; rounded up")
+    if _value(jail, "bantime.rndtime"):
+        report.note(_where(jail, "bantime.rndtime"), f"jail {jail.name}: bantime.rndtime "
+                    "(a random extra time) is not translated")
+    if (_value(jail, "bantime.overalljails", "false") or "").lower() in _TRUE:
+        report.note(_where(jail, "bantime.overalljails"), f"jail {jail.name}: "
+                    "bantime.overalljails: arguard counts offences per command (this jail)")
+    report.note(where, f"jail {jail.name}: offences are forgotten after global."
+                "offender_forget seconds of quiet (fail2ban: its database's dbpurgeage)")
+    return minutes
+
+
+def _sources(jail: JailDefinition, translated: Translated, config: JailConfig,
+             report: Report) -> None:
+    backend = (_value(jail, "backend", "auto") or "auto")
+    if backend.startswith("systemd"):
+        match = _value(jail, "journalmatch") or translated.journalmatch
+        if not match:
+            report.problem(_where(jail, "backend"), f"jail {jail.name}: backend systemd "
+                           "without a journalmatch; no source")
+            return
+        matches = _journal_matches(match, jail, report)
+        if backend != "systemd":
+            report.note(_where(jail, "backend"), f"jail {jail.name}: backend options "
+                        f"{backend!r} are not translated; the system journal is read")
+        source = {"journal": {"matches": matches}}
+        if source not in config.sources:
+            config.sources.append(source)
+        return
+    logpath = _value(jail, "logpath", "") or ""
+    paths = [p.strip() for p in logpath.split("\n") if p.strip()]
+    for entry in paths:
+        path = entry.split()[0]
+        if entry.split()[1:]:
+            report.note(_where(jail, "logpath"), f"jail {jail.name}: logpath options "
+                        f"{' '.join(entry.split()[1:])!r} (head/tail) are not translated")
+        source = {"path": path}
+        if source not in config.sources:
+            config.sources.append(source)
+    if not paths:
+        report.problem(_where(jail, "logpath"), f"jail {jail.name}: no logpath; no source")
+
+
+def _journal_matches(text: str, jail: JailDefinition, report: Report) -> list[str]:
+    """fail2ban's `A + B + C` (alternatives) as one journalctl match list: matches on one
+    field are alternatives for journalctl, so the field with the most alternatives is kept."""
+    alternatives: list[list[str]] = [[]]
+    for line in text.split("\n"):
+        for term in line.split():
+            if term == "+":
+                alternatives.append([])
             else:
-                report.note(str(path), f"include {name} not found; arguard's own definitions "
-                                       f"of the common prefix variables are used")
-    return merged
+                alternatives[-1].append(term)
+        if alternatives[-1]:
+            alternatives.append([])
+    alternatives = [a for a in alternatives if a]
+    if len(alternatives) == 1:
+        return alternatives[0]
+    by_field: dict[str, list[str]] = {}
+    for alternative in alternatives:
+        if len(alternative) == 1:
+            by_field.setdefault(alternative[0].split("=")[0], []).append(alternative[0])
+    if not by_field:
+        report.note(_where(jail, "journalmatch"), f"jail {jail.name}: journalmatch "
+                    f"{text!r}: only its first alternative is read")
+        return alternatives[0]
+    kept = max(by_field.values(), key=len)
+    if len(kept) < len(alternatives):
+        report.note(_where(jail, "journalmatch"), f"jail {jail.name}: journalmatch "
+                    f"{' + '.join(' '.join(a) for a in alternatives)}: arguard reads "
+                    f"{' '.join(kept)} (one journalctl match list)")
+    return kept
 
 
-def _parser() -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False)
-    parser.optionxform = str  # option names keep their case
-    return parser
+def _white_list(jail: JailDefinition, config: JailConfig, report: Report) -> None:
+    where = _where(jail, "ignoreip")
+    for entry in (_value(jail, "ignoreip", "") or "").replace(",", " ").split():
+        if entry.startswith("file:"):
+            report.problem(where, f"jail {jail.name}: ignoreip {entry}: address files are "
+                           "not translated")
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+            addresses = [entry]
+        except ValueError:
+            addresses = _resolve(entry)
+            if not addresses:
+                report.problem(where, f"jail {jail.name}: ignoreip {entry!r} does not "
+                               "resolve; left out")
+                continue
+            report.note(where, f"jail {jail.name}: ignoreip {entry} resolved now to "
+                        f"{', '.join(addresses)} (arguard's white list holds addresses)")
+        for address in addresses:
+            if address not in config.white_list:
+                config.white_list.append(address)
+    if (_value(jail, "ignoreself", "true") or "").lower() in _TRUE:
+        note = ("ignoreself: add this host's own addresses to global.white_list (arguard "
+                "does not look them up)")
+        if not any(note in n for n in report.notes):
+            report.note(where, note)
+    if _value(jail, "ignorecommand"):
+        report.problem(_where(jail, "ignorecommand"), f"jail {jail.name}: ignorecommand is "
+                       "not translated")
 
 
-def _as_dict(parser: configparser.RawConfigParser) -> dict[str, dict[str, str]]:
-    result = {section: dict(parser.items(section, raw=True)) for section in parser.sections()}
-    if parser.defaults():
-        result["DEFAULT"] = dict(parser.defaults())
+def _resolve(name: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+# --- the import ------------------------------------------------------------------------------
+
+@dataclass
+class _Inputs:
+    config_dir: Path | None = None          # a whole fail2ban configuration
+    jail_files: list[Path] = field(default_factory=list)
+    filter_files: list[Path] = field(default_factory=list)
+
+
+def _classify(paths: list[Path], jail_files: list[Path]) -> _Inputs:
+    inputs = _Inputs(jail_files=list(jail_files))
+    for path in paths:
+        if path.is_dir():
+            if (path / "filter.d").is_dir() or any((path / n).is_file() for n in _JAIL_FILES):
+                inputs.config_dir = path
+            elif path.name == "filter.d":
+                inputs.config_dir = path.parent
+            else:
+                inputs.filter_files.extend(sorted(path.glob("*.conf")))
+        elif path.name in _JAIL_FILES or path.parent.name == "jail.d":
+            inputs.jail_files.append(path)
+        else:
+            inputs.filter_files.append(path)
+    return inputs
+
+
+def import_fail2ban(paths: list[Path], out_dir: Path, jail_files: list[Path] = (),
+                    base_id: int = DEFAULT_BASE_ID) -> Report:
+    """Import and write; on an unreadable or broken input (report.errors) nothing is written."""
+    report = Report()
+    inputs = _classify(paths, list(jail_files))
+    live: list[Translated] = []
+    library: list[Translated] = []
+    config = JailConfig()
+    try:
+        jails = _read_jails(inputs, report)
+        live_filters = _live_filters(inputs, jails)
+        next_id = base_id
+        for jail, filter_dir, filter_name, passed in live_filters:
+            definition = read_filter(filter_dir, filter_name, passed,
+                                     jail.options if jail is not None else None)
+            use_dns = _use_dns(jail, definition)
+            extra = jail.options.get("failregex") if jail is not None else None
+            translated = translate_filter(definition, jail.name if jail else filter_name,
+                                          next_id, report, use_dns, extra)
+            next_id += IDS_PER_FILTER
+            if translated is None:
+                continue
+            if jail is not None:
+                translate_jail(jail, translated, config, report)
+            live.append(translated)
+        if inputs.config_dir is not None:
+            for path in _filter_library(inputs.config_dir):
+                definition = read_filter(path.parent, path.stem, {})
+                translated = translate_filter(definition, f"filter-{path.stem}", next_id,
+                                              report, _use_dns(None, definition))
+                next_id += IDS_PER_FILTER
+                if translated is not None:
+                    library.append(translated)
+    except ConfError as error:
+        report.errors.append(str(error))
+        return report
+    _write(out_dir, live, library, config, report)
+    return report
+
+
+def _read_jails(inputs: _Inputs, report: Report) -> list[tuple[JailDefinition, Path]]:
+    """(jail, the filter.d its filter comes from) for every enabled jail."""
+    found: list[tuple[JailDefinition, Path]] = []
+    if inputs.config_dir is not None:
+        jails, notes = read_jails(inputs.config_dir, extra=inputs.jail_files)
+        found += [(j, inputs.config_dir / "filter.d") for j in jails]
+        report.notes.extend(notes)
+        return found
+    for path in inputs.jail_files:
+        directory = path.parent.parent if path.parent.name == "jail.d" else path.parent
+        jails, notes = read_jails(directory, [path])
+        found += [(j, directory / "filter.d") for j in jails]
+        report.notes.extend(notes)
+    return found
+
+
+def _live_filters(inputs: _Inputs, jails: list[tuple[JailDefinition, Path]],
+                  ) -> list[tuple[JailDefinition | None, Path, str, dict[str, str]]]:
+    """What goes to decoders.d/rules.d: each enabled jail's filter (with the options the jail
+    gives it), and each filter file given that no jail uses."""
+    given = {path.stem: path for path in inputs.filter_files}
+    result: list[tuple[JailDefinition | None, Path, str, dict[str, str]]] = []
+    used: set[str] = set()
+    for jail, filter_dir in sorted(jails, key=lambda item: item[0].name):
+        text = jail.options.get("filter")
+        name, passed = option_list(text.value) if text is not None and text.value.strip() \
+            else (jail.name, {})
+        backend = (jail.options.get("backend") or Text.plain("auto")).value.strip()
+        if backend.startswith("systemd") and "logtype" not in passed:
+            passed = {**passed, "logtype": "journal"}
+        directory = given[name].parent if name in given else filter_dir
+        result.append((jail, directory, name, passed))
+        used.add(name)
+    for stem, path in sorted(given.items()):
+        if stem not in used:
+            result.append((None, path.parent, stem, {}))
     return result
 
 
-def _variables(parser: configparser.RawConfigParser, overrides: dict[str, str]) -> dict[str, str]:
-    values: dict[str, str] = dict(parser.defaults())
-    for section in ("Init", "Definition"):
-        if parser.has_section(section):
-            values.update(parser.items(section, raw=True))
-    values.update(overrides)
-    values.update(BUILTINS)
-    return values
+def _filter_library(config_dir: Path) -> list[Path]:
+    directory = config_dir / "filter.d"
+    return sorted(p for p in directory.glob("*.conf")
+                  if not p.name.endswith("-common.conf") and p.name != "common.conf")
 
 
-def _expand(text: str, values: dict[str, str], where: str, report: Report,
-            depth: int = 0) -> str:
-    if depth > 20:
-        report.problem(where, "interpolation too deep (a cycle?)")
-        return text
-
-    def replace(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in values:
-            report.problem(where, f"%({name})s is not defined")
-            return ""
-        return _expand(values[name], values, where, report, depth + 1)
-
-    expanded = _INTERPOLATION.sub(replace, text)
-    # fail2ban's own `<name>` substitution of options (e.g. `<mdre-<mode>>`), innermost first
-    for _ in range(10):
-        substituted = _OPTION_TAG.sub(
-            lambda m: _expand(values[m.group(1)], values, where, report, depth + 1)
-            if m.group(1) in values and not _TAG.fullmatch(m.group(0)) else m.group(0),
-            expanded)
-        if substituted == expanded:
-            break
-        expanded = substituted
-    return expanded
+def _use_dns(jail: JailDefinition | None, definition: FilterDefinition) -> bool:
+    text = (jail.options.get("usedns") if jail is not None else None) or \
+        definition.text("usedns")
+    return text is None or text.value.strip().lower() != "no"
 
 
-def translate_failregex(text: str, where: str, report: Report) -> str | None:
-    """A fail2ban regex with its tags → an arguard pattern; None when not translatable."""
-    unsupported = {"SKIPLINES", "DNS", "F-NOFAIL", "F-MLFID", "F-MLFFORGET", "CIDR", "SUBNET"}
-
-    def replace(match: re.Match) -> str:
-        closing, tag = match.groups()
-        if tag in unsupported:
-            raise _Untranslatable(f"<{tag}> is not supported")
-        if tag in ("HOST", "ADDR", "IP4", "IP6"):
-            return rf"\[?(?P<srcip>{ADDRESS})\]?"
-        if closing:
-            return ")"
-        name = {"F-USER": "srcuser", "F-ALT_USER": "srcuser", "F-ID": "id",
-                "F-CONTENT": "content"}.get(tag, tag[2:].lower())
-        return f"(?P<{name}>"
-
+def _write(out_dir: Path, live: list[Translated], library: list[Translated],
+           config: JailConfig, report: Report) -> None:
+    out_dir = out_dir.absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        translated = _TAG.sub(replace, text)
-    except _Untranslatable as error:
-        report.problem(where, f"{error}; failregex left out: {text!r}")
-        return None
-    translated = "(?-i)" + translated
-    try:
-        regex.compile(translated)
-    except regex.error as error:
-        report.problem(where, f"does not compile after translation ({error}): {text!r}")
-        return None
-    return translated
+        for translated in live:
+            stem = f"60-f2b-{translated.name}.toml"
+            _write_toml(staging / "decoders.d" / stem, translated, {"decoder":
+                                                                   translated.decoders})
+            _write_toml(staging / "rules.d" / stem, translated, {"rule": translated.rules})
+        for translated in library:
+            stem = translated.name.removeprefix("filter-")
+            _write_toml(staging / LIBRARY / f"{stem}.decoders.toml", translated,
+                        {"decoder": translated.decoders})
+            _write_toml(staging / LIBRARY / f"{stem}.rules.toml", translated,
+                        {"rule": translated.rules})
+        fragment = config.as_toml()
+        if fragment:
+            path = staging / FRAGMENT
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("# From the fail2ban jails by `arguard import fail2ban`: arguard "
+                            "reads conf.d/*.toml\n# beside arguard.toml (lists such as "
+                            "white_list are added to its own).\n\n"
+                            + tomli_w.dumps(fragment), encoding="utf-8")
+        _replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
-class _Untranslatable(Exception):
-    pass
+def _write_toml(path: Path, translated: Translated, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# Imported from fail2ban ({translated.source}) by arguard import "
+                    f"fail2ban\n\n" + tomli_w.dumps(data), encoding="utf-8")
 
 
-def _lines(value: str) -> list[str]:
-    return [line.strip() for line in value.splitlines() if line.strip()]
-
-
-def seconds(text: str) -> int:
-    """fail2ban durations: `600`, `10m`, `1h`, `2d`, `1w` (sums like `1h 30m` too)."""
-    units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-    total = sum(int(number) * units[unit] for number, unit in _DURATION.findall(text))
-    if not total and text.strip() not in ("0", ""):
-        raise ValueError(f"not a duration: {text!r}")
-    return total
-
-
-def read_jails(path: Path, report: Report) -> list[Jail]:
-    parser = configparser.RawConfigParser(strict=False)
-    parser.optionxform = str
-    parser.read(path, encoding="utf-8")
-    defaults = parser.defaults()
-    jails = []
-    for name in parser.sections():
-        section = parser[name]
-        if section.get("enabled", defaults.get("enabled", "false")).lower() not in ("true", "1", "yes"):
-            continue
-        try:
-            jails.append(Jail(
-                name=name, filter=section.get("filter", name).split("[")[0].strip(),
-                maxretry=int(section.get("maxretry", defaults.get("maxretry", "5"))),
-                findtime=seconds(section.get("findtime", defaults.get("findtime", "10m"))),
-                bantime=seconds(section.get("bantime", defaults.get("bantime", "10m"))),
-                ignoreip=tuple(section.get("ignoreip", defaults.get("ignoreip", "")).split())))
-        except ValueError as error:
-            report.problem(f"{path} [{name}]", str(error))
-    return jails
-
-
-@dataclass
-class Imported:
-    decoders: dict
-    rules: dict
-    failure_rule: int
-
-
-def import_filter(path: Path, base_id: int, report: Report,
-                  overrides: dict[str, str] | None = None) -> Imported | None:
-    name = path.stem
-    parser = _read(path, {path.resolve()}, report)
-    if not parser.has_section("Definition"):
-        report.problem(str(path), "no [Definition] section")
-        return None
-    values = _variables(parser, overrides or {})
-    where = f"{path} [Definition]"
-    if "datepattern" in values:
-        report.note(where, "datepattern ignored: the predecoder reads each line's time")
-    failregex = _lines(_expand(values.get("failregex", ""), values, where, report))
-    ignoreregex = _lines(_expand(values.get("ignoreregex", ""), values, where, report))
-    prefregex = _expand(values.get("prefregex", ""), values, where, report).strip()
-    daemon = _expand(values.get("_daemon", ""), values, where, report).strip()
-    translated = []
-    for number, line in enumerate(failregex, 1):
-        if prefregex:
-            content = line[1:] if line.startswith("^") else line
-            line = re.sub(r"<F-CONTENT>.*?</F-CONTENT>", lambda _: content, prefregex)
-        pattern = translate_failregex(line, f"{where} failregex line {number}", report)
-        if pattern is not None:
-            translated.append(pattern)
-    if not translated:
-        report.problem(where, "no failregex could be translated; filter skipped")
-        return None
-    ignores = [p for n, line in enumerate(ignoreregex, 1)
-               if (p := translate_failregex(line, f"{where} ignoreregex line {n}", report))]
-    root: dict = {"name": f"f2b-{name}"}
-    if daemon:
-        root["program_name"] = f"(?-i)^(?:{daemon})$"
-    else:
-        root["prematch"] = "|".join(f"(?:{_without_groups(p)})" for p in translated)
-    decoders = [root] + [{"name": f"f2b-{name}-{i}", "parent": f"f2b-{name}", "regex": p}
-                         for i, p in enumerate(translated, 1)]
-    rules = [
-        {"id": base_id, "level": 0, "decoded_as": f"f2b-{name}",
-         "description": f"fail2ban filter {name}: lines of its program",
-         "groups": ["fail2ban", name]},
-        {"id": base_id + 1, "level": 5, "if_sid": [base_id], "srcip": ["0.0.0.0/0", "::/0"],
-         "description": f"fail2ban filter {name}: failure",
-         "groups": ["fail2ban", name, "authentication_failed"]},
-    ]
-    if ignores:
-        rules.append({"id": base_id + 2, "level": 0, "if_sid": [base_id + 1],
-                      "regex": "|".join(f"(?:{p})" for p in ignores),
-                      "description": f"fail2ban filter {name}: ignoreregex",
-                      "groups": ["fail2ban", name]})
-    return Imported({"decoder": decoders}, {"rule": rules}, base_id + 1)
-
-
-def _config_fragment(config: dict) -> str:
-    """The jails' tables, each under its own header, so that they can be appended to (or
-    merged into) an arguard.toml whatever table it ends with."""
-    parts = ["# From the fail2ban jails: merge these tables into arguard.toml (an existing\n"
-             "# [global] white_list gets these entries added).\n",
-             "[global]\n" + tomli_w.dumps(config["global"])]
-    for key in ("command", "active_response"):
-        parts.extend(f"[[{key}]]\n" + tomli_w.dumps(table) for table in config[key])
-    return "\n".join(parts)
-
-
-def _without_groups(pattern: str) -> str:
-    return re.sub(r"\(\?P<\w+>", "(?:", pattern.removeprefix("(?-i)"))
-
-
-def import_fail2ban(files: list[Path], out_dir: Path, jail_file: Path | None,
-                    base_id: int = DEFAULT_BASE_ID) -> Report:
-    report = Report()
-    jails = read_jails(jail_file, report) if jail_file is not None else []
-    (out_dir / "decoders.d").mkdir(parents=True, exist_ok=True)
-    (out_dir / "rules.d").mkdir(parents=True, exist_ok=True)
-    config: dict = {"global": {"white_list": []}, "command": [], "active_response": []}
-    for index, path in enumerate(files):
-        first_id = base_id + 10 * index
-        imported = import_filter(path, first_id, report)
-        if imported is None:
-            continue
-        for jail in (j for j in jails if j.filter == path.stem):
-            ban_id = first_id + 3
-            imported.rules["rule"].append({
-                "id": ban_id, "level": 10, "if_matched_sid": imported.failure_rule,
-                "frequency": jail.maxretry, "timeframe": jail.findtime, "same_srcip": True,
-                "description": f"fail2ban jail {jail.name}: {jail.maxretry} failures in "
-                               f"{jail.findtime} s", "groups": ["fail2ban", jail.name]})
-            config["command"].append({"name": f"f2b-{jail.name}", "action": "ipset",
-                                      "expect": "srcip", "timeout_allowed": True})
-            response = {"command": f"f2b-{jail.name}", "rules_id": [ban_id]}
-            if jail.bantime > 0:
-                response["timeout"] = jail.bantime
-            config["active_response"].append(response)
-            config["global"]["white_list"].extend(
-                ip for ip in jail.ignoreip if ip not in config["global"]["white_list"])
-        stem = f"60-f2b-{path.stem}.toml"
-        (out_dir / "decoders.d" / stem).write_text(
-            f"# Imported from fail2ban filter {path.name} by arguard import fail2ban\n\n"
-            + tomli_w.dumps(imported.decoders))
-        (out_dir / "rules.d" / stem).write_text(
-            f"# Imported from fail2ban filter {path.name} by arguard import fail2ban\n\n"
-            + tomli_w.dumps(imported.rules))
-    if config["command"]:
-        (out_dir / "arguard-fail2ban.toml").write_text(_config_fragment(config))
-    return report
+def _replace(staging: Path, out_dir: Path) -> None:
+    """Put the staged output in place: renamed over a previous output (moved aside first,
+    then removed), so the directory holds either the old output or the new one."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+    os.rename(out_dir, old / "previous")
+    os.rename(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,8 +1,10 @@
 """`arguard import wazuh`: Wazuh 4.x decoder XML, rule XML and ossec.conf → arguard TOML.
 
 Output (in the chosen directory): `decoders.d/<file>.toml`, `rules.d/<file>.toml` (one per input
-file that has decoders or rules) and `arguard-wazuh.toml`, a fragment with the `[global]`
-white list, `[[command]]` and `[[active_response]]` tables to merge into arguard.toml.
+file that has decoders or rules) and `conf.d/60-wazuh.toml`, a fragment with the `[global]`
+white list, `[[command]]` and `[[active_response]]` tables that arguard reads beside
+arguard.toml. Commands named like one of arguard's default configuration (`firewall-drop`, …)
+are renamed `wazuh-NAME`, so that the fragment loads next to it as it is.
 
 Everything arguard cannot express is reported with file and line. A rule or decoder with a
 condition that cannot be translated is skipped (dropping a condition would make it match more,
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -21,12 +24,13 @@ from typing import TextIO
 import regex
 import tomli_w
 
-from arguard.config import parse_network
+from arguard.config import parse_network, shipped_dir
 from arguard.importers import ospatterns
 from arguard.importers.wazuhxml import Node, XmlError, parse_file
 from arguard.ruleset.compiled import COMPILED_RULES
 
-FRAGMENT = "arguard-wazuh.toml"
+FRAGMENT = Path("conf.d") / "60-wazuh.toml"
+RENAMED_PREFIX = "wazuh-"
 EXIT_COMPLETE, EXIT_UNREADABLE, EXIT_INCOMPLETE = 0, 1, 2
 
 # Wazuh's built-in active-response scripts → arguard's native actions (action, expect).
@@ -139,7 +143,26 @@ def import_files(paths: list[Path]) -> ImportResult:
     for path, root in parsed:
         _Config(path, result).translate(root)
     _add_missing_native_commands(result)
+    _rename_default_commands(result)
     return result
+
+
+def _rename_default_commands(result: ImportResult) -> None:
+    """Commands named like those of arguard's default configuration become `wazuh-NAME`
+    (and the active responses naming them follow): a fragment defining `firewall-drop`
+    again would not load beside an arguard.toml that has it."""
+    with open(shipped_dir("conf") / "arguard.toml", "rb") as default:
+        taken = {c["name"] for c in tomllib.load(default).get("command", [])}
+    for command in result.commands:
+        if command["name"] in taken:
+            old, command["name"] = command["name"], RENAMED_PREFIX + command["name"]
+            for response in result.active_responses:
+                if response["command"] == old:
+                    response["command"] = command["name"]
+            path, line = result.origins.get(id(command), (Path("ossec.conf"), None))
+            result.notes.append(Note(path, line, f"command {old!r}",
+                                     f"named {command['name']!r}: arguard's default "
+                                     f"configuration has a command {old!r}", True))
 
 
 def write_output(result: ImportResult, directory: Path) -> list[Path]:
@@ -161,9 +184,10 @@ def write_output(result: ImportResult, directory: Path) -> list[Path]:
         fragment["active_response"] = result.active_responses
     if fragment:
         path = directory / FRAGMENT
-        directory.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Imported from ossec.conf by `arguard import wazuh`: merge these tables "
-                        "into arguard.toml.\n\n" + tomli_w.dumps(fragment), encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# Imported from ossec.conf by `arguard import wazuh`: arguard reads "
+                        "conf.d/*.toml beside\n# arguard.toml (lists such as white_list are "
+                        "added to its own).\n\n" + tomli_w.dumps(fragment), encoding="utf-8")
         written.append(path)
     return written
 
@@ -648,7 +672,7 @@ class _Config(_Translator):
                     raise _Skip(f"<expect> {expect!r} is not supported")
                 table["expect"] = first
         table["timeout_allowed"] = _is_yes(_text(node, "timeout_allowed"))
-        self.result.commands.append(table)
+        self.result.commands.append(self.keep(table, node))
 
     def active_response(self, node: Node) -> None:
         subject = "active-response"

@@ -5,13 +5,16 @@ fields and responses are what Wazuh's semantics give."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 
+from arguard.config import shipped_dir
 from arguard.importers.wazuhxml import parse
 from tests.conftest import write_config
 
@@ -29,15 +32,14 @@ def import_wazuh(out: Path, *names: str) -> subprocess.CompletedProcess:
 
 
 def config_for(directory: Path, imported: Path) -> Path:
-    """A configuration whose drop-in directories are the importer's output."""
-    fragment = imported / "arguard-wazuh.toml"
+    """A configuration with the white list and commands of arguard's default one, and the
+    importer's output copied in as it is (cp -r OUT/. DIR): drop-ins and conf.d/60-wazuh.toml."""
     directory.mkdir(exist_ok=True)
-    config = write_config(directory, shipped=False,
-                          extra=fragment.read_text() if fragment.exists() else "")
-    text = config.read_text()
-    text = text.replace('decoders_d = "decoders.d"', f'decoders_d = "{imported}/decoders.d"')
-    text = text.replace('rules_d = "rules.d"', f'rules_d = "{imported}/rules.d"')
-    config.write_text(text)
+    with open(shipped_dir("conf") / "arguard.toml", "rb") as default:
+        shipped = tomllib.load(default)
+    config = write_config(directory, shipped=False, extra=tomli_w.dumps(
+        {"global": shipped["global"], "command": shipped["command"]}))
+    shutil.copytree(imported, directory, dirs_exist_ok=True)
     return config
 
 
@@ -77,12 +79,14 @@ def test_everything_translated_exits_0_and_the_output_loads(imported, config):
     assert result.returncode == 0, result.stderr
     assert "everything translated" in result.stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.toml")) == [
-        "arguard-wazuh.toml", "decoders.d/decoders.toml", "rules.d/rules.toml",
+        "conf.d/60-wazuh.toml", "decoders.d/decoders.toml", "rules.d/rules.toml",
         "rules.d/rules_overwrite.toml"]
     check = arguard("check-config", "-c", str(config))
     assert check.returncode == 0, check.stderr
     assert "8 decoders, 15 rules" in check.stdout
-    assert "4 commands, 3 active responses" in check.stdout   # the disabled one is not loaded
+    # arguard's 4 default commands and the 4 imported ones; the disabled response is not loaded
+    assert "8 commands, 3 active responses" in check.stdout
+    assert "conf.d/60-wazuh.toml" in check.stdout
 
 
 def test_notes_name_file_and_line(imported):
@@ -111,7 +115,8 @@ def test_frequency_same_source_ip_and_active_response(config):
     events = logtest(config, lines)
     assert [e["rule"]["id"] for e in events] == [100101, 100101, 100101, 100110]
     assert events[3]["rule"]["level"] == 10
-    assert events[3]["responses"] == [{"command": "firewall-drop", "target": "192.0.2.100",
+    assert events[3]["responses"] == [{"command": "wazuh-firewall-drop",
+                                       "target": "192.0.2.100",
                                        "timeout": 600, "skipped": None}]
 
 
@@ -189,7 +194,8 @@ def test_pcre2_dynamic_field_id_url_join_different_url(config):
     assert [e["rule"]["id"] for e in events] == [100121, 100121, 100120, 100120, 100120,
                                                   100121, 100122]
     assert events[2]["fields"] == {}
-    assert [r["command"] for r in events[6]["responses"]] == ["firewall-drop", "host-deny"]
+    assert [r["command"] for r in events[6]["responses"]] == ["wazuh-firewall-drop",
+                                                              "wazuh-host-deny"]
     assert events[6]["responses"][1]["timeout"] == 300
 
 
@@ -201,19 +207,21 @@ def test_white_list_is_honoured(config):
 
 def test_config_fragment(imported):
     out, _ = imported
-    fragment = tomllib.loads((out / "arguard-wazuh.toml").read_text())
+    fragment = tomllib.loads((out / "conf.d/60-wazuh.toml").read_text())
     assert fragment["global"] == {"white_list": ["127.0.0.1", "192.0.2.250/32"]}
     commands = {c["name"]: c for c in fragment["command"]}
-    assert commands["firewall-drop"] == {"name": "firewall-drop", "action": "ipset",
-                                         "expect": "srcip", "timeout_allowed": True}
-    assert commands["host-deny"]["action"] == "hosts-deny"
+    # named like arguard's default commands: renamed, so the fragment loads beside them
+    assert commands["wazuh-firewall-drop"] == {"name": "wazuh-firewall-drop",
+                                               "action": "ipset", "expect": "srcip",
+                                               "timeout_allowed": True}
+    assert commands["wazuh-host-deny"]["action"] == "hosts-deny"
     assert commands["notify"] == {"name": "notify", "executable": "notify.sh",
                                   "extra_args": ["-t", "ops", "--quiet"],
                                   "timeout_allowed": False}
     # named by a disabled <active-response> only: Wazuh's built-in, so the native action
-    assert commands["disable-account"]["action"] == "disable-account"
+    assert commands["wazuh-disable-account"]["action"] == "disable-account"
     responses = fragment["active_response"]
-    assert responses[0] == {"command": "firewall-drop", "location": "local",
+    assert responses[0] == {"command": "wazuh-firewall-drop", "location": "local",
                             "rules_id": [100110, 100122], "timeout": 600,
                             "repeated_offenders": [30, 60]}
     assert "timeout" not in responses[2]          # notify does not allow one
