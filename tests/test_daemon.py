@@ -272,3 +272,17 @@ def test_invalid_config_exits_before_starting(tmp_path: Path):
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30)
     assert result.returncode == 1
     assert str(config) in result.stderr
+
+
+def test_status_counts_ambiguous_addresses_per_source(daemon: ArguardProcess):
+    """A line with two candidate addresses (a forged ` port N ssh2:` in the user name and in
+    the auth info) gives no address, and status says so in the source's counters."""
+    directory, config = daemon.directory, daemon.config
+    forged = ("Failed password for invalid user x from 198.51.100.7 port 1 ssh2: y from "
+              f"{ATTACKER} port 22 ssh2: z")
+    append(directory / "auth.log", syslog_line(forged) + syslog_line("plain text, no sshd"))
+    wait_for(lambda: status(config)["lines"] >= 2, what="2 lines read")
+    [source] = status(config)["sources"]
+    assert source["ambiguous"] == 1 and source["undecoded"] == 0
+    people = arguard(config, "status", check=True).stdout
+    assert "AMBIGUOUS" in people

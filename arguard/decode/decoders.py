@@ -65,6 +65,9 @@ class Decoder:
     children_field: str | None = None
     join: str | None = None
     require_child: bool = False
+    #: it works on other text than the message (`input`, `cut`); kept as a field, not a
+    #: property, because every line asks it of every candidate root
+    reshapes: bool = False
     children: list["Decoder"] = field(default_factory=list)
 
 
@@ -221,10 +224,12 @@ class DecoderSet:
         the program name and the text (message, or whole line for `input = "line"`
         decoders) only, so recent results are reused (cron, systemd and PAM session lines
         repeat word for word) — or _NOT_DECODED."""
-        views: dict[tuple[str, bool], str] = {}
+        views: dict[tuple[str, bool], str] | None = None
         for root in self._candidates(program):
             text = message
-            if root.reads_line or root.cut is not None:
+            if root.reshapes:
+                if views is None:
+                    views = {}
                 text = _view(root, message, whole, views)
             parent_end = 0
             if root.prematch is not None:
@@ -569,6 +574,7 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         remember_source=data.get("remember_source", False),
         recall_source=data.get("recall_source", False),
         priority=data.get("priority", 0), reads_line=data.get("input") == "line",
-        cut=compiled.get("cut"), children_field=data.get("children_field"),
+        cut=compiled.get("cut"), reshapes=data.get("input") == "line" or "cut" in compiled,
+        children_field=data.get("children_field"),
         join=data.get("join"), require_child=data.get("require_child", False),
     )

@@ -362,27 +362,29 @@ class Engine:
         """The first rule of `entries` that matches the event (the hot loop: one pass over
         flat tuples, no call per literal)."""
         for kind, probe, rule, verify in entries:
+            # the kinds in the order of how often they occur in the shipped trees
             if kind == CONTAINS:
                 if probe not in lowered:
+                    continue
+            elif kind == STARTS:
+                if not lowered.startswith(probe):
+                    continue
+            elif kind == ENDS:
+                if not lowered.endswith(probe):
+                    continue
+            elif kind == SEARCH:
+                if probe(message) is None:
+                    continue
+            elif kind == EQUALS:
+                if lowered != probe:
                     continue
             elif kind == GENERAL:
                 if self._verify(rule, event):
                     return rule
                 continue
-            elif kind == STARTS:
-                if not lowered.startswith(probe):
-                    continue
-            elif kind == SEARCH:
-                if probe(message) is None:
-                    continue
-            elif kind == ENDS:
-                if not lowered.endswith(probe):
-                    continue
             elif kind == FIELD:
                 if not _field_holds(probe[1], event.fields.get(probe[0])):
                     continue
-            elif kind == EQUALS and lowered != probe:
-                continue
             if not verify or self._verify(rule, event):
                 return rule
         return None
