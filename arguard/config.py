@@ -338,9 +338,9 @@ class _Loader:
             self.fail(f"expect must be one of {', '.join(EXPECT_KINDS)}",
                       "command", index, "expect")
         elif described is not None and EXPECT_KINDS[expect] not in described.kinds:
-            self.fail(f"expect {expect!r} names a {EXPECT_KINDS[expect]} target, but action "
-                      f"{action!r} acts on {' and '.join(described.kinds)} targets",
-                      "command", index, "expect")
+            self.fail(f"expect {expect!r} gives targets of kind {EXPECT_KINDS[expect]}, but "
+                      f"action {action!r} acts on targets of kind "
+                      + " or ".join(described.kinds), "command", index, "expect")
         extra_args = data.get("extra_args", [])
         if isinstance(extra_args, list) and not all(isinstance(a, str) for a in extra_args):
             self.fail("extra_args must be a list of strings", "command", index, "extra_args")
