@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from arguard.respond.actions.base import (
     STRING,
     STRINGS,
-    ActionContext,
     ActionType,
     Option,
     Problem,
@@ -64,7 +63,8 @@ def chain_option(default: str, meaning: str) -> Option:
 
 
 JUMP_FROM = Option("jump_from", STRINGS, ["INPUT"],
-                   "the chains that jump to arguard's chain, first in each", check=_jump_from_problem)
+                   "the chains that jump to arguard's chain, first in each",
+                   check=_jump_from_problem)
 TARGET = Option("target", STRING, "DROP", "what a blocked packet gets", choices=("DROP", "REJECT"))
 
 
