@@ -16,6 +16,7 @@ from arguard.ruleset.files import Ruleset, load_ruleset
 DESCRIPTION = ("arguard: detects attacks in the host's logs with Wazuh-compatible decoders and "
                "rules and blocks them natively (ipset, iptables, routes, hosts.deny, accounts).")
 EXIT_OK, EXIT_CONFIG, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_TESTS_FAILED = 5
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
@@ -45,6 +46,21 @@ def cmd_logtest(args: argparse.Namespace) -> int:
         with open(args.file, "rb") as source:
             return run_logtest(pipeline, simulation, source, args.file, mode, sys.stdout)
     return run_logtest(pipeline, simulation, sys.stdin.buffer, "stdin", mode, sys.stdout)
+
+
+def cmd_ruletest(args: argparse.Namespace) -> int:
+    from arguard.ruletest import RuleTestError, report, run_files
+
+    _, ruleset = _load(args)
+    try:
+        results = run_files(ruleset, [Path(name) for name in args.paths])
+    except RuleTestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    report(results, sys.stdout)
+    failed = any(not result.passed for file_results in results.values()
+                 for result in file_results)
+    return EXIT_TESTS_FAILED if failed else EXIT_OK
 
 
 def cmd_import_fail2ban(args: argparse.Namespace) -> int:
@@ -212,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="one JSON object per input line")
     output.add_argument("--summary", action="store_true", help="only totals at the end")
     logtest.add_argument("file", nargs="?", metavar="FILE")
+    ruletest = add("ruletest", cmd_ruletest,
+                   "run Wazuh ruleset tests (ruleset/testing/tests/*.ini) against this ruleset: "
+                   "per file passed/total and every failing case (exit 5 if any fails)")
+    ruletest.add_argument("paths", nargs="+", metavar="FILE|DIR")
 
     importing = commands.add_parser(
         "import", help="translate Wazuh or fail2ban rule files into arguard's TOML",

@@ -171,6 +171,7 @@ class Daemon:
         pipeline = self.pipeline
         responses: list[Response] = []
         undecoded: Counter[str] = Counter()
+        ambiguous: Counter[str] = Counter()
         for line in lines:
             try:
                 outcome = pipeline.process(line)
@@ -180,6 +181,8 @@ class Daemon:
                 continue
             if outcome.event.decoder is None:
                 undecoded[line.location] += 1
+            elif outcome.event.ambiguous:
+                ambiguous[line.location] += 1
             alert = outcome.alert
             if alert is not None:
                 self.alerts += 1
@@ -188,8 +191,8 @@ class Daemon:
                 responses.extend(outcome.responses)
         self.lines += len(lines)
         self.alert_log.flush()
-        for location, count in undecoded.items():
-            self.sources.count_undecoded(location, count)
+        for location in undecoded.keys() | ambiguous.keys():
+            self.sources.count_decoding(location, undecoded[location], ambiguous[location])
         if responses:
             self._respond(responses)
 

@@ -38,6 +38,7 @@ def outcome_dict(text: str, outcome: Outcome, applied: list[Applied]) -> dict:
         "decoder": None if event.decoder is None else {"name": event.decoder,
                                                        "child": event.decoder_child},
         "fields": dict(event.fields),
+        "ambiguous": event.ambiguous,
         "rule": None if rule is None else {"id": rule.id, "level": rule.level,
                                            "description": rule.description,
                                            "groups": list(rule.groups)},
@@ -63,6 +64,8 @@ def _print_phases(text: str, outcome: Outcome, applied: list[Applied], out: IO[s
             write(f"\tchild: {event.decoder_child!r}\n")
         for name, value in event.fields.items():
             write(f"\t{name}: {value!r}\n")
+        if event.ambiguous:
+            write("\tambiguous address: more than one candidate, none decoded\n")
     else:
         write("\n**Phase 2: No decoder matched.\n")
     rule = outcome.evaluation.rule
@@ -95,7 +98,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
                 mode: str, out: IO[str]) -> int:
     """`pipeline` decides with `simulation`'s policy; the responses are applied to it."""
     counters = TextCounters()
-    decoded = 0
+    decoded = ambiguous = 0
     alerts: Counter[int] = Counter()
     descriptions: dict[int, tuple[int, str]] = {}
     responses: Counter[str] = Counter()
@@ -110,6 +113,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
         if mode == "summary":
             if outcome.event.decoder is not None:
                 decoded += 1
+            ambiguous += outcome.event.ambiguous
             if outcome.alert is not None:
                 rule = outcome.alert.rule
                 alerts[rule.id] += 1
@@ -123,18 +127,20 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
             _print_phases(text, outcome, applied, out)
     if mode == "summary":
         elapsed = time.perf_counter() - started
-        _print_summary(out, counters, decoded, alerts, descriptions, responses, skipped, elapsed)
+        _print_summary(out, counters, decoded, ambiguous, alerts, descriptions, responses,
+                       skipped, elapsed)
     return 0
 
 
-def _print_summary(out: IO[str], counters: TextCounters, decoded: int, alerts: Counter[int],
-                   descriptions: dict[int, tuple[int, str]], responses: Counter[str],
-                   skipped: Counter[str], elapsed: float) -> None:
+def _print_summary(out: IO[str], counters: TextCounters, decoded: int, ambiguous: int,
+                   alerts: Counter[int], descriptions: dict[int, tuple[int, str]],
+                   responses: Counter[str], skipped: Counter[str], elapsed: float) -> None:
     write = out.write
     write(f"Lines read:    {counters.lines}\n")
     write(f"  empty: {counters.empty}  cut: {counters.cut}  invalid UTF-8: "
           f"{counters.invalid_utf8}  NUL: {counters.nul}\n")
     write(f"Lines decoded: {decoded}\n")
+    write(f"  ambiguous address (none decoded): {ambiguous}\n")
     write(f"Alerts:        {sum(alerts.values())}\n")
     for rule_id, count in sorted(alerts.items(), key=lambda item: (-item[1], item[0])):
         level, description = descriptions[rule_id]

@@ -51,6 +51,8 @@ class Event:
     decoder_child: str | None = None
     category: str = "syslog"
     fields: dict[str, str] = field(default_factory=dict)
+    #: the line held more than one candidate for its address: none was decoded
+    ambiguous: bool = False
 
     @property
     def message(self) -> str:

@@ -57,7 +57,7 @@ class Pipeline:
             event = Event(line, pre, when)
         else:
             event = Event(line, pre, when, decoded.decoder, decoded.child, decoded.category,
-                          decoded.fields)
+                          decoded.fields, decoded.ambiguous)
         evaluation = self.engine.evaluate(event)
         rule = evaluation.rule
         if rule is None or not rule.alerts:

@@ -93,10 +93,11 @@ def render(status: dict[str, Any]) -> str:
         out.append("sources:")
         rows = [[s["source"], f"{s.get('lines_per_second') or 0.0:.1f}", str(s["lines"]),
                  _position(s), "-" if s.get("lag_bytes") is None else str(s["lag_bytes"]),
-                 str(s["undecoded"]), str(s["errors"])]
+                 str(s["undecoded"]), str(s["ambiguous"]), str(s["errors"])]
                 for s in status["sources"]]
         out.extend("  " + r for r in _table(
-            ["SOURCE", "LINES/S", "LINES", "OFFSET", "LAG", "UNDECODED", "ERRORS"], rows))
+            ["SOURCE", "LINES/S", "LINES", "OFFSET", "LAG", "UNDECODED", "AMBIGUOUS", "ERRORS"],
+            rows))
         for source in status["sources"]:
             if source.get("last_error"):
                 out.append(f"  {source['source']}: {source['last_error']}")

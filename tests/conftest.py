@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -50,13 +51,35 @@ def pipeline_with(tmp_path: Path, decoders: str, rules: str) -> Pipeline:
     return Pipeline(load_ruleset(load_config(path)), line_time=True)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    reports = config.stash.get(coverage_key, None)
-    if not reports:
+def require_corpus(request: pytest.FixtureRequest, path: Path) -> None:
+    """The tests that read upstream data from ../shared (beside the checkout) need it there:
+    without it they skip and the end of the run says so; under CI (CI=true) they fail."""
+    if path.exists():
         return
-    terminalreporter.section("arguard corpus coverage")
-    for line in reports:
-        terminalreporter.write_line(line)
+    message = (f"{path} is missing: this test reads the upstream corpus from ../shared "
+               f"beside the checkout")
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: it must be there)")
+    request.config.stash.setdefault(missing_corpus_key, set()).add(str(path))
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    missing = config.stash.get(missing_corpus_key, None)
+    if missing:
+        terminalreporter.section("corpus tests SKIPPED", yellow=True, bold=True)
+        for path in sorted(missing):
+            terminalreporter.write_line(f"{path} is missing: put the shared corpus beside the "
+                                        f"checkout (../shared) to run these tests", yellow=True)
+    for title, key in (("arguard corpus coverage", coverage_key),
+                       ("Wazuh ruleset tests (arguard ruletest)", conformance_key)):
+        reports = config.stash.get(key, None)
+        if reports:
+            terminalreporter.section(title)
+            for line in reports:
+                terminalreporter.write_line(line)
 
 
 coverage_key = pytest.StashKey[list]()
+conformance_key = pytest.StashKey[list]()
+missing_corpus_key = pytest.StashKey[set]()

@@ -8,7 +8,7 @@ import json
 from arguard.alerts import AlertLog, alert_to_dict
 from arguard.model import Line
 from arguard.pipeline import Pipeline
-from tests.conftest import SHARED
+from tests.conftest import SHARED, require_corpus
 
 HOSTILE = [
     'Nov 22 10:00:00 web01 sshd[7]: Invalid user "a\\\\b\tc\u00e9\U0001f600 from 192.0.2.1 port 22',
@@ -19,7 +19,8 @@ HOSTILE = [
 ]
 
 
-def test_alerts_json_lines_are_the_alert_objects(shipped_ruleset, tmp_path):
+def test_alerts_json_lines_are_the_alert_objects(shipped_ruleset, tmp_path, request):
+    require_corpus(request, SHARED / "corpus")
     pipeline = Pipeline(shipped_ruleset, line_time=True)
     lines = list(HOSTILE)
     for path in sorted((SHARED / "corpus").rglob("*")):

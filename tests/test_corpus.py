@@ -2,14 +2,13 @@
 
 For every annotated line whose expected host is an IP literal, arguard must decode that very
 address or none at all: a wrong address is worse than none, because it would block someone
-else. The share of such lines arguard decodes is reported, and kept >= 90% for sshd.
+else. The share of such lines arguard decodes is reported, and may not drop below today's.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,15 @@ import pytest
 from arguard.decode.decoders import normalise_address
 from arguard.model import Line
 from arguard.pipeline import Pipeline
-from tests.conftest import SHARED, coverage_key
+from tests.conftest import SHARED, coverage_key, require_corpus
 
 CORPUS = SHARED / "corpus" / "fail2ban"
 FILES = ("sshd", "sshd-journal", "pam-generic", "nginx-http-auth", "nginx-botsearch",
          "apache-auth", "apache-badbots", "apache-noscript")
-MINIMUM_COVERAGE = {"sshd": 0.90, "sshd-journal": 0.90, "nginx-http-auth": 0.85,
-                    "apache-auth": 0.85, "apache-noscript": 0.90,
-                    "nginx-botsearch": 0.85, "apache-badbots": 0.75}
+# The share decoded today, kept as a floor: hardening may never cost coverage unnoticed.
+MINIMUM_COVERAGE = {"sshd": 0.99, "sshd-journal": 0.98, "pam-generic": 0.75,
+                    "nginx-http-auth": 0.88, "nginx-botsearch": 1.0, "apache-auth": 0.97,
+                    "apache-badbots": 1.0, "apache-noscript": 0.92}
 _JOURNAL_LINE = re.compile(r"^(?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$")
 
 
@@ -75,12 +75,9 @@ def corpus_line(name: str, sample: Sample) -> Line:
     return Line(sample.text, name, 0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def corpus_present():
-    if not CORPUS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CORPUS} is missing; CI must have ../shared beside the checkout")
-        pytest.skip(f"{CORPUS} not present")
+@pytest.fixture(autouse=True)
+def corpus_present(request):
+    require_corpus(request, CORPUS)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -54,6 +54,7 @@ def test_json_gives_one_object_per_line_with_every_phase(tmp_path):
         "predecoder": {"program_name": "sshd", "timestamp": "Nov 22 13:40:01", "hostname": "host"},
         "decoder": {"name": "sshd", "child": "sshd-invalid"},
         "fields": {"srcuser": "admin", "srcip": "192.0.2.7"},
+        "ambiguous": False,
         "rule": {"id": 101, "level": 5, "description": "invalid user",
                  "groups": ["invalid_login"]},
         "alert": True,

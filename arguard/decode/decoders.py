@@ -4,6 +4,12 @@ Semantics (Wazuh's): root decoders are tried in load order, and the first root w
 `program_name` and `prematch` match takes the line. Its children are then tried in load order;
 the first child whose `prematch` and `regex` both match wins, and later children with the same
 name as the winner (siblings) add their fields too. The event's decoder is the root's name.
+
+An ambiguous address is no address: a decoder with `ambiguous` (a pattern describing a line in
+which attacker text could stand where the address is read, e.g. two `, client: ADDR, server:`
+items in an nginx error line) takes a line whose prematch it matches and in which that pattern
+is found, but decodes no address or port from it (`Decoded.ambiguous`, counted by the daemon
+and logtest).
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from arguard.patterns import Pattern, compile_pattern, pattern_problem
 from arguard.tomlfile import TomlFile
 
 _KEYS = {"name", "parent", "program_name", "prematch", "prematch_offset", "regex",
-         "regex_offset", "type"}
+         "regex_offset", "type", "ambiguous"}
 _BOOL_KEYS = {"remember_source", "recall_source"}
 _REGEX_OFFSETS = ("after_parent", "after_prematch", "after_regex")
 _ADDRESS_FIELDS = ("srcip", "dstip")
+# What an ambiguous line does not get: the addresses and the ports that go with them.
+_WITHHELD_WHEN_AMBIGUOUS = ("srcip", "dstip", "srcport", "dstport")
 _PROGRAM_CACHE_LIMIT = 4096
 # Recent decoding results kept (bounded: messages longer than the limit are not kept).
 _RECENT_LIMIT = 4096
@@ -45,6 +53,7 @@ class Decoder:
     regex: Pattern | None = None
     regex_offset: str | None = None
     type: str | None = None
+    ambiguous: Pattern | None = None
     remember_source: bool = False
     recall_source: bool = False
     children: list["Decoder"] = field(default_factory=list)
@@ -56,6 +65,7 @@ class Decoded:
     child: str | None
     category: str
     fields: dict[str, str]
+    ambiguous: bool = False
 
 
 _CANONICAL_IPV4 = re.compile(
@@ -165,17 +175,19 @@ class DecoderSet:
             found = self._decode_text(program, message)
         if found is _NOT_DECODED:
             return None
-        root, child, category, fields = found
+        root, child, category, fields, ambiguous = found
         fields = dict(fields)
         if memory is not None and (root.recall_source or
                                    (child is not None and child.remember_source)):
+            # an ambiguous line has no address of its own to remember; the one its process
+            # announced earlier is still that process's peer, so it may be recalled
             self._use_memory(memory, pre, root, child, fields)
-        return Decoded(root.name, child.name if child else None, category, fields)
+        return Decoded(root.name, child.name if child else None, category, fields, ambiguous)
 
     def _decode_text(self, program: str | None, message: str) -> tuple:
-        """(root, child, category, fields) of the decoders alone — a function of the program
-        name and message only, so recent results are reused (cron, systemd and PAM session
-        lines repeat word for word) — or _NOT_DECODED."""
+        """(root, child, category, fields, ambiguous) of the decoders alone — a function of
+        the program name and message only, so recent results are reused (cron, systemd and
+        PAM session lines repeat word for word) — or _NOT_DECODED."""
         for root in self._candidates(program):
             parent_end = 0
             if root.prematch is not None:
@@ -187,9 +199,14 @@ class DecoderSet:
             if root.regex is not None:
                 start = parent_end if root.regex_offset == "after_prematch" else 0
                 _capture(root.regex, message, start, fields)
-            child = self._decode_children(root, message, parent_end, fields)
+            child, ambiguous = self._decode_children(root, message, parent_end, fields)
+            if root.ambiguous is not None and root.ambiguous.search(message):
+                ambiguous = True
+            if ambiguous:
+                for name in _WITHHELD_WHEN_AMBIGUOUS:
+                    fields.pop(name, None)
             category = (child.type if child is not None and child.type else root.type) or "syslog"
-            return root, child, category, fields
+            return root, child, category, fields, ambiguous
         return _NOT_DECODED
 
     @staticmethod
@@ -208,18 +225,23 @@ class DecoderSet:
                 fields["srcip"] = recalled
 
     def _decode_children(self, root: Decoder, message: str, parent_end: int,
-                         fields: dict[str, str]) -> Decoder | None:
+                         fields: dict[str, str]) -> tuple[Decoder | None, bool]:
+        """The child that takes the message (adding its fields), and whether the message is
+        ambiguous for it."""
         children = root.children
         prematches = self._prematches[id(root)]
         index = 0
         while True:
             found = prematches.first(message, parent_end, index)
             if found is None:
-                return None
+                return None, False
             position, prematch_end = found
             child = children[position]
             child_fields: dict[str, str] = {}
             end = _apply_regex(child, message, parent_end, prematch_end, None, child_fields)
+            if child.ambiguous is not None and child.ambiguous.search(message):
+                fields.update(child_fields)
+                return child, True
             if end is None:
                 index = position + 1
                 continue
@@ -231,7 +253,7 @@ class DecoderSet:
                 if sibling_end is not None:
                     fields.update(sibling_fields)
                     previous_end = sibling_end
-            return child
+            return child, False
 
 
 _GROUP_REFERENCES = re.compile(r"\(\?P|\(\?\(|\(\?<(?![=!])|\\[1-9]")
@@ -440,7 +462,7 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         fail("decoder needs a 'name'")
         return None
     compiled: dict[str, Pattern] = {}
-    for key in ("program_name", "prematch", "regex"):
+    for key in ("program_name", "prematch", "regex", "ambiguous"):
         text = data.get(key)
         if isinstance(text, str):
             try:
@@ -469,7 +491,7 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         name=name, file=doc.path, line=doc.table_line("decoder", index), parent=parent,
         program_name=compiled.get("program_name"), prematch=compiled.get("prematch"),
         prematch_after_parent="prematch_offset" in data, regex=compiled.get("regex"),
-        regex_offset=offset, type=data.get("type"),
+        regex_offset=offset, type=data.get("type"), ambiguous=compiled.get("ambiguous"),
         remember_source=data.get("remember_source", False),
         recall_source=data.get("recall_source", False),
     )

@@ -371,7 +371,8 @@ class _Decoders(_Translator):
 
 # --- rules ---------------------------------------------------------------------------------
 
-_RULE_ATTRIBUTES = {"id", "level", "frequency", "timeframe", "ignore", "noalert", "overwrite"}
+_RULE_ATTRIBUTES = {"id", "level", "frequency", "timeframe", "ignore", "noalert", "overwrite",
+                    "maxsize"}
 _RULE_ELEMENTS = ({"if_sid", "if_group", "if_level", "if_matched_sid", "if_matched_group",
                    "decoded_as", "category", "match", "regex", "srcip", "dstip", "user", "id",
                    "field", "description", "group", "mitre", "options", "compiled_rule", "info",
@@ -411,7 +412,7 @@ class _Rules(_Translator):
             raise _Skip("rule ids must be 1-999999")
         if not 0 <= table["level"] <= 16:
             raise _Skip("levels must be 0-16")
-        for attribute in ("frequency", "timeframe", "ignore"):
+        for attribute in ("frequency", "timeframe", "ignore", "maxsize"):
             if attribute in node.attrs:
                 table[attribute] = _int(node.attrs[attribute], attribute)
         if _is_yes(node.attrs.get("noalert")):

@@ -230,6 +230,17 @@ def _entries(rules: list[Rule], source_checked: bool = False) -> tuple:
     return tuple(entries)
 
 
+def _root_accepts(rule: Rule, decoder: str | None, category: str) -> bool:
+    """Whether a root rule is tried for events of this decoder and category. As in Wazuh,
+    where a rule's category defaults to syslog, a root that names neither a decoder nor a
+    category is about syslog events only (not web-log ones)."""
+    if rule.decoded_as is not None and rule.decoded_as != decoder:
+        return False
+    if rule.category is not None:
+        return rule.category == category
+    return rule.decoded_as is not None or category == "syslog"
+
+
 def _same_correlation(old: Rule, new: Rule) -> bool:
     return (old.frequency, old.timeframe, old.same, old.different, old.if_matched_sid,
             old.if_matched_group) == (new.frequency, new.timeframe, new.same, new.different,
@@ -260,8 +271,7 @@ class Engine:
         roots = self._roots_by_source.get(source)
         if roots is None:
             roots = _entries([r for r in self.tree.roots
-                              if (r.decoded_as is None or r.decoded_as == event.decoder)
-                              and (r.category is None or r.category == event.category)],
+                              if _root_accepts(r, event.decoder, event.category)],
                              source_checked=True)
             self._roots_by_source[source] = roots
         return roots
@@ -309,32 +319,50 @@ class Engine:
         return evaluation
 
     def _walk(self, event: Event, message: str) -> Evaluation:
-        lowered = message.lower()
-        node = self._first(self._roots(event), event, message, lowered)
-        if node is None:
+        chain: list[Rule] = []
+        final = self._descend(self._roots(event), event, message, message.lower(), chain)
+        if final is None:
             return _NO_RULE
-        chain = [node]
-        children = self._children
-        while True:
-            child = self._first(children[node.id], event, message, lowered)
-            if child is None:
-                break
-            chain.append(child)
-            node = child
-        evaluation = Evaluation(node, tuple(chain))
-        self._after(node, evaluation.chain, event)
+        evaluation = Evaluation(final, tuple(chain))
+        self._after(final, evaluation.chain, event)
         return evaluation
 
-    def _first(self, entries: tuple, event: Event, message: str, lowered: str) -> Rule | None:
-        """The first rule of `entries` that matches the event (the hot loop: one pass over
-        flat tuples, no call per literal)."""
-        for kind, probe, rule, verify in entries:
+    def _descend(self, entries: tuple, event: Event, message: str, lowered: str,
+                 chain: list[Rule]) -> Rule | None:
+        """Depth-first, as Wazuh's OS_CheckIfRuleMatch: the first rule of `entries` that
+        matches, then the deepest rule below it. A `noalert` rule none of whose children
+        matched is no result: its later siblings are tried (Wazuh: "if we are set to no
+        alert, keep going"), so 5500 "Grouping of the pam_unix rules" lets 5555 take
+        `password changed for`. `chain` receives the rules on the path taken."""
+        start = 0
+        while True:
+            found = self._first(entries, start, event, message, lowered)
+            if found is None:
+                return None
+            position, rule = found
+            chain.append(rule)
+            deeper = self._descend(self._children[rule.id], event, message, lowered, chain)
+            if deeper is not None:
+                return deeper
+            if not rule.noalert:
+                return rule
+            chain.pop()
+            start = position + 1
+            while start < len(entries) and entries[start][2] is rule:
+                start += 1
+
+    def _first(self, entries: tuple, start: int, event: Event, message: str,
+               lowered: str) -> tuple[int, Rule] | None:
+        """The position and rule of the first entry from `start` whose rule matches the
+        event (the hot loop: one pass over flat tuples, no call per literal)."""
+        for position in range(start, len(entries)):
+            kind, probe, rule, verify = entries[position]
             if kind == CONTAINS:
                 if probe not in lowered:
                     continue
             elif kind == GENERAL:
                 if self._verify(rule, event):
-                    return rule
+                    return position, rule
                 continue
             elif kind == STARTS:
                 if not lowered.startswith(probe):
@@ -351,7 +379,7 @@ class Engine:
             elif kind == EQUALS and lowered != probe:
                 continue
             if not verify or self._verify(rule, event):
-                return rule
+                return position, rule
         return None
 
     def _verify(self, rule: Rule, event: Event) -> bool:
@@ -393,7 +421,7 @@ class Engine:
         if rule.category is not None and rule.category != event.category:
             return False
         message = event.pre.message
-        if rule.maxsize is not None and len(message) <= rule.maxsize:
+        if rule.maxsize is not None and len(message) < rule.maxsize:
             return False
         if rule.match is not None and not rule.match.holds(message):
             return False

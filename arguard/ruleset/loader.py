@@ -277,6 +277,15 @@ def _parse_addresses(value: str | list) -> AddressCondition | None:
     return AddressCondition(tuple(include), tuple(exclude))
 
 
+def evaluation_order(rule: Rule) -> tuple[int, int]:
+    """Where a rule stands among its siblings, as in Wazuh's rules.c: a level-0 rule first
+    (Wazuh stores level 0 as 99, "to have high priority", and every level times 100), then
+    the others by descending level; load order among equals. So a level-0 rule that ignores
+    a line (31108 "simple queries", 5700-5799's level-0 children) is tried before the
+    alerting siblings that would otherwise take it."""
+    return (-(99 if rule.level == 0 else rule.level) * 100, rule.order)
+
+
 def _build_tree(rules: dict[int, Rule], problems: list[Problem]) -> RuleTree:
     by_group: dict[str, list[Rule]] = {}
     by_level: dict[int, list[Rule]] = {}
@@ -323,8 +332,8 @@ def _build_tree(rules: dict[int, Rule], problems: list[Problem]) -> RuleTree:
             parent.children.append(rule)
     _check_cycles(rules, parents_of, problems)
     for rule in ordered:
-        rule.children.sort(key=lambda r: (-r.level, r.order))
-    roots = sorted((r for r in ordered if r.is_root), key=lambda r: (-r.level, r.order))
+        rule.children.sort(key=evaluation_order)
+    roots = sorted((r for r in ordered if r.is_root), key=evaluation_order)
     return RuleTree(rules, roots, watchers_by_sid, watchers_by_group)
 
 

@@ -15,7 +15,8 @@ class SourceCounters:
     """What one configured source has read so far in this run.
 
     `text` counts lines as split and repaired (cut, invalid UTF-8, NUL); `undecoded` is
-    counted by the daemon (lines no decoder understood); `errors` are faults of the source
+    counted by the daemon (lines no decoder understood), and so is `ambiguous` (lines whose
+    address was ambiguous, so none was decoded); `errors` are faults of the source
     itself (unreadable file, journalctl dying), each also logged once.
     """
 
@@ -24,6 +25,7 @@ class SourceCounters:
     text: TextCounters = field(default_factory=TextCounters)
     bytes: int = 0
     undecoded: int = 0
+    ambiguous: int = 0
     errors: int = 0
     last_error: str | None = None
     last_read: float | None = None
@@ -41,6 +43,6 @@ class SourceCounters:
             "source": self.name, "kind": self.kind, "lines": text.lines - text.empty,
             "empty_lines": text.empty, "bytes": self.bytes, "lines_cut": text.cut,
             "invalid_utf8": text.invalid_utf8, "nul_bytes": text.nul,
-            "undecoded": self.undecoded, "errors": self.errors, "last_error": self.last_error,
+            "undecoded": self.undecoded, "ambiguous": self.ambiguous, "errors": self.errors, "last_error": self.last_error,
             "last_read": self.last_read,
         }

@@ -251,8 +251,9 @@ class SourceManager:
 
     # --- status ----------------------------------------------------------------------------
 
-    def count_undecoded(self, location: str, n: int) -> None:
-        """The daemon counts lines no decoder understood, by Line.location."""
+    def count_decoding(self, location: str, undecoded: int, ambiguous: int) -> None:
+        """The daemon counts, by Line.location, lines no decoder understood and lines whose
+        address was ambiguous."""
         counters = self._by_location.get(location)
         if counters is None:
             for files in self.files:
@@ -260,7 +261,8 @@ class SourceManager:
                     counters = self._by_location[location] = files.counters
                     break
         if counters is not None:
-            counters.undecoded += n
+            counters.undecoded += undecoded
+            counters.ambiguous += ambiguous
 
     def status(self) -> list[dict]:
         result = []

@@ -8,7 +8,7 @@ import pytest
 from arguard.decode.decoders import ChildPrematches, _anchored
 from arguard.model import Line
 from arguard.pipeline import Pipeline
-from tests.conftest import SHARED, pipeline_with
+from tests.conftest import SHARED, pipeline_with, require_corpus
 
 
 @pytest.mark.parametrize("pattern, anchored", [
@@ -37,10 +37,11 @@ def _corpus_messages() -> list[str]:
     return messages
 
 
-def test_one_call_dispatch_finds_the_same_child_as_trying_each(shipped_ruleset):
+def test_one_call_dispatch_finds_the_same_child_as_trying_each(shipped_ruleset, request):
     """For every root decoder shipped and every corpus line, from every start position in the
     children: the combined alternation names the same child, with the same prematch end, as
     searching each child's prematch in load order."""
+    require_corpus(request, SHARED / "corpus")
     messages = _corpus_messages() + [
         "Failed password for invalid user admin from 192.0.2.1 port 22 ssh2",
         "Failed password for admin from 192.0.2.1 port 22 ssh2",

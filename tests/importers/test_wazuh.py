@@ -157,7 +157,8 @@ def test_alternatives_in_wazuh_order_and_noalert(config):
     conn, heartbeat = logtest(config, [syslog("conn account admin by user bob"),
                                        syslog("heartbeat ok")])
     assert conn["fields"] == {"dstuser": "bob"}
-    assert heartbeat["rule"]["id"] == 100150 and heartbeat["alert"] is False
+    # 100150 is noalert and has no child: Wazuh goes on and ends at its parent, 100100 (level 0)
+    assert heartbeat["rule"]["id"] == 100100 and heartbeat["alert"] is False
 
 
 def test_field_conditions_dstip_and_if_level(config):

@@ -202,10 +202,61 @@ def test_noalert_rule_can_be_a_parent(tmp_path):
     """
     pipeline = make_pipeline(tmp_path, rules)
     assert invalid(pipeline, "192.0.2.5", 0) == 501
+    # Wazuh: a noalert rule none of whose children matched is no result; the walk goes on
+    # with its later siblings and, failing those, ends at the parent.
     high = pipeline.process(Line(
         "Nov 22 10:00:01 host sshd[1]: Invalid user x from 192.0.2.200 port 22", "t", 0.0))
-    assert high.evaluation.rule.id == 500 and high.alert is None
+    assert high.evaluation.rule.id == 101 and high.alert is not None
+    assert [r.id for r in high.evaluation.chain] == [100, 101]
     assert invalid(pipeline, "198.51.100.1", 2) == 101
+
+
+def test_noalert_rule_without_matching_child_lets_a_later_sibling_match(tmp_path):
+    rules = """
+    [[rule]]
+    id = 510
+    level = 0
+    if_sid = 101
+    noalert = true
+    match = 'Invalid user'
+
+    [[rule]]
+    id = 511
+    level = 2
+    if_sid = 510
+    match = 'port 2222'
+
+    [[rule]]
+    id = 512
+    level = 9
+    if_sid = 101
+    match = 'from 192.0.2.'
+    """
+    pipeline = make_pipeline(tmp_path, rules)
+    # level 0 is tried first (Wazuh), 510 matches but its child does not: 512 is taken
+    assert invalid(pipeline, "192.0.2.9", 0) == 512
+    assert invalid(pipeline, "198.51.100.9", 1) == 101
+
+
+def test_level_zero_children_are_tried_before_higher_levels(tmp_path):
+    rules = """
+    [[rule]]
+    id = 520
+    level = 12
+    if_sid = 101
+    match = 'Invalid user'
+    description = "alerting sibling, loaded first"
+
+    [[rule]]
+    id = 521
+    level = 0
+    if_sid = 101
+    match = 'from 192.0.2.'
+    description = "ignore this network"
+    """
+    pipeline = make_pipeline(tmp_path, rules)
+    assert invalid(pipeline, "192.0.2.9", 0) == 521
+    assert invalid(pipeline, "198.51.100.9", 1) == 520
 
 
 def test_field_conditions_negation_and_category(tmp_path):
@@ -302,15 +353,17 @@ def test_addresses_are_normalised(tmp_path, address, expected):
     assert pipeline.process(Line(line, "t", 0.0)).event.fields["srcip"] == expected
 
 
-def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shipped_ruleset):
+def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shipped_ruleset,
+                                                                          request):
     """Rules whose `match` is plain literal alternatives are checked with `in`/`startswith`
     on the lower-cased message (the engine's probe loop); on every corpus line that must give
     the regex's answer."""
     import re
 
     from arguard.ruleset.engine import Engine, _literal_probes
-    from tests.conftest import SHARED
+    from tests.conftest import SHARED, require_corpus
 
+    require_corpus(request, SHARED / "corpus")
     messages = [line.split(": ", 1)[-1] for path in (SHARED / "corpus").rglob("*")
                 if path.is_file() for line in path.read_text(errors="replace").splitlines()]
     messages += ["Invalid user admin from 1.2.3.4", "FAILED PASSWORD", "x [preauth]", ""]
@@ -326,6 +379,22 @@ def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shippe
             entries = tuple((kind, probe, rule, False) for kind, probe in probes)
             checked += 1
             for message in messages:
-                fast = engine._first(entries, None, message, message.lower()) is rule
+                found = engine._first(entries, 0, None, message, message.lower())
+                fast = found is not None and found[1] is rule
                 assert fast == (condition.pattern.search(message) is not None), (rule.id, message)
     assert checked > 30
+
+
+def test_maxsize_matches_messages_of_at_least_that_many_characters(tmp_path):
+    rules = """
+    [[rule]]
+    id = 530
+    level = 7
+    if_sid = 101
+    maxsize = 60
+    description = "long line (Wazuh: size >= maxsize)"
+    """
+    pipeline = make_pipeline(tmp_path, rules)
+    exactly = "x" * (60 - len("Invalid user  from 192.0.2.1 port 22"))
+    assert invalid(pipeline, "192.0.2.1", 0, user=exactly) == 530
+    assert invalid(pipeline, "192.0.2.1", 1, user=exactly[1:]) == 101
