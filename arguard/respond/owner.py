@@ -10,9 +10,11 @@ kept in its database:
   than owner tags. The untagged form is exactly what arguard always wrote, so a standard
   install makes the same kernel objects as before and recognises the ones it made before
   the upgrade as its own;
-- otherwise the first 8 hex digits of the SHA-256 of the state directory's real path,
-  taken when the database is created and kept in it (moving the directory keeps the
-  identity).
+- otherwise 8 hex digits of the CRC-32 of the state directory's real path, taken when the
+  database is created and kept in it (moving the directory keeps the identity). CRC-32
+  rather than a cryptographic hash: the tag only has to differ between a host's few state
+  directories, and zlib is loaded anyway where OpenSSL's hashlib would cost the daemon
+  megabytes of resident memory.
 
 Two running daemons with the same tag in one network namespace (two instances whose
 databases predate owner tags, or a copied state directory) would still undo each other's
@@ -22,11 +24,11 @@ blocks; `claim_namespace` makes the second one refuse to start.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import socket
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,8 +79,7 @@ def instance_owner(store: Store, state_dir: Path) -> Owner:
     tag = store.owner_tag()
     if tag is None:
         real = Path(os.path.realpath(state_dir))
-        tag = "" if real == PACKAGED_STATE_DIR else \
-            hashlib.sha256(os.fsencode(real)).hexdigest()[:8]
+        tag = "" if real == PACKAGED_STATE_DIR else f"{zlib.crc32(os.fsencode(real)):08x}"
         tag = store.record_owner_tag(tag)
     return Owner(tag)
 
