@@ -20,7 +20,7 @@ systemd-networkd use the named values. Packaging may add "152 arguard" to
 
 Owner: the untagged instance (arguard.respond.owner) uses the kernel's default metric (0 for
 IPv4, 1024 for IPv6), as arguard always did; another instance's routes have a metric of their
-own derived from its tag (`metric 2712847316`), so two instances' routes for one address
+own derived from its tag (`metric 2586524749`), so two instances' routes for one address
 coexist, and each instance lists and deletes only the routes with its own metric. Which
 blackhole wins a lookup does not matter: all of them drop.
 
