@@ -324,6 +324,7 @@ class Daemon:
             "running": True, "pid": os.getpid(), "version": __version__,
             "started": self.started, "uptime": now - self.started,
             "config": None if self.config_path is None else str(self.config_path),
+            "owner": self.respond.owner.label,
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.daemon_process import ArguardProcess, arguard
+from tests.daemon_process import ArguardProcess, arguard, status
 from tests.netns import namespace, run_in
 
 ADDRESSES = {"a": "203.0.113.1", "b": "203.0.113.2"}
@@ -109,6 +109,9 @@ def test_two_instances_keep_each_others_blocks_across_restarts(lab):
                             check=True)
         expected = {command: set(ADDRESSES.values()) | {BOTH} for command in COMMANDS}
         assert in_kernel(ns, hosts_deny) == expected
+        owners = {status(config)["owner"] for config in configs.values()}
+        assert len(owners) == 2
+        assert all(f"# BEGIN {owner} --" in hosts_deny.read_text() for owner in owners)
         assert counts(ns, "a", hosts_deny) == {"drop": 2, "rules": 4, "null": 4, "deny": 4}
 
         for order in (["a", "b"], ["b", "a"]):
