@@ -94,7 +94,8 @@ class Replay:
         outcome = self.pipeline.process(Line(text, location, self.clock.now))
         when = outcome.event.time
         self.lines += 1
-        self._emit_all(self.simulation.advance(when))
+        for lifted_at, applied in self.simulation.advance(when):
+            self._emit(applied, lifted_at)
         if self.first is None:
             self.first = when
         self.last = max(self.last or when, when)
@@ -113,15 +114,15 @@ class Replay:
 
     def _emit_all(self, applied: Iterable[Applied]) -> None:
         for item in applied:
-            self._emit(item)
+            self._emit(item, self.clock.now)
 
-    def _emit(self, applied: Applied) -> None:
+    def _emit(self, applied: Applied, when: float) -> None:
         block = applied.block
         timeout = None
         if block is not None and block.expires_at is not None and applied.verb in ("add", "extend"):
-            timeout = block.expires_at - self.clock.now
+            timeout = block.expires_at - when
         event = TimelineEvent(
-            time=self.clock.now, action=applied.verb, command=applied.command,
+            time=when, action=applied.verb, command=applied.command,
             target=applied.target, rule=block.rule_id if block else None, timeout=timeout,
             offence=block.offence if block else None, reason=applied.reason)
         self.actions[(applied.command, applied.verb)] += 1

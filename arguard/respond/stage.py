@@ -6,7 +6,7 @@ commands, `replay` and `logtest`: decisions (policy), transitions (responder) an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from arguard.config import Config
@@ -92,28 +92,35 @@ class Simulation:
         self.store = Store(":memory:")
         self.stage = build_respond_stage(config, self.store, dry_run=True, clock=self.clock)
         self._advances = 0
+        self._next_expiry: float | None = None
 
     @property
     def policy(self) -> Policy:
         return self.stage.policy
 
-    def advance(self, when: float) -> Iterator[Applied]:
+    def advance(self, when: float) -> list[tuple[float, Applied]]:
         """Move the clock to `when` (never back), lifting every block that expires on the
-        way at its own expiry time."""
-        responder = self.stage.responder
-        expiry = responder.next_expiry()
-        while expiry is not None and expiry <= when:
-            self.clock.now = max(self.clock.now, expiry)
-            yield from responder.lift_expired()
-            expiry = responder.next_expiry()
+        way at its own expiry time; the lifts with their times. Called for every line, so
+        the next expiry is remembered rather than asked of the store each time."""
+        lifted: list[tuple[float, Applied]] = []
+        while self._next_expiry is not None and self._next_expiry <= when:
+            self.clock.now = max(self.clock.now, self._next_expiry)
+            lifted.extend((self.clock.now, applied)
+                          for applied in self.stage.responder.lift_expired())
+            self._next_expiry = self.stage.responder.next_expiry()
         self.clock.now = max(self.clock.now, when)
         self._advances += 1
         if self._advances % PURGE_EVERY == 0:
             self.store.purge_lifted_blocks(self.clock.now)
             self.store.forget_offenders(self.clock.now - self.config.global_.offender_forget)
+        return lifted
 
     def apply(self, responses: Sequence[Response]) -> list[Applied]:
-        return self.stage.responder.apply(responses) if responses else []
+        if not responses:
+            return []
+        applied = self.stage.responder.apply(responses)
+        self._next_expiry = self.stage.responder.next_expiry()
+        return applied
 
     def active_blocks(self) -> int:
         return self.store.count_active_blocks()
