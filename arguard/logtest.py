@@ -25,7 +25,7 @@ MAX_LINE_BYTES = 65_536
 
 def _response_dict(response: Response, applied: Applied) -> dict:
     return {"command": response.command, "target": response.target,
-            "timeout": response.timeout,
+            "timeout": response.timeout, "verb": applied.verb,
             "skipped": applied.reason if applied.verb == "skip" else None}
 
 
