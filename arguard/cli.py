@@ -180,6 +180,29 @@ def cmd_import_wazuh(args: argparse.Namespace) -> int:
     return run([Path(name) for name in args.files], Path(args.output))
 
 
+def cmd_fleet_init(args: argparse.Namespace) -> int:
+    import asyncio
+
+    config = load_config(resolve_config_path(args.config))
+    fleet = config.fleet
+    if fleet is None:
+        print(f"error: {config.path or 'the shipped configuration'} has no [fleet] section",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    from arguard.fleet.database import FleetError, initialise
+
+    try:
+        before, after = asyncio.run(initialise(fleet))
+    except FleetError as error:
+        print(f"error: fleet database {fleet.dsn}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    state = (f"created (version {after})" if before == 0 else
+             f"up to date (version {after})" if before == after else
+             f"upgraded from version {before} to {after}")
+    print(f"fleet schema {fleet.schema!r} in {fleet.dsn}: {state}")
+    return EXIT_OK
+
+
 def _report(reply: dict, as_json: bool) -> int:
     if as_json:
         print(json.dumps(reply, indent=2))
@@ -303,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     add("reload", cmd_reload, "re-read configuration, decoders and rules in the running "
                               "daemon (as SIGHUP does)")
+    fleet = commands.add_parser(
+        "fleet", help="the fleet's PostgreSQL database ([fleet], docs/fleet.md)",
+        description="the fleet's PostgreSQL database ([fleet], docs/fleet.md)")
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", required=True,
+                                          metavar="COMMAND")
+    init = fleet_commands.add_parser(
+        "init", help="create or upgrade the fleet's schema (idempotent)",
+        description="Create the fleet's schema in PostgreSQL, or upgrade it to this "
+                    "arguard's version; running it again changes nothing. Needs a role "
+                    "that may create the schema (the daemons only read and write its "
+                    "tables).")
+    init.add_argument("-c", "--config", metavar="FILE",
+                      help="configuration file (default: $ARGUARD_CONFIG, then "
+                           "/etc/arguard/arguard.toml)")
+    init.set_defaults(handler=cmd_fleet_init)
     return parser
 
 

@@ -6,9 +6,12 @@ all problems before raising, so `arguard check-config` reports them together.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import shutil
+import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -18,6 +21,7 @@ import regex
 
 from arguard.configfiles import ConfigDocument
 from arguard.errors import ConfigError, Problem
+from arguard.fleet.decision import MEMBER_NAME
 from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
 from arguard.respond.targets import EXPECT_KINDS
 from arguard.tomlfile import TomlFile
@@ -95,15 +99,37 @@ class Command:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
+#: where an active response runs (Wazuh's names): this host, every host of the fleet, or
+#: the hosts named in `agent`
+LOCATIONS = ("local", "all", "defined-agent")
+
+
 @dataclass(frozen=True)
 class ActiveResponse:
     command: str
     location: str = "local"
+    agents: tuple[str, ...] = ()   # defined-agent: the fleet hosts it runs on
     rules_id: tuple[int, ...] = ()
     level: int | None = None
     rules_group: str | None = None
     timeout: int | None = None
     repeated_offenders: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """[fleet]: the hosts sharing decisions through one PostgreSQL database (arguard.fleet).
+
+    The password is never part of the configuration: it comes from `password_file`, or from
+    libpq's own sources (PGPASSWORD in the daemon's environment, ~/.pgpass)."""
+
+    dsn: str
+    name: str
+    schema: str = "arguard"
+    password_file: Path | None = None
+    #: hosts whose decisions this one applies; None: every host of the fleet
+    trusted_origins: tuple[str, ...] | None = None
+    connect_timeout: int = 5
 
 
 @dataclass(frozen=True)
@@ -116,6 +142,7 @@ class Config:
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
+    fleet: Fleet | None = None
 
 
 def shipped_dir(kind: str) -> Path:
@@ -198,7 +225,8 @@ class _Loader:
         return (self.base / value) if not os.path.isabs(value) else Path(value)
 
     def load(self) -> Config:
-        known = {"paths", "global", "ruleset", "source", "command", "active_response"}
+        known = {"paths", "global", "ruleset", "source", "command", "active_response",
+                 "fleet"}
         for key in self.doc.data:
             if key not in known:
                 self.fail(f"unknown top-level key or table {key!r}", key=key)
@@ -216,7 +244,8 @@ class _Loader:
             if command.name in commands:
                 self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
             commands[command.name] = command
-        responses = tuple(r for r in (self.load_response(i, d, commands)
+        fleet = self.load_fleet()
+        responses = tuple(r for r in (self.load_response(i, d, commands, fleet)
                                       for i, d in enumerate(self.array("active_response"))) if r)
         if self.problems:
             raise ConfigError(self.problems)
@@ -225,7 +254,7 @@ class _Loader:
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
             shipped_ruleset=bool(ruleset.get("shipped", True)),
-            fragments=getattr(self.doc, "fragments", ()),
+            fragments=getattr(self.doc, "fragments", ()), fleet=fleet,
         )
 
     def load_paths(self) -> Paths:
@@ -257,6 +286,49 @@ class _Loader:
             offender_forget=data.get("offender_forget", defaults.offender_forget),
             unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
         )
+
+    def load_fleet(self) -> Fleet | None:
+        if "fleet" not in self.doc.data:
+            return None
+        data = self.table("fleet")
+        before = len(self.problems)
+        self.check_keys(data, {"dsn": str, "name": str, "schema": str, "password_file": str,
+                               "trusted_origins": list, "connect_timeout": int}, "fleet")
+        dsn = data.get("dsn")
+        if not isinstance(dsn, str) or not dsn.strip():
+            self.fail("[fleet] needs 'dsn', the PostgreSQL connection string "
+                      "(postgresql://user@host/database)", "fleet",
+                      key="dsn" if "dsn" in data else None)
+        else:
+            problem = dsn_problem(dsn)
+            if problem is not None:
+                self.fail(f"fleet.dsn {problem}", "fleet", key="dsn")
+        name = data.get("name", socket.gethostname())
+        trusted = data.get("trusted_origins")
+        names = [("name", name)] + [("trusted_origins", value) for value in
+                                    (trusted if isinstance(trusted, list) else [])]
+        for key, value in names:
+            if not isinstance(value, str) or not MEMBER_NAME.fullmatch(value):
+                self.fail(f"fleet.{key}: {value!r} is not a host name (letters, digits, '.', "
+                          "'-', '_'; at most 128)", "fleet", key=key)
+        schema = data.get("schema", "arguard")
+        if isinstance(schema, str) and not regex.fullmatch(r"[a-z_][a-z0-9_]{0,39}", schema):
+            self.fail("fleet.schema must be a lower-case SQL name (letters, digits, '_'; at "
+                      "most 40)", "fleet", key="schema")
+        if importlib.util.find_spec("psycopg") is None:
+            self.fail("[fleet] needs psycopg 3, which is not installed: pip install "
+                      "'arguard[fleet]' (or Debian's python3-psycopg)", "fleet")
+        timeout = data.get("connect_timeout", 5)
+        if isinstance(timeout, int) and not 1 <= timeout <= 300:
+            self.fail("fleet.connect_timeout must be 1-300 seconds", "fleet",
+                      key="connect_timeout")
+        if len(self.problems) > before:
+            return None
+        password_file = data.get("password_file")
+        return Fleet(dsn=dsn, name=name, schema=schema,
+                     password_file=None if password_file is None else self.path(password_file),
+                     trusted_origins=None if trusted is None else tuple(trusted),
+                     connect_timeout=timeout)
 
     def load_source(self, index: int, data: dict) -> Source | None:
         before = len(self.problems)
@@ -365,12 +437,12 @@ class _Loader:
             options=MappingProxyType(options),
         )
 
-    def load_response(self, index: int, data: dict,
-                      commands: Mapping[str, Command]) -> ActiveResponse | None:
+    def load_response(self, index: int, data: dict, commands: Mapping[str, Command],
+                      fleet: Fleet | None) -> ActiveResponse | None:
         before = len(self.problems)
-        self.check_keys(data, {"command": str, "location": str, "rules_id": (list, int),
-                               "level": int, "rules_group": str, "timeout": int,
-                               "repeated_offenders": list, "disabled": bool},
+        self.check_keys(data, {"command": str, "location": str, "agent": list,
+                               "rules_id": (list, int), "level": int, "rules_group": str,
+                               "timeout": int, "repeated_offenders": list, "disabled": bool},
                         "active_response", index)
         command = data.get("command")
         if not isinstance(command, str):
@@ -381,9 +453,25 @@ class _Loader:
         elif "timeout" in data and not commands[command].timeout_allowed:
             self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
                       "active_response", index, "timeout")
-        if data.get("location", "local") != "local":
-            self.fail("location must be \"local\" (arguard runs on one host)",
+        location = data.get("location", "local")
+        agents = data.get("agent", [])
+        if location not in LOCATIONS:
+            self.fail("location must be \"local\", \"all\" (every host of the fleet) or "
+                      "\"defined-agent\" (the hosts named in 'agent')",
                       "active_response", index, "location")
+        elif location != "local" and fleet is None and "fleet" not in self.doc.data:
+            self.fail(f"location {location!r} shares the response with a fleet: it needs a "
+                      "[fleet] section (docs/fleet.md)", "active_response", index, "location")
+        if isinstance(agents, list) and not all(
+                isinstance(a, str) and MEMBER_NAME.fullmatch(a) for a in agents):
+            self.fail("agent must be a list of fleet host names", "active_response", index,
+                      "agent")
+        elif location == "defined-agent" and not agents:
+            self.fail("location \"defined-agent\" needs agent = [\"host\", …], the hosts it "
+                      "runs on", "active_response", index, "location")
+        elif agents and location != "defined-agent":
+            self.fail("agent is only for location = \"defined-agent\"", "active_response",
+                      index, "agent")
         rules_id = data.get("rules_id", [])
         rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
         if not all(isinstance(r, int) and not isinstance(r, bool) for r in rules_id):
@@ -408,10 +496,34 @@ class _Loader:
         if len(self.problems) > before or data.get("disabled", False):
             return None
         return ActiveResponse(
-            command=command, location="local", rules_id=tuple(rules_id),
+            command=command, location=location, agents=tuple(agents), rules_id=tuple(rules_id),
             level=data.get("level"), rules_group=data.get("rules_group"),
             timeout=data.get("timeout"), repeated_offenders=tuple(offenders),
         )
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What is wrong with a libpq connection string for [fleet] (a URL or key=value pairs),
+    None if nothing: it must parse, and must not hold the password."""
+    if regex.match(r"postgres(?:ql)?://", dsn):
+        try:
+            parts = urllib.parse.urlsplit(dsn)
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError as error:
+            return f"is not a valid postgresql:// URL: {error}"
+        query = urllib.parse.parse_qs(parts.query)
+        if parts.password is not None or "password" in query:
+            return ("holds a password: put it in password_file (or PGPASSWORD in the "
+                    "daemon's environment), never in the configuration")
+        return None
+    pairs = regex.findall(r"\s*([A-Za-z_]+)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)", dsn)
+    rest = regex.sub(r"\s*([A-Za-z_]+)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)", "", dsn)
+    if not pairs or rest.strip():
+        return "is neither a postgresql:// URL nor key=value pairs"
+    if "password" in pairs:
+        return ("holds a password: put it in password_file (or PGPASSWORD in the daemon's "
+                "environment), never in the configuration")
+    return None
 
 
 def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -62,7 +62,11 @@ class Daemon:
         self.store = Store(":memory:") if dry_run else Store(config.paths.database)
         self.respond = build_respond_stage(config, self.store, dry_run=dry_run)
         self.responder = self.respond.responder
-        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
+        self.fleet = self.correlation = None
+        if config.fleet is not None and not dry_run:
+            self._join_fleet(config)
+        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
+                                 shared=self.correlation)
         self.alert_log = AlertLog(config.paths.alerts_log)
         self.sources = self._source_manager(config)
         self.lines = 0
@@ -78,6 +82,19 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._rate_samples: dict[str, tuple[float, int]] = {}
         self._rates: dict[str, float] = {}
+
+    def _join_fleet(self, config: Config) -> None:
+        """The fleet link (arguard.fleet), its inbox and the fleet-scoped correlation; psycopg
+        is only imported on a host with [fleet]."""
+        from arguard.fleet.facts import SharedCorrelation
+        from arguard.fleet.inbox import Inbox
+        from arguard.fleet.link import FleetLink
+
+        assert config.fleet is not None
+        self.correlation = SharedCorrelation(config.fleet.name, lambda: self.pipeline.engine)
+        self.fleet = FleetLink(config.fleet, self.store, Inbox(self.respond, config.fleet.name),
+                               self.correlation)
+        self.respond.on_shared = self.fleet.wake
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -99,6 +116,11 @@ class Daemon:
                 loop.create_task(self._report_status(), name="status")]
         if sdnotify.watchdog_interval() is not None:
             core.append(loop.create_task(self._watchdog(), name="watchdog"))
+        if self.fleet is not None:
+            core.append(loop.create_task(self.fleet.run(), name="fleet"))
+        elif self.config.fleet is not None:
+            log.info("dry run: this host does not join the fleet (nothing is shared or "
+                     "received)")
         for task in core:
             task.add_done_callback(self._core_task_done)
         await self._start_sources()
@@ -198,7 +220,9 @@ class Daemon:
 
     def _respond(self, responses: list[Response]) -> None:
         """Inline actions before `deliver` returns; detached ones (their action says) in the
-        background."""
+        background. Those the fleet shares go to its outbox first."""
+        self.respond.share(responses)
+        responses = self.respond.here(responses)
         inline = [r for r in responses if not self.responder.detached(r.command)]
         detached = [r for r in responses if self.responder.detached(r.command)]
         if inline:
@@ -239,11 +263,15 @@ class Daemon:
             notes = []
             if config.paths != self.config.paths:
                 notes.append("[paths] changed: takes effect at the next restart")
-                config = _with_paths(config, self.config)
+                config = replace(config, paths=self.config.paths)
+            if config.fleet != self.config.fleet:
+                notes.append("[fleet] changed: takes effect at the next restart")
+                config = replace(config, fleet=self.config.fleet)
             old = self.config
             self.config = config
             self.respond.reconfigure(config)
-            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
+            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
+                                shared=self.correlation)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
             if config.sources != old.sources:
@@ -334,6 +362,7 @@ class Daemon:
             "responses": _response_counters(self.responder.counters),
             "failures": list(self.responder.log.recent_failures),
             "reload": self.last_reload,
+            "fleet": None if self.fleet is None else self.fleet.status(),
         }
 
     def _with_rates(self, sources: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
@@ -401,10 +430,6 @@ def _response_counters(counters: Counter[tuple[str, str]]) -> dict[str, dict[str
     for (command, verb), count in sorted(counters.items()):
         result.setdefault(command, {})[verb] = count
     return result
-
-
-def _with_paths(config: Config, running: Config) -> Config:
-    return replace(config, paths=running.paths)
 
 
 def run_daemon(config_path: Path | None, dry_run: bool) -> int:

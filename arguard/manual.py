@@ -47,14 +47,22 @@ def offline_status(config: Config, reason: str, config_path: str | None) -> dict
     """What SQLite records while the daemon is down."""
     database = config.paths.database
     blocks = []
+    fleet = None
+    if config.fleet is not None:
+        fleet = {"name": config.fleet.name, "dsn": config.fleet.dsn,
+                 "schema": config.fleet.schema, "connected": False, "outbox": 0, "cursor": 0}
     if database.exists():
         store = Store(database)
         try:
             blocks = store.active_blocks()
+            if fleet is not None:
+                fleet.update(outbox=store.fleet_outbox_depth(), cursor=store.fleet_cursor(),
+                             **{"in": store.fleet_received_counts()})
         finally:
             store.close()
     return {"running": False, "reason": reason, "config": config_path,
-            "database": str(database), "blocks": blocks_section(blocks, time.time())}
+            "database": str(database), "blocks": blocks_section(blocks, time.time()),
+            "fleet": fleet}
 
 
 def direct_block(config: Config, target: str, command: str | None,

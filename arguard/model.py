@@ -79,8 +79,24 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """The fleet decision a request comes from: another host decided it (arguard.fleet)."""
+
+    host: str
+    decision: int                  # the decision's id in the fleet's database
+    rule_id: int | None = None
+    alert_id: str | None = None
+    expires_at: float | None = None   # absolute, as the deciding host set it
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
-    """What the policy decided for one active-response binding and one alert."""
+    """What the policy decided for one active-response binding and one alert (or one
+    operator request, or one decision of another fleet host: `origin`).
+
+    `location` and `agents` are the binding's: "local" runs here only; "all" here and on
+    every host of the fleet; "defined-agent" on the hosts named in `agents` (here too only
+    when this host is one of them)."""
 
     command: str
     target: str
@@ -88,6 +104,9 @@ class Response:
     alert: Alert | None
     offence: int = 1
     skipped: str | None = None
+    location: str = "local"
+    agents: tuple[str, ...] = ()
+    origin: Origin | None = None
 
 
 BlockState = Literal["active", "lifted"]
@@ -110,6 +129,9 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Lift:
-    """A request to lift one block now (its expiry, an operator, the daemon's exit)."""
+    """A request to lift one block now (its expiry, an operator, the daemon's exit, or an
+    unblock decided on another fleet host: `origin`)."""
 
     block: Block
+    operator: bool = False
+    origin: Origin | None = None

@@ -9,7 +9,7 @@ from typing import Callable
 from arguard.decode.decoders import SourceMemory
 from arguard.decode.predecode import Predecoder
 from arguard.model import Alert, Event, Line, Response
-from arguard.ruleset.engine import Engine, Evaluation
+from arguard.ruleset.engine import Engine, Evaluation, SharedWindows
 from arguard.ruleset.files import Ruleset
 
 Decide = Callable[[Alert], list[Response]]
@@ -31,11 +31,13 @@ class Pipeline:
     """
 
     def __init__(self, ruleset: Ruleset, line_time: bool, decide: Decide | None = None,
-                 reference_time: float | None = None):
+                 reference_time: float | None = None, shared: SharedWindows | None = None):
+        """`shared`: where fleet-scoped rules' events go (the daemon of a fleet member);
+        without it they count this host's events only."""
         self.predecoder = Predecoder(reference_time)
         self.decoders = ruleset.decoders
         self.source_memory = SourceMemory()
-        self.engine = Engine(ruleset.rules)
+        self.engine = Engine(ruleset.rules, shared=shared)
         self.line_time = line_time
         self.decide = decide
         self.firedtimes: Counter[int] = Counter()

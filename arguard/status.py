@@ -74,6 +74,45 @@ def _position(source: dict[str, Any]) -> str:
     return str(offsets[-1]) if len(offsets) == 1 else f"{offsets[-1]} (+{len(offsets) - 1} files)"
 
 
+_APPLIED = ("add", "extend", "delete")
+
+
+def _fleet(fleet: dict[str, Any], running: bool) -> list[str]:
+    """The fleet section: the connection, decisions out and in, refusals."""
+    where = f"fleet: {fleet['name']} in {fleet['dsn']} (schema {fleet['schema']})"
+    if not running:
+        state = "not connected (the daemon is not running)"
+    elif fleet["connected"]:
+        members = fleet.get("members")
+        state = f"connected since {_clock(fleet['since'])}" + \
+            (f", {members} members" if members is not None else "")
+    else:
+        state = f"DISCONNECTED since {_clock(fleet['since'])}: {fleet['error']}"
+    out = [f"{where}: {state}",
+           f"  decisions out: {fleet.get('out', 0)} sent, {fleet['outbox']} waiting in the "
+           "outbox"]
+    counts = fleet.get("in") or {}
+    applied = {verb: counts[verb] for verb in _APPLIED if counts.get(verb)}
+    detail = f" ({', '.join(f'{v} {n}' for v, n in applied.items())})" if applied else ""
+    behind = fleet.get("behind")
+    lag = fleet.get("lag_seconds")
+    out.append(f"  decisions in: {sum(applied.values())} applied{detail}, "
+               f"{counts.get('skip', 0)} refused, {counts.get('fail', 0)} failed, "
+               f"{counts.get('expired', 0)} expired, {counts.get('malformed', 0)} malformed; "
+               f"seen up to #{fleet['cursor']}"
+               + ("" if behind is None else f", {behind} behind")
+               + ("" if lag is None else f", last one {lag:.2f} s after its origin decided"))
+    facts = fleet.get("facts") or {}
+    if facts:
+        out.append("  fleet-scoped correlation: " + ", ".join(
+            f"{name} {count}" for name, count in facts.items()))
+    recent = fleet.get("recent_refusals") or []
+    if recent:
+        out.append("  recent refusals:")
+        out.extend("    " + line for line in recent)
+    return out
+
+
 def render(status: dict[str, Any]) -> str:
     out: list[str] = []
     if status["running"]:
@@ -124,6 +163,9 @@ def render(status: dict[str, Any]) -> str:
         if len(active) > SHOWN_BLOCKS:
             out.append(f"  … and {len(active) - SHOWN_BLOCKS} more (arguard status --json "
                        "lists all)")
+    if status.get("fleet"):
+        out.append("")
+        out.extend(_fleet(status["fleet"], status["running"]))
     failures = status.get("failures") or []
     if failures:
         out.append("")

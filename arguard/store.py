@@ -1,16 +1,20 @@
 """SQLite state: schema, migrations and every SQL statement arguard runs.
 
 One database (WAL mode) in the state directory holds the timed blocks, the offender memory,
-the read offsets of file sources, the journal cursors and the instance's owner tag.
+the read offsets of file sources, the journal cursors, the instance's owner tag and, on a
+fleet member, the outbox of decisions not yet sent, the last fleet decision seen and what
+became of the decisions received (arguard.fleet).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from arguard.fleet.decision import FleetDecision
 from arguard.model import Block
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
@@ -56,6 +60,37 @@ MIGRATIONS: tuple[str, ...] = (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         owner_tag   TEXT    NOT NULL
     );
+    """,
+    """
+    CREATE TABLE fleet_outbox (
+        id          INTEGER PRIMARY KEY,
+        uid         TEXT    NOT NULL UNIQUE,
+        verb        TEXT    NOT NULL CHECK (verb IN ('add', 'delete')),
+        command     TEXT    NOT NULL,
+        target      TEXT    NOT NULL,
+        created     REAL    NOT NULL,
+        expires_at  REAL,
+        offence     INTEGER NOT NULL,
+        rule_id     INTEGER,
+        alert_id    TEXT,
+        recipients  TEXT
+    );
+    CREATE TABLE fleet_cursor (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        decision    INTEGER NOT NULL
+    );
+    CREATE TABLE fleet_received (
+        decision    INTEGER PRIMARY KEY,
+        origin      TEXT,
+        verb        TEXT,
+        command     TEXT,
+        target      TEXT,
+        outcome     TEXT    NOT NULL,
+        reason      TEXT,
+        received_at REAL    NOT NULL
+    );
+    CREATE INDEX fleet_received_block ON fleet_received (command, target);
+    CREATE INDEX fleet_received_time ON fleet_received (received_at);
     """,
 )
 # Statements run when an existing database is upgraded to that version (never when a new one
@@ -259,3 +294,76 @@ class Store:
                         "VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
                         "cursor = excluded.cursor, updated_at = excluded.updated_at",
                         (source, cursor, now))
+
+    # --- the fleet (arguard.fleet) -----------------------------------------------------------
+    # The outbox holds this host's decisions until the fleet's database has them (a resend
+    # carries the same uid, so the database keeps one); the cursor is the id of the last
+    # fleet decision this host has seen; fleet_received records what became of each one.
+
+    _OUTBOX_COLUMNS = ("uid, verb, command, target, created, expires_at, offence, rule_id, "
+                       "alert_id, recipients")
+
+    def queue_fleet_decisions(self, decisions: Iterable[FleetDecision]) -> int:
+        """Put decisions in the outbox; how many."""
+        with self.transaction():
+            return self.db.executemany(
+                f"INSERT OR IGNORE INTO fleet_outbox ({self._OUTBOX_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(d.uid, d.verb, d.command, d.target, d.created, d.expires_at, d.offence,
+                  d.rule_id, d.alert_id,
+                  None if d.recipients is None else json.dumps(list(d.recipients)))
+                 for d in decisions]).rowcount
+
+    def fleet_outbox(self, origin: str, limit: int = 1000) -> list[tuple[int, FleetDecision]]:
+        """The oldest decisions waiting in the outbox, with their outbox row ids."""
+        rows = self.db.execute(f"SELECT id, {self._OUTBOX_COLUMNS} FROM fleet_outbox "
+                               "ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(row[0], FleetDecision(
+            uid=row[1], verb=row[2], origin=origin, command=row[3], target=row[4],
+            created=row[5], expires_at=row[6], offence=row[7], rule_id=row[8],
+            alert_id=row[9], recipients=None if row[10] is None else tuple(json.loads(row[10]))))
+            for row in rows]
+
+    def drop_fleet_outbox(self, ids: Iterable[int]) -> None:
+        """Forget outbox rows the fleet's database has stored."""
+        with self.transaction():
+            self.db.executemany("DELETE FROM fleet_outbox WHERE id = ?", [(i,) for i in ids])
+
+    def fleet_outbox_depth(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM fleet_outbox").fetchone()[0]
+
+    def fleet_cursor(self) -> int:
+        """The id of the last fleet decision seen (0: none yet)."""
+        row = self.db.execute("SELECT decision FROM fleet_cursor WHERE id = 1").fetchone()
+        return 0 if row is None else row[0]
+
+    def save_fleet_cursor(self, decision: int) -> None:
+        self.db.execute("INSERT INTO fleet_cursor (id, decision) VALUES (1, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET decision = MAX(decision, excluded.decision)",
+                        (decision,))
+
+    def record_fleet_received(self, rows: Iterable[tuple[int, str | None, str | None,
+                                                         str | None, str | None, str,
+                                                         str | None]], now: float) -> None:
+        """What became of received decisions: (decision id, origin, verb, command, target,
+        outcome, reason) each."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO fleet_received (decision, origin, verb, command, "
+                "target, outcome, reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*row, now) for row in rows])
+
+    def received_from_fleet(self, command: str, target: str) -> bool:
+        """Whether a block of this command and target was applied from a fleet decision."""
+        return self.db.execute(
+            "SELECT 1 FROM fleet_received WHERE command = ? AND target = ? AND verb = 'add' "
+            "AND outcome IN ('add', 'extend') LIMIT 1", (command, target)).fetchone() is not None
+
+    def fleet_received_counts(self) -> dict[str, int]:
+        """Received decisions per outcome."""
+        return dict(self.db.execute(
+            "SELECT outcome, COUNT(*) FROM fleet_received GROUP BY outcome").fetchall())
+
+    def purge_fleet_received(self, before: float) -> int:
+        return self.db.execute("DELETE FROM fleet_received WHERE received_at < ?",
+                               (before,)).rowcount

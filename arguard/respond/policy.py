@@ -6,7 +6,9 @@ same Policy as the daemon (on an in-memory store). Two kinds of decision:
 
 - requests. `decide(alert)` gives one Response per matching binding and target (white list,
   target checks, repeated offenders); `block_request` and `unblock_request` turn an
-  operator's `arguard block` / `unblock` into the same records. The only state is the
+  operator's `arguard block` / `unblock` into the same records, and `fleet_response` /
+  `fleet_unblock` a decision of another fleet host (arguard.fleet), checked here exactly as
+  this host checks its own (white list, own addresses, loopback, `trusted_origins`). The only state is the
   offender memory in the store, which `decide` updates: every response decided for a valid
   target is one offence of that target for that command.
 - transitions. `transition(response, current, …)` and `lift(current)` say what a
@@ -22,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from arguard.config import ActiveResponse, Command, Config
-from arguard.model import Alert, Block, Lift, Response
+from arguard.model import Alert, Block, Lift, Origin, Response
 from arguard.respond.actions import action_type
 from arguard.respond.targets import EXPECT_KINDS, Checked, Targets, normalise_address
 from arguard.store import Store
@@ -134,11 +136,56 @@ class Policy:
                   alert: Alert) -> Response:
         if checked.refused is not None:
             return Response(command.name, checked.target, binding.timeout, alert,
-                            skipped=checked.refused)
+                            skipped=checked.refused, location=binding.location,
+                            agents=binding.agents)
         offence = self.store.bump_offender(command.name, checked.target, alert.event.time,
                                            self.config.global_.offender_forget)
         return Response(command.name, checked.target, escalated_timeout(binding, offence),
-                        alert, offence=offence)
+                        alert, offence=offence, location=binding.location,
+                        agents=binding.agents)
+
+    def runs_here(self, response: Response) -> bool:
+        """Whether this host applies a response it decided: every binding does except a
+        defined-agent one that does not name this host (it only goes to the fleet)."""
+        if response.location != "defined-agent":
+            return True
+        fleet = self.config.fleet
+        return fleet is not None and fleet.name in response.agents
+
+    def fleet_response(self, command: str, target: str, origin: Origin, offence: int,
+                       now: float) -> Response:
+        """A block decided on another fleet host, as a request of this one: refused (with
+        the reason) for an untrusted origin, a command this host lacks, a target this host
+        would not act on, or a decision already expired."""
+        skipped = self._untrusted(origin)
+        spec = self.config.commands.get(command)
+        if spec is None:
+            return Response(command, target, None, None, offence, skipped=skipped or
+                            "unknown command", origin=origin)
+        checked = self.targets.check(EXPECT_KINDS[spec.expect], target)
+        remaining = None if origin.expires_at is None else origin.expires_at - now
+        skipped = skipped or checked.refused
+        if skipped is None and remaining is not None and remaining <= 0:
+            skipped = "expired"
+        if skipped is None and remaining is not None and not spec.timeout_allowed:
+            skipped = f"command {command!r} does not allow a timeout (timeout_allowed)"
+        return Response(spec.name, checked.target, backend_timeout(remaining), None, offence,
+                        skipped=skipped, origin=origin)
+
+    def fleet_unblock(self, command: str, target: str, origin: Origin) -> list[Lift] | str:
+        """An unblock decided on another fleet host: the lift of this host's block of that
+        command and target (none when there is no such block), or why it is refused."""
+        refused = self._untrusted(origin)
+        if refused is not None:
+            return refused
+        block = self.store.active_block(command, normalise_address(target) or target)
+        return [] if block is None else [Lift(block, origin=origin)]
+
+    def _untrusted(self, origin: Origin) -> str | None:
+        trusted = None if self.config.fleet is None else self.config.fleet.trusted_origins
+        if trusted is None or origin.host in trusted:
+            return None
+        return f"origin {origin.host!r} is not in fleet.trusted_origins"
 
     def block_request(self, target: str, command: str | None,
                       timeout: int | None) -> Response:
@@ -172,10 +219,11 @@ class Policy:
         """An operator's unblock: the target's active blocks (of one command, or of all);
         with no target, every active block (of the command, or of all)."""
         if target is None:
-            return [Lift(block) for block in self.store.active_blocks(command)]
+            return [Lift(block, operator=True) for block in self.store.active_blocks(command)]
         target = normalise_address(target) or target
         names = [command] if command is not None else sorted(self.store.active_block_commands())
-        return [Lift(block) for block in (self.store.active_block(n, target) for n in names)
+        return [Lift(block, operator=True)
+                for block in (self.store.active_block(n, target) for n in names)
                 if block is not None]
 
     # --- transitions -----------------------------------------------------------------------
@@ -189,13 +237,16 @@ class Policy:
         command = self.config.commands.get(response.command)
         if command is None:
             return Decision("skip", reason="unknown command")
-        alert = response.alert
-        rule_id = alert.rule.id if alert else None
-        alert_id = alert.id if alert else None
-        expires_at = None if response.timeout is None else now + response.timeout
+        alert, origin = response.alert, response.origin
+        rule_id, alert_id = (alert.rule.id, alert.id) if alert else \
+            (origin.rule_id, origin.alert_id) if origin else (None, None)
+        if origin is not None:
+            expires_at = origin.expires_at  # absolute: every host lifts at the same time
+        else:
+            expires_at = None if response.timeout is None else now + response.timeout
         if current is not None:
             later = _later(current.expires_at, expires_at)
-            offence = response.offence if alert is not None else None
+            offence = response.offence if alert is not None or origin is not None else None
             block = replace(current, expires_at=later, offence=offence or current.offence,
                             rule_id=rule_id or current.rule_id,
                             alert_id=alert_id or current.alert_id)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from arguard.config import Config
-from arguard.model import Alert, Block, Lift, Response
+from arguard.model import Alert, Block, Lift, Origin, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
 from arguard.respond.actions.base import BatchAction, OwnerConflict
 from arguard.respond.policy import Decision, Policy, backend_timeout, detached
@@ -133,14 +133,18 @@ class Responder:
 
     # --- requests --------------------------------------------------------------------------
 
-    def apply(self, requests: Sequence[Request]) -> list[Applied]:
-        """Apply a batch, every backend call inline."""
-        steps = self._begin(requests)
+    def apply(self, requests: Sequence[Request], *,
+              alongside: Callable[[], None] | None = None) -> list[Applied]:
+        """Apply a batch, every backend call inline. `alongside` writes more to the store
+        in the transaction that records the batch ahead of its backend calls (the fleet's
+        "decisions seen so far", so that a crash can neither lose nor repeat one)."""
+        steps = self._begin(requests, alongside)
         return self._settle(steps, [self._invoke(step.call) for step in steps])
 
-    async def apply_async(self, requests: Sequence[Request]) -> list[Applied]:
+    async def apply_async(self, requests: Sequence[Request], *,
+                          alongside: Callable[[], None] | None = None) -> list[Applied]:
         """Apply a batch, the calls of detached actions concurrently in worker threads."""
-        steps = self._begin(requests)
+        steps = self._begin(requests, alongside)
         errors: list[str | None] = [None] * len(steps)
         threaded = []
         for index, step in enumerate(steps):
@@ -247,11 +251,15 @@ class Responder:
             self._active = self.store.count_active_blocks()  # rolled back
             raise
 
-    def _begin(self, requests: Sequence[Request]) -> list[_Step]:
+    def _begin(self, requests: Sequence[Request],
+               alongside: Callable[[], None] | None = None) -> list[_Step]:
         now = self.clock()
         with self._transaction():
-            return [self._begin_lift(request, now) if isinstance(request, Lift)
-                    else self._begin_response(request, now) for request in requests]
+            steps = [self._begin_lift(request, now) if isinstance(request, Lift)
+                     else self._begin_response(request, now) for request in requests]
+            if alongside is not None:
+                alongside()
+            return steps
 
     def _begin_response(self, response: Response, now: float) -> _Step:
         current = None
@@ -363,7 +371,7 @@ class Responder:
         decision, current = step.decision, step.decision.block
         if decision.verb == "skip":
             return self._record("skip", request.block.command, request.block.target,
-                                reason=decision.reason)
+                                reason=decision.reason, origin=request.origin)
         assert current is not None
         error = step.failed or error
         if error is not None and decision.reason is None:
@@ -371,31 +379,35 @@ class Responder:
             self.store.update_block(current.command, current.target, retry)
             self._notify(retry)
             return self._record("fail", current.command, current.target, block=current,
-                                reason=f"{error}; retrying in {LIFT_RETRY} s")
+                                reason=f"{error}; retrying in {LIFT_RETRY} s",
+                                origin=request.origin)
         self.store.lift_block(current.command, current.target)
         self._active -= 1
         if decision.reason is not None:  # the command is gone: its backend was not asked
             return self._record("fail", current.command, current.target, block=current,
-                                reason=decision.reason)
+                                reason=decision.reason, origin=request.origin)
         return self._record("delete", current.command, current.target,
-                            block=replace(current, state="lifted"))
+                            block=replace(current, state="lifted"), origin=request.origin)
 
     def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
                 reason: str | None = None, timeout: float | None = None,
-                response: Response | None = None) -> Applied:
+                response: Response | None = None, origin: Origin | None = None) -> Applied:
         """Count and log one outcome; its rule, alert and offence are those of the response
-        that asked for it, else those of the block."""
+        that asked for it (of the fleet decision it came from), else those of the block."""
         self.counters[(command, verb)] += 1
         if response is not None:
-            alert = response.alert
-            rule_id, alert_id = (alert.rule.id, alert.id) if alert else (None, None)
+            alert, origin = response.alert, response.origin
+            rule_id, alert_id = (alert.rule.id, alert.id) if alert else \
+                (origin.rule_id, origin.alert_id) if origin else (None, None)
             offence: int | None = response.offence
         elif block is not None:
             rule_id, alert_id, offence = block.rule_id, block.alert_id, block.offence
         else:
             rule_id = alert_id = offence = None
         self.log.write(verb, command, target, rule_id=rule_id, alert_id=alert_id,
-                       timeout=timeout, offence=offence, reason=reason)
+                       timeout=timeout, offence=offence, reason=reason,
+                       origin=None if origin is None else origin.host,
+                       decision=None if origin is None else origin.decision)
         return Applied(verb, command, target, block, reason)
 
     def _notify(self, expires_at: float | None) -> None:

@@ -3,7 +3,8 @@
     2026-03-01T10:00:07+00:00 firewall-drop add 203.0.113.1 rule=5763 alert=1772359207.8
         timeout=600 offence=1 reason=-
 
-(one line in the file). Targets and reasons may be attacker-controlled text, so a field is
+(one line in the file; a request decided on another fleet host ends with
+` origin=web1 decision=42`, that host and the decision's id in the fleet's database). Targets and reasons may be attacker-controlled text, so a field is
 written bare only when it is plain, and JSON-quoted otherwise: no log line can be forged.
 """
 
@@ -56,13 +57,16 @@ class ResponseLog:
 
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
-              offence: int | None = None, reason: str | None = None) -> None:
+              offence: int | None = None, reason: str | None = None,
+              origin: str | None = None, decision: int | None = None) -> None:
         when = datetime.fromtimestamp(self.clock()).astimezone().isoformat(timespec="seconds")
         if timeout is not None:
             timeout = int(round(timeout))
         line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_field(rule_id)} "
                 f"alert={_field(alert_id)} timeout={_field(timeout)} "
                 f"offence={_field(offence)} reason={_field(reason)}")
+        if origin is not None:
+            line += f" origin={_field(origin)} decision={_field(decision)}"
         if verb == "fail":
             self.recent_failures.append(line)
         log.log(logging.ERROR if verb == "fail" else logging.INFO, "%s", line)

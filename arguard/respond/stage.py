@@ -1,6 +1,10 @@
 """The respond stage as one piece, built in one place for the daemon, the operator's direct
 commands, `replay` and `logtest`: decisions (policy), transitions (responder) and time
 (scheduler), sharing one store, one white list and one clock.
+
+On a fleet member (arguard.fleet) the stage also shares: the responses of bindings with
+location all / defined-agent, and an operator's unblock of a fleet block, go to the fleet
+outbox in the store, which the daemon's fleet link sends to the other hosts.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from arguard.config import Config
-from arguard.model import Response
+from arguard.fleet.decision import FleetDecision, shared_decision, unblock_decision
+from arguard.model import Block, Response
 from arguard.respond.actions import Action, ActionContext
 from arguard.respond.owner import UNTAGGED, Owner, instance_owner
 from arguard.respond.policy import Policy
@@ -30,6 +35,23 @@ class RespondStage:
     scheduler: Scheduler
     #: the instance the kernel objects belong to (arguard.respond.owner)
     owner: Owner
+    #: called when decisions were put in the fleet outbox (the daemon's fleet link sends them)
+    on_shared: Callable[[], None] | None = None
+
+    def here(self, responses: Sequence[Response]) -> list[Response]:
+        """The responses this host applies (not a defined-agent one for other hosts)."""
+        return [r for r in responses if self.policy.runs_here(r)]
+
+    def share(self, responses: Sequence[Response]) -> int:
+        """Put the responses decided here for the fleet (location all or defined-agent, not
+        refused) in the fleet outbox; how many."""
+        fleet = self.policy.config.fleet
+        if fleet is None:
+            return 0
+        now = self.responder.clock()
+        return self._queue([shared_decision(r, fleet.name, now) for r in responses
+                            if r.location != "local" and r.skipped is None
+                            and r.origin is None])
 
     def block(self, target: str, command: str | None = None,
               timeout: int | None = None) -> Applied:
@@ -43,12 +65,39 @@ class RespondStage:
 
     def unblock(self, target: str | None, command: str | None = None) -> list[Applied]:
         """An operator's unblock: the target's blocks, or with None every active block (of
-        one command, or of all)."""
-        return self.responder.apply(self.policy.unblock_request(target, command))
+        one command, or of all). A fleet block lifted here is lifted on every host."""
+        lifted = self.responder.apply(self.policy.unblock_request(target, command))
+        self._share_unblocks(lifted)
+        return lifted
 
     async def unblock_async(self, target: str | None,
                             command: str | None = None) -> list[Applied]:
-        return await self.responder.apply_async(self.policy.unblock_request(target, command))
+        lifted = await self.responder.apply_async(self.policy.unblock_request(target, command))
+        self._share_unblocks(lifted)
+        return lifted
+
+    def _share_unblocks(self, lifted: Sequence[Applied]) -> None:
+        fleet = self.policy.config.fleet
+        if fleet is None:
+            return
+        now = self.responder.clock()
+        self._queue([unblock_decision(a.block, fleet.name, now) for a in lifted
+                     if a.verb == "delete" and a.block is not None
+                     and self._fleet_block(a.block)])
+
+    def _fleet_block(self, block: Block) -> bool:
+        """Whether a block is the fleet's: its command is shared by a binding here, or it
+        came from a fleet decision."""
+        return any(b.command == block.command and b.location != "local"
+                   for b in self.policy.config.active_responses) \
+            or self.policy.store.received_from_fleet(block.command, block.target)
+
+    def _queue(self, decisions: list[FleetDecision]) -> int:
+        if decisions:
+            self.policy.store.queue_fleet_decisions(decisions)
+            if self.on_shared is not None:
+                self.on_shared()
+        return len(decisions)
 
     def reconfigure(self, config: Config) -> None:
         """Switch to a reloaded configuration: a new white list (and a fresh read of the
@@ -116,6 +165,7 @@ class Simulation:
         return lifted
 
     def apply(self, responses: Sequence[Response]) -> list[Applied]:
+        responses = self.stage.here(responses)
         if not responses:
             return []
         applied = self.stage.responder.apply(responses)

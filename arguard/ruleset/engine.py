@@ -10,6 +10,11 @@ key, so a second attacker inside one attacker's ignore window is still seen.
 Memory stays bounded: each key keeps at most F-1 timestamps, keys expire once their newest
 event leaves the timeframe, and each rule keeps at most `max_keys` keys (oldest evicted).
 The cost per event does not depend on how much history there is.
+
+A rule with `scope = "fleet"` counts the events of every host (arguard.fleet.facts): the
+engine tells `SharedWindows` of each event it counts and each firing of such a rule, and
+takes the other hosts' in through `count_remote` / `reset_remote`. That is the whole
+interface; how windows are kept stays the engine's business.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from arguard.model import Event
 from arguard.patterns import Condition
@@ -58,6 +64,15 @@ def _key(rule: Rule, event: Event) -> tuple[str, ...] | None:
         return None if value is None else (value,)
     values = tuple(correlation_value(event, name) for name in same)
     return None if None in values else values
+
+
+class SharedWindows(Protocol):
+    """Where a fleet-scoped rule's events go to the other hosts: `counted` for each event
+    counted in its window, `fired` when it fired (its count restarts everywhere)."""
+
+    def counted(self, rule: Rule, key: tuple[str, ...], at: float) -> None: ...
+
+    def fired(self, rule: Rule, key: tuple[str, ...], at: float) -> None: ...
 
 
 class _Windows:
@@ -248,8 +263,10 @@ def _same_correlation(old: Rule, new: Rule) -> bool:
 
 
 class Engine:
-    def __init__(self, tree: RuleTree, max_keys: int = DEFAULT_MAX_KEYS):
+    def __init__(self, tree: RuleTree, max_keys: int = DEFAULT_MAX_KEYS,
+                 shared: SharedWindows | None = None):
         self.tree = tree
+        self.shared = shared
         self.windows = {rule.id: _Windows(rule, max_keys) for rule in tree.rules.values()
                         if rule.frequency is not None}
         self.ignores = {rule.id: _IgnoreTable(max_keys) for rule in tree.rules.values()
@@ -294,6 +311,28 @@ class Engine:
                     self.tree.rules[rule_id].ignore:
                 table.until = old_table.until
         return carried
+
+    def count_remote(self, rule_id: int, key: tuple[str, ...], at: float) -> bool:
+        """Count an event another host counted for a fleet-scoped rule; False when this
+        ruleset has no such fleet-scoped rule or the key does not fit it."""
+        rule = self._fleet_rule(rule_id, key)
+        if rule is None:
+            return False
+        self.windows[rule_id].add(key, at, None)
+        return True
+
+    def reset_remote(self, rule_id: int, key: tuple[str, ...]) -> bool:
+        """Another host fired a fleet-scoped rule for this key: its count restarts here."""
+        if self._fleet_rule(rule_id, key) is None:
+            return False
+        self.windows[rule_id].reset(key)
+        return True
+
+    def _fleet_rule(self, rule_id: int, key: tuple[str, ...]) -> Rule | None:
+        rule = self.tree.rules.get(rule_id)
+        if rule is None or rule.scope != "fleet" or len(key) != len(rule.same):
+            return None
+        return rule
 
     def correlation_keys(self) -> int:
         """How many correlation keys are held now (for status and memory checks)."""
@@ -396,11 +435,14 @@ class Engine:
 
     def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> None:
         now = event.time
+        shared = self.shared
         for rule in chain:
             if rule.frequency is not None:
                 key = _key(rule, event)
                 if key is not None:
                     self.windows[rule.id].reset(key)
+                    if shared is not None and rule.scope == "fleet":
+                        shared.fired(rule, key, now)
         if final.ignore:
             key = _key(final, event)
             if key is not None:
@@ -415,6 +457,8 @@ class Engine:
             key = _key(watcher, event)
             if key is not None:
                 self.windows[watcher.id].add(key, now, self._different(watcher, event))
+                if shared is not None and watcher.scope == "fleet":
+                    shared.counted(watcher, key, now)
 
     @staticmethod
     def _different(rule: Rule, event: Event) -> tuple | None:

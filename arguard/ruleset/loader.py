@@ -56,6 +56,8 @@ class Rule:
     noalert: bool = False
     overwrite: bool = False
     maxsize: int | None = None
+    #: "fleet": a frequency rule counting the events of every host of the fleet
+    scope: str = "local"
     children: list["Rule"] = field(default_factory=list)
     info: RuleInfo | None = None
 
@@ -104,7 +106,7 @@ _SIMPLE_KEYS: dict[str, type | tuple[type, ...]] = {
     "if_sid": (int, list), "if_group": str, "if_level": int, "if_matched_sid": int,
     "if_matched_group": str, "decoded_as": str, "category": str, "compiled_rule": str,
     "frequency": int, "timeframe": int, "ignore": int, "noalert": bool, "overwrite": bool,
-    "maxsize": int,
+    "maxsize": int, "scope": str,
     "srcip": (str, list), "dstip": (str, list), "field": dict, "same_field": list,
     "different_field": list,
 }
@@ -243,6 +245,15 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
                   if isinstance(name, str)]
     if (same or different) and frequency is None:
         fail(f"rule {rule_id}: same_*/different_* need frequency")
+    scope = data.get("scope", "local")
+    if scope not in ("local", "fleet"):
+        fail(f"rule {rule_id}: scope must be \"local\" or \"fleet\"", "scope")
+    elif scope == "fleet" and frequency is None:
+        fail(f"rule {rule_id}: scope = \"fleet\" is for frequency rules (it counts their "
+             "events across the fleet)", "scope")
+    elif scope == "fleet" and different:
+        fail(f"rule {rule_id}: scope = \"fleet\" does not support different_* (only the "
+             "rule, its key and the time travel between hosts)", "scope")
     if len(problems) > before:
         return None
     return Rule(
@@ -259,7 +270,7 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
         frequency=frequency, timeframe=data.get("timeframe", DEFAULT_TIMEFRAME),
         same=tuple(same), different=tuple(different), ignore=data.get("ignore", 0),
         noalert=data.get("noalert", False), overwrite=data.get("overwrite", False),
-        maxsize=data.get("maxsize"),
+        maxsize=data.get("maxsize"), scope=scope,
     )
 
 

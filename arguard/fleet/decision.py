@@ -1,0 +1,148 @@
+"""One fleet decision: a block (`add`) or an unblock (`delete`) that a host decided and
+shares, and the strict reading of one from the database.
+
+A row of the decisions table is text that any host of the fleet — or anyone with write
+access to the database — wrote, so it is read like a log line: every field is checked for
+its type and size here, and what it asks for is checked again by the receiving host's own
+policy (its commands, white list, own addresses). A row that fails is skipped and reported
+with the reason, never applied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from arguard.model import Block, Response
+
+FleetVerb = Literal["add", "delete"]
+VERBS: tuple[FleetVerb, ...] = ("add", "delete")
+
+#: a fleet host's name (fleet.name, trusted_origins, agent = [...])
+MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", re.ASCII)
+_MAX_TEXT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class FleetDecision:
+    """What one host decided, for the hosts it names (`recipients`; None: every host).
+
+    `expires_at` is absolute (None: permanent), so every host lifts the block at the same
+    time whenever it heard of it. `uid` is the origin's own id for the decision (a resend
+    after a lost reply stays one decision); `id` the database's, once stored."""
+
+    verb: FleetVerb
+    origin: str
+    command: str
+    target: str
+    created: float
+    expires_at: float | None = None
+    offence: int = 1
+    rule_id: int | None = None
+    alert_id: str | None = None
+    recipients: tuple[str, ...] | None = None
+    uid: str = ""
+    id: int | None = None
+
+    def for_host(self, name: str) -> bool:
+        return self.recipients is None or name in self.recipients
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A decision row that cannot be read: skipped, and reported with the reason."""
+
+    id: int | None
+    reason: str
+    origin: str | None = None
+
+
+def parse_decision(text: str) -> FleetDecision | Malformed:
+    """A decision as the database sends it (a JSON object: a NOTIFY payload or a row read
+    on catch-up), every field checked."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return Malformed(None, "not JSON")
+    if not isinstance(data, dict):
+        return Malformed(None, "not a JSON object")
+    ident = data.get("id")
+    if not _is_int(ident) or ident <= 0:
+        return Malformed(None, "no valid id")
+    origin = data.get("origin")
+    if not isinstance(origin, str) or not MEMBER_NAME.fullmatch(origin):
+        return Malformed(ident, "origin is not a host name")
+
+    def bad(reason: str) -> Malformed:
+        return Malformed(ident, reason, origin)
+
+    verb = data.get("verb")
+    if verb not in VERBS:
+        return bad(f"unknown verb {_shown(verb)}")
+    command, target = data.get("command"), data.get("target")
+    for name, value in (("command", command), ("target", target)):
+        if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
+            return bad(f"{name} is not a string of 1-{_MAX_TEXT} characters")
+    created, expires = data.get("created"), data.get("expires")
+    if not _is_time(created):
+        return bad("created is not a time")
+    if expires is not None and not _is_time(expires):
+        return bad("expires is not a time")
+    offence, rule_id, alert_id = data.get("offence", 1), data.get("rule_id"), \
+        data.get("alert_id")
+    if not _is_int(offence) or not 1 <= offence <= 1_000_000:
+        return bad("offence is not a positive whole number")
+    if rule_id is not None and (not _is_int(rule_id) or not 0 < rule_id < 10_000_000):
+        return bad("rule_id is not a rule id")
+    if alert_id is not None and (not isinstance(alert_id, str) or len(alert_id) > 64):
+        return bad("alert_id is not a short string")
+    recipients = data.get("recipients")
+    if recipients is not None and (not isinstance(recipients, list) or not all(
+            isinstance(r, str) and MEMBER_NAME.fullmatch(r) for r in recipients)):
+        return bad("recipients is not a list of host names")
+    return FleetDecision(
+        verb=verb, origin=origin, command=command, target=target, created=float(created),
+        expires_at=None if expires is None else float(expires), offence=offence,
+        rule_id=rule_id, alert_id=alert_id,
+        recipients=None if recipients is None else tuple(recipients),
+        uid=str(data.get("uid") or ""), id=ident)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_time(value: Any) -> bool:
+    """Seconds since the epoch, between 1970 and 9999."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value < 253_402_300_800)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def shared_decision(response: Response, origin: str, now: float) -> FleetDecision:
+    """The fleet decision for a response this host decided (location all or defined-agent):
+    its absolute expiry from now, its rule, alert and offence, its recipients."""
+    alert = response.alert
+    return FleetDecision(
+        verb="add", origin=origin, command=response.command, target=response.target,
+        created=now, expires_at=None if response.timeout is None else now + response.timeout,
+        offence=response.offence, rule_id=None if alert is None else alert.rule.id,
+        alert_id=None if alert is None else alert.id,
+        recipients=response.agents if response.location == "defined-agent" else None,
+        uid=uuid.uuid4().hex)
+
+
+def unblock_decision(block: Block, origin: str, now: float) -> FleetDecision:
+    """The fleet decision for an operator's unblock of a fleet block: every host lifts its
+    block of that command and target."""
+    return FleetDecision(verb="delete", origin=origin, command=block.command,
+                         target=block.target, created=now, offence=block.offence,
+                         rule_id=block.rule_id, alert_id=block.alert_id, uid=uuid.uuid4().hex)

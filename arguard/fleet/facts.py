@@ -1,0 +1,111 @@
+"""Fleet-wide correlation: a frequency rule with `scope = "fleet"` counts the events of
+every host.
+
+Only compact facts travel, never log lines: the rule, its correlation key (e.g. the source
+address) and the time of each counted event, and a reset when a host fired the rule (its
+count then restarts everywhere, so 3 + 3 + 2 failures on three hosts fire it once, on the
+host that saw the 8th). This host's facts wait in memory for the fleet link (at most
+MAX_PENDING; a fact whose timeframe is over when the link comes back is dropped, it could
+no longer count); the other hosts' are counted in this host's engine. Facts are not kept
+across restarts, as correlation windows are not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+
+from arguard.fleet.decision import MEMBER_NAME
+from arguard.ruleset.engine import Engine
+from arguard.ruleset.loader import Rule
+
+log = logging.getLogger(__name__)
+
+#: this host's facts kept while the fleet's database is unreachable
+MAX_PENDING = 10_000
+_MAX_KEY_ITEMS = 8
+_MAX_KEY_TEXT = 256
+
+
+class SharedCorrelation:
+    """The engine's SharedWindows on a fleet member: this host's facts out, the others' in.
+
+    `engine` gives the daemon's current engine (a reload replaces it); `wake` is called
+    when a fact is waiting (the link sends it)."""
+
+    def __init__(self, name: str, engine: Callable[[], Engine]):
+        self.name = name
+        self.engine = engine
+        self.wake: Callable[[], None] | None = None
+        #: (rule id, key, at, reset, expires) of this host's facts not yet sent
+        self.pending: deque[tuple[int, tuple[str, ...], float, bool, float]] = \
+            deque(maxlen=MAX_PENDING)
+        self.counts: Counter[str] = Counter()
+        self.latest = 0   # the id of the last fact read from the database
+
+    # --- out (the engine calls these) ----------------------------------------------------
+
+    def counted(self, rule: Rule, key: tuple[str, ...], at: float) -> None:
+        self._queue(rule, key, at, False)
+
+    def fired(self, rule: Rule, key: tuple[str, ...], at: float) -> None:
+        self._queue(rule, key, at, True)
+
+    def _queue(self, rule: Rule, key: tuple[str, ...], at: float, reset: bool) -> None:
+        self.pending.append((rule.id, key, at, reset, at + rule.timeframe))
+        if self.wake is not None:
+            self.wake()
+
+    def take(self, now: float) -> list[tuple[int, tuple[str, ...], float, bool, float]]:
+        """The facts to send, those whose timeframe is not over yet."""
+        facts = [fact for fact in self.pending if fact[4] > now]
+        self.pending.clear()
+        self.counts["out"] += len(facts)
+        return facts
+
+    # --- in --------------------------------------------------------------------------------
+
+    def receive(self, entries: Sequence[tuple[int, str]]) -> None:
+        """Count the facts of other hosts ((id, JSON) pairs, in id order; each id once)."""
+        engine = self.engine()
+        for ident, text in entries:
+            if ident <= self.latest:
+                continue
+            self.latest = ident
+            fact = _parse_fact(text)
+            if fact is None:
+                self.counts["malformed"] += 1
+                log.warning("fleet: fact #%d skipped, malformed", ident)
+                continue
+            origin, rule_id, key, at, reset = fact
+            if origin == self.name:
+                continue
+            counted = engine.reset_remote(rule_id, key) if reset else \
+                engine.count_remote(rule_id, key, at)
+            self.counts["in" if counted else "ignored"] += 1
+
+
+def _parse_fact(text: str) -> tuple[str, int, tuple[str, ...], float, bool] | None:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    origin, rule_id, key, at, reset = (data.get(k) for k in
+                                       ("origin", "rule_id", "key", "at", "reset"))
+    if not isinstance(origin, str) or not MEMBER_NAME.fullmatch(origin):
+        return None
+    if not isinstance(rule_id, int) or isinstance(rule_id, bool):
+        return None
+    if not isinstance(key, list) or len(key) > _MAX_KEY_ITEMS or not all(
+            isinstance(k, str) and len(k) <= _MAX_KEY_TEXT for k in key):
+        return None
+    if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at):
+        return None
+    if not isinstance(reset, bool):
+        return None
+    return origin, rule_id, tuple(key), float(at), reset
