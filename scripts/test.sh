@@ -7,7 +7,7 @@ if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq iptables ipset iproute2 systemd systemd-journal-remote python3-venv \
-        >/dev/null
+        postgresql >/dev/null
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
