@@ -102,7 +102,9 @@ class FleetLab:
         return path
 
     def init_schema(self) -> str:
-        return arguard(self.config(HOSTS[0]), "fleet", "init", check=True).stdout
+        """`arguard fleet init` with the first configured host's configuration."""
+        host = next(h for h in HOSTS if self.config(h).exists())
+        return arguard(self.config(host), "fleet", "init", check=True).stdout
 
     def start(self, *hosts: str, connected: bool = True) -> None:
         """Start the daemons (and wait until each has joined the fleet)."""

@@ -25,6 +25,7 @@ from arguard.fleet.database import (Connection, FleetDatabase, FleetError, descr
                                     is_authentication_error)
 from arguard.fleet.facts import SharedCorrelation
 from arguard.fleet.inbox import Inbox
+from arguard.respond.responder import HISTORY
 from arguard.store import Store
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ class FleetLink:
                 decisions, facts = await asyncio.wait_for(writer.purge(), STATEMENT_TIMEOUT)
                 if decisions or facts:
                     log.info("fleet: purged %d old decisions and %d facts", decisions, facts)
+                self.store.purge_fleet_received(self._purged_at - HISTORY)
 
     # --- status ----------------------------------------------------------------------------
 
