@@ -131,11 +131,17 @@ class FleetLink:
                         await connection.close()
 
     async def _catch_up(self, writer: Connection) -> None:
-        while True:
-            page = await writer.decisions_after(self.inbox.cursor, self.fleet.name, PAGE)
-            if not page:
-                break
-            await self.inbox.receive(page)
+        """Read what was missed; the next page is read while this one is applied."""
+        page = await writer.decisions_after(self.inbox.cursor, self.fleet.name, PAGE)
+        while page:
+            following = asyncio.create_task(
+                writer.decisions_after(page[-1][0], self.fleet.name, PAGE))
+            try:
+                await self.inbox.receive(page)
+            except BaseException:
+                following.cancel()
+                raise
+            page = await following
         self.correlation.receive(await writer.facts_after(self.correlation.latest,
                                                           self.fleet.name))
 

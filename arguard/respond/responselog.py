@@ -54,12 +54,14 @@ class ResponseLog:
         self._file: IO[str] | None = None
         #: the last failure lines, for `arguard status`
         self.recent_failures: deque[str] = deque(maxlen=RECENT_FAILURES)
+        self._second: int | None = None
+        self._stamp = ""
 
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
               offence: int | None = None, reason: str | None = None,
               origin: str | None = None, decision: int | None = None) -> None:
-        when = datetime.fromtimestamp(self.clock()).astimezone().isoformat(timespec="seconds")
+        when = self._when(int(self.clock()))
         if timeout is not None:
             timeout = int(round(timeout))
         line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_field(rule_id)} "
@@ -80,6 +82,14 @@ class ResponseLog:
         except OSError as error:
             log.error("cannot write %s: %s", self.path, error)
             self.reopen()
+
+    def _when(self, second: int) -> str:
+        """The local time of a line, formatted once per second (a catch-up of many fleet
+        decisions writes thousands of lines in the same second)."""
+        if second != self._second:
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second).astimezone().isoformat()
+        return self._stamp
 
     @staticmethod
     def _open(path: Path) -> IO[str]:
