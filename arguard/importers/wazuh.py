@@ -682,11 +682,14 @@ class _Config(_Translator):
         table: dict = {"command": command, "location": "local"}
         location = (_text(node, "location") or "local").lower()
         if location in ("defined-agent",):
-            raise _Skip("location defined-agent: arguard runs on one host")
+            raise _Skip("location defined-agent names Wazuh agent ids: with a [fleet], write "
+                        "location = \"defined-agent\" and agent = [host names] "
+                        "(docs/fleet.md)")
         if location not in ("local", "server", "all"):
             raise _Skip(f"location {location!r} is not supported")
         if location != "local":
-            self.note(node, subject, f"location {location!r} means this host: \"local\"", True)
+            self.note(node, subject, f"location {location!r} means this host: \"local\" "
+                      "(with a [fleet], location = \"all\" shares it: docs/fleet.md)", True)
         rules_id = _text(node, "rules_id")
         if rules_id:
             table["rules_id"] = _ints(rules_id, "rules_id")
