@@ -11,6 +11,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from tests.conftest import write_config
 from tests.daemon_process import arguard, wait_for
 from tests.fleet_lab import (ATTACKER, ATTACKER_2, ATTACKER_3, FRIEND, HOSTS, FleetLab,
                              dump)
@@ -248,3 +249,23 @@ def test_a_database_without_the_schema_says_to_run_fleet_init(lab):
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + \
         f".{int(seconds % 1 * 1e6):06d}+00:00"
+
+
+@pytest.mark.parametrize("database,password,expected", [
+    ("arguard", "not-the-password", 'password authentication failed for user "arguard"'),
+    ("nosuchdb", None, 'database "nosuchdb" does not exist'),
+])
+def test_fleet_init_says_what_is_wrong_with_the_database(tmp_path, cluster, database,
+                                                         password, expected):
+    password_file = cluster.write_password(tmp_path / "password",
+                                           *(() if password is None else (password,)))
+    config = write_config(tmp_path, extra=f"""
+        [fleet]
+        dsn = "{cluster.dsn(database)}"
+        password_file = "{password_file}"
+        """)
+    result = arguard(config, "fleet", "init")
+    assert result.returncode == 1
+    assert expected in result.stderr and cluster.dsn(database) in result.stderr
+    status = arguard(config, "status")
+    assert "fleet:" in status.stdout and "not connected" in status.stdout
