@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from arguard.config import Config
 from arguard.fleet.decision import FleetDecision, shared_decision, unblock_decision
@@ -39,8 +39,11 @@ class RespondStage:
     on_shared: Callable[[], None] | None = None
 
     def here(self, responses: Sequence[Response]) -> list[Response]:
-        """The responses this host applies (not a defined-agent one for other hosts)."""
-        return [r for r in responses if self.policy.runs_here(r)]
+        """The responses as this host applies them: a defined-agent one for other hosts is
+        a skip here (it only goes to the fleet)."""
+        return [r if r.skipped is not None or self.policy.runs_here(r) else
+                replace(r, skipped="location defined-agent: for " + ", ".join(r.agents))
+                for r in responses]
 
     def share(self, responses: Sequence[Response]) -> int:
         """Put the responses decided here for the fleet (location all or defined-agent, not
@@ -151,24 +154,25 @@ class Simulation:
         """Move the clock to `when` (never back), lifting every block that expires on the
         way at its own expiry time; the lifts with their times. Called for every line, so
         the next expiry is remembered rather than asked of the store each time."""
+        clock = self.clock
         lifted: list[tuple[float, Applied]] = []
         while self._next_expiry is not None and self._next_expiry <= when:
-            self.clock.now = max(self.clock.now, self._next_expiry)
-            lifted.extend((self.clock.now, applied)
+            clock.now = max(clock.now, self._next_expiry)
+            lifted.extend((clock.now, applied)
                           for applied in self.stage.responder.lift_expired())
             self._next_expiry = self.stage.responder.next_expiry()
-        self.clock.now = max(self.clock.now, when)
+        if when > clock.now:
+            clock.now = when
         self._advances += 1
         if self._advances % PURGE_EVERY == 0:
-            self.store.purge_lifted_blocks(self.clock.now)
-            self.store.forget_offenders(self.clock.now - self.config.global_.offender_forget)
+            self.store.purge_lifted_blocks(clock.now)
+            self.store.forget_offenders(clock.now - self.config.global_.offender_forget)
         return lifted
 
     def apply(self, responses: Sequence[Response]) -> list[Applied]:
-        responses = self.stage.here(responses)
         if not responses:
             return []
-        applied = self.stage.responder.apply(responses)
+        applied = self.stage.responder.apply(self.stage.here(responses))
         self._next_expiry = self.stage.responder.next_expiry()
         return applied
 

@@ -66,9 +66,12 @@ def test_the_block_keeps_the_origin_s_absolute_expiry_rule_and_alert(tmp_path, p
 
 
 def test_a_defined_agent_response_runs_only_on_named_hosts(policy):
-    [response] = policy.decide(make_alert(5712, srcip="203.0.113.5"))
+    stage = build_respond_stage(policy.config, Store(":memory:"), dry_run=True)
+    [response] = stage.policy.decide(make_alert(5712, srcip="203.0.113.5"))
     assert (response.location, response.agents) == ("defined-agent", ("web1", "web3"))
-    assert not policy.runs_here(response), "web2 is not named"
+    [applied] = stage.responder.apply(stage.here([response]))
+    assert (applied.verb, applied.reason) == ("skip", "location defined-agent: for web1, web3")
+    assert stage.share([response]) == 1, "it goes to the fleet"
 
 
 def test_an_unblock_from_an_untrusted_host_is_refused(policy):
