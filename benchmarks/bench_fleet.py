@@ -96,18 +96,9 @@ def latency(cluster, attacks: int) -> None:
 # --- 2 and 3: inside a namespace (ipset), with simulated members ----------------------------
 
 def member_config(directory: Path, dsn: str, password_file: Path, name: str) -> Path:
-    for sub in ("state", "log", "run", "decoders.d", "rules.d", "bin"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    path = directory / "arguard.toml"
-    path.write_text(textwrap.dedent(f"""\
-        [paths]
-        state_dir = "state"
-        log_dir = "log"
-        run_dir = "run"
-        decoders_d = "decoders.d"
-        rules_d = "rules.d"
-        ar_bin_dir = "bin"
+    from tests.conftest import write_config
 
+    return write_config(directory, extra=textwrap.dedent(f"""
         [global]
         max_blocks = 1000000
 
@@ -128,7 +119,6 @@ def member_config(directory: Path, dsn: str, password_file: Path, name: str) -> 
         name = "{name}"
         password_file = "{password_file}"
         """))
-    return path
 
 
 def decisions(origins: int, count: int, first: str, now: float, lifetime: float):

@@ -5,7 +5,7 @@ Tables, in the schema named by fleet.schema:
 - `decisions`: every decision a host shared (block `add`, unblock `delete`), with its
   origin, command, target, created and absolute expiry, offence, rule and alert ids and
   recipients (NULL: every host). Each insert is NOTIFYed on `<schema>_decisions` with the
-  row as JSON, so members hear of it at once; a member that was away reads the rows after
+  row as JSON (`row_to_json`, as a catch-up reads it too), so members hear of it at once; a member that was away reads the rows after
   the last id it saw. Inserts are serialised (an advisory lock taken before any id is
   drawn), so ids are committed in order and "everything after id N" never skips a row that
   commits late.
@@ -37,7 +37,8 @@ RETENTION_DAYS = 7
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
 # {schema} is the schema's identifier; {decisions_channel} and {facts_channel} are the
-# NOTIFY channels' names, {decisions_lock} and {facts_lock} the advisory locks' keys.
+# NOTIFY channels' names, {decisions_lock} and {facts_lock} the advisory locks' keys (both
+# passed to the triggers as string literals).
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE {schema}.decisions (
@@ -58,30 +59,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX decisions_block ON {schema}.decisions (command, target, id);
     CREATE INDEX decisions_expiry ON {schema}.decisions (expires) WHERE verb = 'add';
 
-    CREATE FUNCTION {schema}.decision_json(d {schema}.decisions) RETURNS text
-    LANGUAGE sql STABLE AS $$
-        SELECT json_build_object(
-            'id', d.id, 'uid', d.uid, 'origin', d.origin, 'verb', d.verb,
-            'command', d.command, 'target', d.target,
-            'created', extract(epoch FROM d.created), 'expires', extract(epoch FROM d.expires),
-            'offence', d.offence, 'rule_id', d.rule_id, 'alert_id', d.alert_id,
-            'recipients', d.recipients)::text
-    $$;
-    CREATE FUNCTION {schema}.decisions_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_advisory_xact_lock({decisions_lock});
-        RETURN NULL;
-    END $$;
-    CREATE TRIGGER decisions_in_order BEFORE INSERT ON {schema}.decisions
-        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.decisions_in_order();
-    CREATE FUNCTION {schema}.notify_decision() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_notify({decisions_channel}, {schema}.decision_json(NEW));
-        RETURN NULL;
-    END $$;
-    CREATE TRIGGER decisions_notify AFTER INSERT ON {schema}.decisions
-        FOR EACH ROW EXECUTE FUNCTION {schema}.notify_decision();
-
     CREATE TABLE {schema}.facts (
         id          bigserial   PRIMARY KEY,
         origin      text        NOT NULL,
@@ -92,26 +69,6 @@ MIGRATIONS: tuple[str, ...] = (
         expires     timestamptz NOT NULL
     );
     CREATE INDEX facts_expiry ON {schema}.facts (expires);
-    CREATE FUNCTION {schema}.fact_json(f {schema}.facts) RETURNS text
-    LANGUAGE sql STABLE AS $$
-        SELECT json_build_object(
-            'id', f.id, 'origin', f.origin, 'rule_id', f.rule_id, 'key', f.key,
-            'at', extract(epoch FROM f.at), 'reset', f.reset)::text
-    $$;
-    CREATE FUNCTION {schema}.facts_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_advisory_xact_lock({facts_lock});
-        RETURN NULL;
-    END $$;
-    CREATE TRIGGER facts_in_order BEFORE INSERT ON {schema}.facts
-        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.facts_in_order();
-    CREATE FUNCTION {schema}.notify_fact() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_notify({facts_channel}, {schema}.fact_json(NEW));
-        RETURN NULL;
-    END $$;
-    CREATE TRIGGER facts_notify AFTER INSERT ON {schema}.facts
-        FOR EACH ROW EXECUTE FUNCTION {schema}.notify_fact();
 
     CREATE TABLE {schema}.members (
         name        text        PRIMARY KEY,
@@ -120,6 +77,27 @@ MIGRATIONS: tuple[str, ...] = (
         last_decision bigint    NOT NULL DEFAULT 0,
         version     text
     );
+
+    -- Inserts into a table wait for its advisory lock (argument 0) before any id is drawn,
+    -- so ids commit in order; each row inserted is NOTIFYed as JSON on channel argument 0.
+    CREATE FUNCTION {schema}.in_order() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(TG_ARGV[0]::bigint);
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION {schema}.notify_row() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify(TG_ARGV[0], row_to_json(NEW)::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER decisions_in_order BEFORE INSERT ON {schema}.decisions
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.in_order({decisions_lock});
+    CREATE TRIGGER decisions_notify AFTER INSERT ON {schema}.decisions
+        FOR EACH ROW EXECUTE FUNCTION {schema}.notify_row({decisions_channel});
+    CREATE TRIGGER facts_in_order BEFORE INSERT ON {schema}.facts
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.in_order({facts_lock});
+    CREATE TRIGGER facts_notify AFTER INSERT ON {schema}.facts
+        FOR EACH ROW EXECUTE FUNCTION {schema}.notify_row({facts_channel});
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -153,8 +131,8 @@ class FleetDatabase:
             "schema": sql.Identifier(schema),
             "decisions_channel": sql.Literal(self.decisions_channel),
             "facts_channel": sql.Literal(self.facts_channel),
-            "decisions_lock": sql.Literal(_lock_key(f"{schema}.decisions")),
-            "facts_lock": sql.Literal(_lock_key(f"{schema}.facts")),
+            "decisions_lock": sql.Literal(str(_lock_key(f"{schema}.decisions"))),
+            "facts_lock": sql.Literal(str(_lock_key(f"{schema}.facts"))),
         }
 
     def statement(self, text: str) -> sql.Composed:
@@ -310,7 +288,7 @@ class Connection:
         JSON text): not its own, addressed to every host or to it, and without the blocks
         that are over (expired, or unblocked by a later decision)."""
         cursor = await self.raw.execute(self.q(
-            "SELECT d.id, {schema}.decision_json(d) FROM {schema}.decisions d "
+            "SELECT d.id, row_to_json(d)::text FROM {schema}.decisions d "
             "WHERE d.id > %(after)s AND d.origin <> %(name)s "
             "AND (d.recipients IS NULL OR %(name)s = ANY (d.recipients)) "
             "AND NOT (d.verb = 'add' AND (d.expires <= now() OR EXISTS ("
@@ -351,7 +329,7 @@ class Connection:
     async def facts_after(self, after: int, name: str) -> list[tuple[int, str]]:
         """The facts of other hosts after id `after` whose time is not over, as (id, JSON)."""
         cursor = await self.raw.execute(self.q(
-            "SELECT f.id, {schema}.fact_json(f) FROM {schema}.facts f WHERE f.id > %s "
+            "SELECT f.id, row_to_json(f)::text FROM {schema}.facts f WHERE f.id > %s "
             "AND f.origin <> %s AND f.expires > now() ORDER BY f.id"), (after, name))
         return [(row[0], row[1]) for row in await cursor.fetchall()]
 

@@ -11,10 +11,10 @@ with the reason, never applied.
 from __future__ import annotations
 
 import json
-import math
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from arguard.model import Block, Response
@@ -87,11 +87,13 @@ def parse_decision(text: str) -> FleetDecision | Malformed:
     for name, value in (("command", command), ("target", target)):
         if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
             return bad(f"{name} is not a string of 1-{_MAX_TEXT} characters")
-    created, expires = data.get("created"), data.get("expires")
-    if not _is_time(created):
+    created, expires = parse_time(data.get("created")), data.get("expires")
+    if created is None:
         return bad("created is not a time")
-    if expires is not None and not _is_time(expires):
-        return bad("expires is not a time")
+    if expires is not None:
+        expires = parse_time(expires)
+        if expires is None:
+            return bad("expires is not a time")
     offence, rule_id, alert_id = data.get("offence", 1), data.get("rule_id"), \
         data.get("alert_id")
     if not _is_int(offence) or not 1 <= offence <= 1_000_000:
@@ -105,8 +107,8 @@ def parse_decision(text: str) -> FleetDecision | Malformed:
             isinstance(r, str) and MEMBER_NAME.fullmatch(r) for r in recipients)):
         return bad("recipients is not a list of host names")
     return FleetDecision(
-        verb=verb, origin=origin, command=command, target=target, created=float(created),
-        expires_at=None if expires is None else float(expires), offence=offence,
+        verb=verb, origin=origin, command=command, target=target, created=created,
+        expires_at=expires, offence=offence,
         rule_id=rule_id, alert_id=alert_id,
         recipients=None if recipients is None else tuple(recipients),
         uid=str(data.get("uid") or ""), id=ident)
@@ -116,10 +118,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_time(value: Any) -> bool:
-    """Seconds since the epoch, between 1970 and 9999."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and 0 <= value < 253_402_300_800)
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch from a timestamp with its time zone as PostgreSQL writes it
+    in JSON (`2026-12-01T11:54:05.858015+00:00`); None when it is not one."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else moment.timestamp()
 
 
 def _shown(value: Any) -> str:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
-from arguard.fleet.decision import MEMBER_NAME
+from arguard.fleet.decision import MEMBER_NAME, parse_time
 from arguard.ruleset.engine import Engine
 from arguard.ruleset.loader import Rule
 
@@ -104,8 +103,7 @@ def _parse_fact(text: str) -> tuple[str, int, tuple[str, ...], float, bool] | No
     if not isinstance(key, list) or len(key) > _MAX_KEY_ITEMS or not all(
             isinstance(k, str) and len(k) <= _MAX_KEY_TEXT for k in key):
         return None
-    if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at):
+    at = parse_time(at)
+    if at is None or not isinstance(reset, bool):
         return None
-    if not isinstance(reset, bool):
-        return None
-    return origin, rule_id, tuple(key), float(at), reset
+    return origin, rule_id, tuple(key), at, reset

@@ -68,15 +68,18 @@ class RespondStage:
 
     def unblock(self, target: str | None, command: str | None = None) -> list[Applied]:
         """An operator's unblock: the target's blocks, or with None every active block (of
-        one command, or of all). A fleet block lifted here is lifted on every host."""
+        one command, or of all). A fleet block of a named target lifted here is lifted on
+        every host; lifting all blocks (`unblock --all`, as uninstall.sh does) stays here."""
         lifted = self.responder.apply(self.policy.unblock_request(target, command))
-        self._share_unblocks(lifted)
+        if target is not None:
+            self._share_unblocks(lifted)
         return lifted
 
     async def unblock_async(self, target: str | None,
                             command: str | None = None) -> list[Applied]:
         lifted = await self.responder.apply_async(self.policy.unblock_request(target, command))
-        self._share_unblocks(lifted)
+        if target is not None:
+            self._share_unblocks(lifted)
         return lifted
 
     def _share_unblocks(self, lifted: Sequence[Applied]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from datetime import datetime, timezone
 
 from arguard.config import load_config
 from arguard.fleet.facts import SharedCorrelation
@@ -29,8 +30,9 @@ def fleet_pipeline(tmp_path, rules: str = FLEET_BRUTE) -> tuple[Pipeline, Shared
 
 def fact(ident: int, origin: str, at: float, key=("192.0.2.1",), rule_id: int = 200,
          reset: bool = False) -> tuple[int, str]:
+    stamp = datetime.fromtimestamp(at, timezone.utc).isoformat()
     return ident, json.dumps({"id": ident, "origin": origin, "rule_id": rule_id,
-                              "key": list(key), "at": at, "reset": reset})
+                              "key": list(key), "at": stamp, "reset": reset})
 
 
 def test_events_of_other_hosts_count_and_the_firing_restarts_the_count(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from arguard.fleet.decision import FleetDecision, Malformed, parse_decision
 
 GOOD = {"id": 7, "uid": "9f", "origin": "web1", "verb": "add", "command": "firewall-drop",
-        "target": "203.0.113.5", "created": 1_800_000_000.5, "expires": 1_800_000_600.5,
+        "target": "203.0.113.5", "created": "2027-01-15T08:00:00.5+00:00",
+        "expires": "2027-01-15T10:10:00.5+02:00",
         "offence": 2, "rule_id": 5763, "alert_id": "1800000000.4", "recipients": None}
 
 
@@ -34,6 +35,8 @@ def test_a_well_formed_decision():
     ({"target": None}, "target is not a string of 1-256 characters"),
     ({"target": "x" * 300}, "target is not a string of 1-256 characters"),
     ({"created": "yesterday"}, "created is not a time"),
+    ({"created": 1_800_000_000.5}, "created is not a time"),
+    ({"created": "2027-01-15T08:00:00"}, "created is not a time"),
     ({"expires": float("inf")}, "expires is not a time"),
     ({"expires": True}, "expires is not a time"),
     ({"offence": -1}, "offence is not a positive whole number"),

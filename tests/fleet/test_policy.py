@@ -78,3 +78,18 @@ def test_an_unblock_from_an_untrusted_host_is_refused(policy):
     assert policy.fleet_unblock("firewall-drop", "203.0.113.5", origin("web9")) == \
         "origin 'web9' is not in fleet.trusted_origins"
     assert policy.fleet_unblock("firewall-drop", "203.0.113.5", origin()) == []
+
+
+def test_an_operator_unblock_of_a_target_is_shared_unblock_all_is_not(tmp_path):
+    config = make_config(tmp_path, FLEET + BINDINGS.replace(
+        'location = "defined-agent"\n    agent = ["web1", "web3"]', 'location = "all"'))
+    store = Store(":memory:")
+    stage = build_respond_stage(config, store, dry_run=True)
+    for target in ("203.0.113.5", "203.0.113.6"):
+        assert stage.block(target, "firewall-drop", 600).verb == "add"
+    assert [a.verb for a in stage.unblock("203.0.113.5")] == ["delete"]
+    [(_, shared)] = store.fleet_outbox("web2")
+    assert (shared.verb, shared.command, shared.target, shared.recipients) == \
+        ("delete", "firewall-drop", "203.0.113.5", None)
+    assert [a.verb for a in stage.unblock(None)] == ["delete"]
+    assert store.fleet_outbox_depth() == 1, "unblock --all stays on this host"
