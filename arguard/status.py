@@ -86,6 +86,8 @@ def _fleet(fleet: dict[str, Any], running: bool) -> list[str]:
         members = fleet.get("members")
         state = f"connected since {_clock(fleet['since'])}" + \
             (f", {members} members" if members is not None else "")
+    elif fleet.get("error") is None:
+        state = "connecting"
     else:
         state = f"DISCONNECTED since {_clock(fleet['since'])}: {fleet['error']}"
     out = [f"{where}: {state}",
