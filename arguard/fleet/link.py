@@ -136,6 +136,7 @@ class FleetLink:
         while page:
             following = asyncio.create_task(
                 writer.decisions_after(page[-1][0], self.fleet.name, PAGE))
+            await asyncio.sleep(0)  # the query goes out before this page is applied
             try:
                 await self.inbox.receive(page)
             except BaseException:

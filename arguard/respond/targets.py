@@ -119,10 +119,11 @@ class Targets:
     def check_address(self, text: str | None) -> Checked:
         if text is None or not text.strip():
             return Checked(text or "", "empty target")
-        normal = normalise_address(text)
-        if normal is None:
+        try:
+            address = _unmap(ipaddress.ip_address(text.strip()))  # parsed once: hot path
+        except ValueError:
             return Checked(text, _not_an_address(text))
-        address = ipaddress.ip_address(normal)
+        normal = str(address)
         if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
             return Checked(text, "scoped address")
         if any(address in network for network in self.white_list):
