@@ -22,6 +22,7 @@ __all__ = ["ACTIONS", "Action", "ActionContext", "ActionError", "EXECUTABLE_ACTI
 
 #: action name (what a [[command]] writes as `action = …`) → the module that declares it
 ACTIONS: dict[str, str] = {
+    "nftables": "arguard.respond.actions.nftables",
     "ipset": "arguard.respond.actions.ipset",
     "iptables": "arguard.respond.actions.iptables",
     "route": "arguard.respond.actions.route",
