@@ -75,6 +75,7 @@ from arguard.respond.actions.base import (
     Option,
     OwnerConflict,
     network_target,
+    parse_address,
     parse_network,
 )
 from arguard.respond.actions.iptables import TARGET
@@ -139,7 +140,6 @@ _PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _KERNEL_ERRORS = {
     errno.ENOTEMPTY: "it overlaps a prefix already in the set",
-    errno.EEXIST: "it overlaps a prefix already in the set",
     errno.EOPNOTSUPP: "the kernel does not support this (nf_tables too old, or a chain of "
                       "that name with another hook or type)",
 }
@@ -158,6 +158,9 @@ class _Element:
 
     @classmethod
     def of(cls, target: str) -> _Element:
+        if "/" not in target:  # the common case, parsed once
+            address = parse_address(target)
+            return cls("ip", address.version, address.packed)
         network = parse_network(target)
         if network.prefixlen == network.max_prefixlen:
             return cls("ip", network.version, network.network_address.packed)
@@ -246,16 +249,25 @@ class NftablesAction:
 
     def _add(self, elements: list[tuple[_Element, int | None]]) -> None:
         """One transaction adding the elements (none may be there yet). When the table or
-        a set is gone, set up again and retry; when some are there already (a block
-        extended, or restored twice), replace those in the same transaction as the adds."""
+        a set is gone, set up again and retry. When an element is there already (a block
+        extended, or restored twice), it is deleted and added again with its new timeout in
+        one transaction; in a batch, each element of it is added that way, one by one."""
         messages = self._add_messages(elements)
         codes = self._netlink.transaction(messages)
         if errno.ENOENT in codes:
             self._setup()
             codes = self._netlink.transaction(messages)
+        if errno.EEXIST in codes and len(elements) > 1:
+            for element in elements:
+                self._add([element])
+            return
         if errno.EEXIST in codes:
-            messages = self._replacing(elements) + messages
-            codes = self._netlink.transaction(messages)
+            element = elements[0][0]
+            codes = self._netlink.transaction([self._elements(
+                NFT_MSG_DELSETELEM, 0, element.kind, element.version, [element.encode(None)]),
+                *messages])
+            if codes[0] == errno.ENOENT:  # not this element: one that overlaps it
+                codes = [errno.ENOTEMPTY]
         failed = next((code for code in codes if code), 0)
         if failed:
             raise self._add_error(elements, failed)
@@ -271,21 +283,6 @@ class NftablesAction:
                 messages.append(self._elements(NFT_MSG_NEWSETELEM,
                                                netlink.NLM_F_CREATE | netlink.NLM_F_EXCL, kind,
                                                version, encoded[start:start + ELEMENTS_PER_MESSAGE]))
-        return messages
-
-    def _replacing(self, elements: list[tuple[_Element, int | None]]) -> list:
-        """DELSETELEM messages for those of the elements that are in their sets now."""
-        present: dict[tuple[str, int], set[tuple[bytes, bytes | None]]] = {}
-        messages = []
-        for element, _ in elements:
-            where = (element.kind, element.version)
-            if where not in present:
-                code, listed = self._dump_elements(self.sets[where])
-                present[where] = {(start, end) for start, end in _intervals(element.kind, listed)} \
-                    if code == 0 else set()
-            if (element.start, element.end) in present[where]:
-                messages.append(self._elements(NFT_MSG_DELSETELEM, 0, element.kind,
-                                               element.version, [element.encode(None)]))
         return messages
 
     def _elements(self, command: int, flags: int, kind: str, version: int,
@@ -313,7 +310,7 @@ class NftablesAction:
     def _add_error(self, elements: list[tuple[_Element, int | None]], code: int) -> ActionError:
         kinds = {(element.kind, element.version) for element, _ in elements}
         name = self.sets[kinds.pop()] if len(kinds) == 1 else f"the sets of {self.command!r}"
-        if code in (errno.EEXIST, errno.ENOTEMPTY) and len(elements) == 1:
+        if code == errno.ENOTEMPTY and len(elements) == 1:
             element = elements[0][0]
             blocked = self._overlapping(element)
             if blocked:
