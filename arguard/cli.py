@@ -25,6 +25,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from arguard.respond.actions import host_notes
+
     config, ruleset = _load(args)
     where = config.path or "(shipped default configuration)"
     if config.fragments:
@@ -32,6 +34,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
           f"{len(config.active_responses)} active responses")
+    for name, note in host_notes(config.commands.values()).items():
+        print(f"command {name}: {note}")
     return EXIT_OK
 
 

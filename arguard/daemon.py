@@ -31,6 +31,7 @@ from arguard.config import Config, load_config
 from arguard.errors import ConfigError
 from arguard.model import Line, Response
 from arguard.pipeline import Pipeline
+from arguard.respond.actions import host_notes
 from arguard.respond.owner import claim_namespace
 from arguard.respond.stage import build_respond_stage
 from arguard.respond.targets import TargetKind
@@ -328,6 +329,7 @@ class Daemon:
             "started": self.started, "uptime": now - self.started,
             "config": None if self.config_path is None else str(self.config_path),
             "owner": self.respond.owner.label,
+            "backends": host_notes(self.config.commands.values()),
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),

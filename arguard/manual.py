@@ -10,6 +10,7 @@ from typing import Any
 
 from arguard import control
 from arguard.config import Config
+from arguard.respond.actions import host_notes
 from arguard.respond.stage import RespondStage, build_respond_stage
 from arguard.respond.targets import TargetKind
 from arguard.statelock import StateLock, StateLocked
@@ -55,7 +56,8 @@ def offline_status(config: Config, reason: str, config_path: str | None) -> dict
         finally:
             store.close()
     return {"running": False, "reason": reason, "config": config_path,
-            "database": str(database), "blocks": blocks_section(blocks, time.time())}
+            "database": str(database), "backends": host_notes(config.commands.values()),
+            "blocks": blocks_section(blocks, time.time())}
 
 
 def direct_block(config: Config, target: str, command: str | None, timeout: int | None,
