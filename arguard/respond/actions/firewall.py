@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import socket
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -60,8 +61,8 @@ def choose(answer: int | None) -> Choice:
                             "run as root to see the choice")
     if answer is None:
         return Choice("ipset", "this kernel has no netfilter netlink")
-    return Choice("ipset", f"this kernel has no nf_tables ({errno.errorcode.get(answer, answer)} "
-                           "to an nf_tables request)")
+    return Choice("ipset", f"this kernel has no nf_tables: it answers an nf_tables request "
+                           f"with {os.strerror(answer)!r}")
 
 
 def probe_nf_tables() -> int | None:
