@@ -56,7 +56,6 @@ import os
 import re
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -74,6 +73,7 @@ from arguard.respond.actions.base import (
     network_target,
     parse_network,
 )
+from arguard.respond.actions import netlink
 from arguard.respond.actions.netlink import attr as _attr
 from arguard.respond.actions.netlink import spans as _spans
 from arguard.respond.actions.iptables import JUMP_FROM, TARGET, check_jumps, chain_option
@@ -94,17 +94,11 @@ MAX_TIMEOUT = 2_147_483
 #: entries per batched message: the ADT attribute's 16-bit length must hold them (an IPv6
 #: entry is 36 bytes)
 BATCH = 1024
-#: seconds to wait for the kernel's answer to one request
-REPLY_TIMEOUT = 5.0
 
 # Netlink and ipset numbers (kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h,
 # linux/netfilter/ipset/ip_set.h), written here so that this module loads without pyroute2.
-NETLINK_NETFILTER = 12
-NLM_F_REQUEST = 1
 NLM_F_ACK = 4
 NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 NLA_F_NESTED = 1 << 15
 NLA_F_NET_BYTEORDER = 1 << 14
 NFNL_SUBSYS_IPSET = 6
@@ -128,8 +122,6 @@ IPSET_ATTR_CIDR = 3      # inside DATA (hash:net)
 IPSET_ATTR_TIMEOUT = 6   # inside DATA
 IPSET_ATTR_IPADDR_IPV4 = 1
 IPSET_ATTR_IPADDR_IPV6 = 2
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10     # errors come back without a copy of the request
 IPSET_ERR_PRIVATE = 4096  # ipset's own error codes start here
 
 _SET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,26}")  # 31 bytes at most with "-net6"
@@ -286,23 +278,12 @@ class IpsetAction:
 
 
 class _Netlink:
-    """Requests on a NETLINK_NETFILTER socket, one at a time: ADD/DEL/TEST answered by the
-    kernel's ACK (0) or error code, and the LIST dump."""
+    """ipset requests on a netfilter netlink socket: ADD/DEL/TEST answered by the kernel's
+    ACK (0) or error code, and the LIST dump."""
 
     def __init__(self, protocol: int):
         self.protocol = protocol
-        self._lock = threading.Lock()
-        self._sequence = 0
-        try:
-            self._socket = socket.socket(socket.AF_NETLINK,
-                                         socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                         NETLINK_NETFILTER)
-            self._socket.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            self._socket.bind((0, 0))
-            self._socket.settimeout(REPLY_TIMEOUT)
-        except OSError as error:
-            raise ActionError(f"cannot open a netfilter netlink socket: {error.strerror}") \
-                from error
+        self._socket = netlink.NetfilterSocket("ipset module")
 
     def request(self, command: int, set_name: str, entries: list[bytes]) -> int:
         """One command for one entry (DATA) or many (ADT); 0 or the (positive) error."""
@@ -327,38 +308,7 @@ class _Netlink:
                    + _attr(IPSET_ATTR_PROTOCOL, bytes([self.protocol]))
                    + _attr(IPSET_ATTR_SETNAME, set_name.encode() + b"\0")
                    + body)
-        with self._lock:
-            self._sequence = self._sequence % 0xFFFFFFFF + 1
-            header = struct.pack("=IHHII", 16 + len(payload), NFNL_SUBSYS_IPSET << 8 | command,
-                                 NLM_F_REQUEST | flags, self._sequence, 0)
-            try:
-                self._socket.send(header + payload)
-                return self._replies(self._sequence, on_data)
-            except TimeoutError:
-                raise ActionError(f"no answer from the kernel's ipset module within "
-                                  f"{REPLY_TIMEOUT:g} s") from None
-            except OSError as error:
-                raise ActionError(f"ipset netlink request failed: {error.strerror}") from error
-
-    def _replies(self, sequence: int,
-                 on_data: Callable[[bytes, int, int], None] | None) -> int:
-        """Read the answers to one request up to its ACK, error or end of dump; data
-        messages go to `on_data` (payload span after the nfgenmsg)."""
-        while True:
-            data = self._socket.recv(1 << 17)  # an error may quote a whole batch
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
-                if length < 16:
-                    break
-                if seq == sequence:
-                    if kind == NLMSG_ERROR:
-                        return -struct.unpack_from("=i", data, offset + 16)[0]
-                    if kind == NLMSG_DONE:
-                        return 0
-                    if on_data is not None:
-                        on_data(data, offset + 20, offset + length)
-                offset += (length + 3) & ~3
+        return self._socket.request(NFNL_SUBSYS_IPSET << 8 | command, flags, payload, on_data)
 
 
 def _where(network: Network) -> tuple[str, int]:
