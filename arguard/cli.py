@@ -25,6 +25,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from arguard.respond.actions import host_notes
+
     config, ruleset = _load(args)
     where = config.path or "(shipped default configuration)"
     if config.fragments:
@@ -32,6 +34,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
           f"{len(config.active_responses)} active responses")
+    for name, note in host_notes(config.commands.values()).items():
+        print(f"command {name}: {note}")
     return EXIT_OK
 
 
@@ -131,28 +135,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if status["running"] else EXIT_NOT_RUNNING
 
 
+def _target(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
+    """(target, kind, usage error) from TARGET or --user NAME."""
+    if args.target is not None and args.user is not None:
+        return None, "ip", "give an address or network, or --user NAME, not both"
+    if args.user is not None:
+        return args.user, "user", None
+    return args.target, "ip", None
+
+
 def cmd_block(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon, direct_block
 
+    target, kind, problem = _target(args)
+    if problem is None and target is None:
+        problem = "give an address or network (TARGET), or --user NAME"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     config = load_config(resolve_config_path(args.config))
-    reply = ask_daemon(config, {"op": "block", "target": args.target, "command": args.command,
-                                "timeout": args.timeout})
+    reply = ask_daemon(config, {"op": "block", "target": target, "kind": kind,
+                                "command": args.command, "timeout": args.timeout})
     if isinstance(reply, DaemonDown):
-        reply = direct_block(config, args.target, args.command, args.timeout)
+        reply = direct_block(config, target, args.command, args.timeout, kind)
     return _report(reply, args.json)
 
 
 def cmd_unblock(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon, direct_unblock
 
-    config = load_config(resolve_config_path(args.config))
-    if (args.target is None) == (not args.all):
-        print("error: give a TARGET or --all", file=sys.stderr)
+    target, kind, problem = _target(args)
+    if problem is None and (target is None) == (not args.all):
+        problem = "give a TARGET, --user NAME or --all"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    reply = ask_daemon(config, {"op": "unblock", "target": args.target, "all": args.all,
-                                "command": args.command})
+    config = load_config(resolve_config_path(args.config))
+    reply = ask_daemon(config, {"op": "unblock", "target": target, "kind": kind,
+                                "all": args.all, "command": args.command})
     if isinstance(reply, DaemonDown):
-        reply = direct_unblock(config, args.target, args.command)
+        reply = direct_unblock(config, target, args.command, kind)
     return _report(reply, args.json)
 
 
@@ -290,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     block = add("block", cmd_block, "block a target now (through the daemon, or directly "
                                     "when it is not running)")
-    block.add_argument("target", metavar="TARGET", help="an IP address or a user name")
+    block.add_argument("target", metavar="TARGET", nargs="?",
+                       help="an IP address or a network (198.51.100.0/24, 2001:db8::/64)")
+    block.add_argument("--user", metavar="NAME", help="a user name instead (account locks)")
     block.add_argument("--command", metavar="C", help="the [[command]] to use (default: the "
                                                       "first bound one for this kind of target)")
     block.add_argument("--timeout", metavar="S", type=_duration,
@@ -298,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("--json", action="store_true", help="machine-readable output")
     unblock = add("unblock", cmd_unblock, "lift a target's blocks (of all commands, or one)")
     unblock.add_argument("target", metavar="TARGET", nargs="?")
+    unblock.add_argument("--user", metavar="NAME", help="a user name instead")
     unblock.add_argument("--all", action="store_true", help="lift every active block")
     unblock.add_argument("--command", metavar="C")
     unblock.add_argument("--json", action="store_true", help="machine-readable output")

@@ -31,8 +31,10 @@ from arguard.config import Config, load_config
 from arguard.errors import ConfigError
 from arguard.model import Line, Response
 from arguard.pipeline import Pipeline
+from arguard.respond.actions import host_notes
 from arguard.respond.owner import claim_namespace
 from arguard.respond.stage import build_respond_stage
+from arguard.respond.targets import TargetKind
 from arguard.ruleset.files import Ruleset, load_ruleset
 from arguard.sources.manager import SourceManager
 from arguard.status import blocks_section
@@ -305,16 +307,18 @@ class Daemon:
         if op == "reload":
             return await self.reload("control socket")
         if op == "block":
-            target, command, timeout = _block_arguments(request)
-            return control.block_reply(await self.respond.block_async(target, command, timeout))
+            target, command, timeout, kind = _block_arguments(request)
+            return control.block_reply(await self.respond.block_async(target, command, timeout,
+                                                                      kind))
         if op == "unblock" and request.get("all") is True:
             command = request.get("command")
             if command is not None and not isinstance(command, str):
                 raise ValueError("'command' must be a string")
             return control.unblock_reply(await self.respond.unblock_async(None, command), None)
         if op == "unblock":
-            target, command, _ = _block_arguments(request)
-            return control.unblock_reply(await self.respond.unblock_async(target, command),
+            target, command, _, kind = _block_arguments(request)
+            return control.unblock_reply(await self.respond.unblock_async(target, command,
+                                                                          kind),
                                          control.no_block_message(target, command))
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -325,6 +329,7 @@ class Daemon:
             "started": self.started, "uptime": now - self.started,
             "config": None if self.config_path is None else str(self.config_path),
             "owner": self.respond.owner.label,
+            "backends": host_notes(self.config.commands.values()),
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),
@@ -383,9 +388,13 @@ def _return_free_memory() -> None:
         trim(0)
 
 
-def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | None]:
+def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | None,
+                                                      TargetKind]:
     target, command, timeout = request.get("target"), request.get("command"), \
         request.get("timeout")
+    kind = request.get("kind", "ip")
+    if kind not in ("ip", "user"):
+        raise ValueError("'kind' must be \"ip\" or \"user\"")
     if not isinstance(target, str) or not target:
         raise ValueError("'target' must be a non-empty string")
     if command is not None and not isinstance(command, str):
@@ -393,7 +402,7 @@ def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | No
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
                                 or timeout <= 0):
         raise ValueError("'timeout' must be a positive whole number of seconds")
-    return target, command, timeout
+    return target, command, timeout, kind
 
 
 def _response_counters(counters: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:

@@ -10,7 +10,9 @@ from typing import Any
 
 from arguard import control
 from arguard.config import Config
+from arguard.respond.actions import host_notes
 from arguard.respond.stage import RespondStage, build_respond_stage
+from arguard.respond.targets import TargetKind
 from arguard.statelock import StateLock, StateLocked
 from arguard.status import blocks_section
 from arguard.store import Store
@@ -54,19 +56,21 @@ def offline_status(config: Config, reason: str, config_path: str | None) -> dict
         finally:
             store.close()
     return {"running": False, "reason": reason, "config": config_path,
-            "database": str(database), "blocks": blocks_section(blocks, time.time())}
+            "database": str(database), "backends": host_notes(config.commands.values()),
+            "blocks": blocks_section(blocks, time.time())}
 
 
-def direct_block(config: Config, target: str, command: str | None,
-                 timeout: int | None) -> dict[str, Any]:
+def direct_block(config: Config, target: str, command: str | None, timeout: int | None,
+                 kind: TargetKind = "ip") -> dict[str, Any]:
     with _direct(config) as stage:
-        return control.block_reply(stage.block(target, command, timeout))
+        return control.block_reply(stage.block(target, command, timeout, kind))
 
 
-def direct_unblock(config: Config, target: str | None, command: str | None) -> dict[str, Any]:
+def direct_unblock(config: Config, target: str | None, command: str | None,
+                   kind: TargetKind = "ip") -> dict[str, Any]:
     """Lift `target`'s blocks, or with None every active block (of `command`, or of all)."""
     with _direct(config) as stage:
-        return control.unblock_reply(stage.unblock(target, command),
+        return control.unblock_reply(stage.unblock(target, command, kind),
                                      None if target is None
                                      else control.no_block_message(target, command))
 

@@ -85,6 +85,8 @@ def render(status: dict[str, Any]) -> str:
     out.append(f"config: {status.get('config') or '(shipped default configuration)'}")
     if status.get("owner"):
         out.append(f"owner of its kernel objects: {status['owner']}")
+    for command, note in (status.get("backends") or {}).items():
+        out.append(f"command {command}: {note}")
     reload = status.get("reload") or {}
     if reload.get("error"):
         out.append(f"last reload FAILED at {_clock(reload.get('at'))} (old configuration kept):")

@@ -157,7 +157,7 @@ def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected
 
 @pytest.mark.parametrize("command,expected", [
     ('action = "ipset"\n     set_name = "a b"',
-     "arguard.toml:15: set_name 'a b' must be 1 to 30 letters, digits, '_', '.' or '-'"),
+     "arguard.toml:15: set_name 'a b' must be 1 to 26 letters, digits, '_', '.' or '-'"),
     ('action = "route"\n     route_type = "local"',
      'arguard.toml:15: route_type must be "blackhole", "unreachable" or "prohibit"'),
     ('action = "iptables"\n     chain = "arguard"\n     jump_from = ["arguard"]',
