@@ -164,7 +164,7 @@ def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected
      "arguard.toml:16: jump_from must not name the chain 'arguard' itself"),
     ('action = "ipset"\n     set_name = "x"\n     sets = 2',
      "arguard.toml:16: unknown key 'sets' in [command] (action 'ipset' takes: chain, "
-     "jump_from, set_name, target)"),
+     "jump_from, ports, prefix_v4, prefix_v6, protocol, set_name, target)"),
     ('action = "webhook"', "arguard.toml:12: a webhook command needs 'url'"),
     ('action = "disable-account"\n     expect = "srcip"',
      "arguard.toml:15: expect 'srcip' gives targets of kind ip, but action 'disable-account' "
