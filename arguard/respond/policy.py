@@ -68,9 +68,12 @@ def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
 
 
 def target_field(command: Command, fields: dict[str, str]) -> str | None:
-    """The alert field the command acts on; `user` is dstuser, else srcuser."""
+    """The alert field the command acts on; `user` is dstuser, else srcuser; `filename` is
+    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`)."""
     if command.expect == "user":
         return fields.get("dstuser") or fields.get("srcuser")
+    if command.expect == "filename":
+        return fields.get("file")
     return fields.get(command.expect)
 
 
@@ -161,7 +164,8 @@ class Policy:
     def _default_command(self, target: str) -> str | None:
         """The first command bound in [[active_response]] that acts on this kind of target,
         else the first configured command of that kind."""
-        kind = "ip" if normalise_address(target) is not None else "user"
+        kind = "ip" if normalise_address(target) is not None else \
+            "file" if target.startswith("/") else "user"
         bound = [r.command for r in self.config.active_responses]
         for name in [*bound, *self.config.commands]:
             if EXPECT_KINDS[self.config.commands[name].expect] == kind:

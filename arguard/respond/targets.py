@@ -3,7 +3,7 @@
 Targets come from log lines, that is from text an attacker may control, so every one is
 parsed strictly before any action sees it: addresses with `ipaddress` (one normal form, so
 that one attacker is one block and "1.2.3.4" never matches "1.2.3.45"), user names against a
-strict pattern. The white list is applied first; loopback, unspecified, multicast and broadcast
+strict pattern, file paths in their normal form. The white list is applied first; loopback, unspecified, multicast and broadcast
 addresses and the host's own addresses are never acted on, whatever the configuration says.
 Every refusal carries a short reason for active-responses.log and `arguard logtest`.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import posixpath
 import re
 import time
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-TargetKind = Literal["ip", "user"]
+TargetKind = Literal["ip", "user", "file"]
 
 #: the kind of target each value of a command's `expect` names
 EXPECT_KINDS: dict[str, TargetKind] = {
     "srcip": "ip", "dstip": "ip", "srcuser": "user", "dstuser": "user", "user": "user",
+    "filename": "file",
 }
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+",
@@ -114,6 +116,8 @@ class Targets:
     def check(self, kind: TargetKind, text: str | None) -> Checked:
         if kind == "ip":
             return self.check_address(text)
+        if kind == "file":
+            return check_file(text)
         return check_user(text)
 
     def check_address(self, text: str | None) -> Checked:
@@ -176,4 +180,20 @@ def check_user(text: str | None) -> Checked:
         reason = "user name too long"
     elif not _USER.fullmatch(text):
         reason = "not a valid user name"
+    return Checked(text, reason)
+
+
+def check_file(text: str | None) -> Checked:
+    """A file path: absolute and in its normal form (no `.`/`..` parts, no doubled or
+    trailing `/`), no NUL or newline. Which files may be acted on is the action's to say
+    (restore-file: only those it keeps a known-good copy of)."""
+    if not text:
+        return Checked(text or "", "empty file name")
+    reason = None
+    if "\0" in text or "\n" in text:
+        reason = "NUL or newline in file name"
+    elif not text.startswith("/"):
+        reason = "not an absolute path"
+    elif text == "/" or posixpath.normpath(text) != text or text.startswith("//"):
+        reason = "not a path in its normal form"
     return Checked(text, reason)
