@@ -265,6 +265,10 @@ class Baseline:
         nested = self.roots.nested(root)
         if start == root.path:
             top = self._read(root, start, self._recorded_in(walk, start), want_copy=walk.initial)
+            if top.kind == "symlink":
+                self.faults.report(start, "errors", "the watched path is a symlink: only the "
+                                   "link is watched (watch its target, or set "
+                                   "follow_symlinks = true)")
             if top.kind != "directory":
                 # a watched file, or a watched directory that does not exist (any more)
                 yield list(self._compare(walk, start, self._recorded_in(walk, start), top))
