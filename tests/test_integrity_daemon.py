@@ -32,7 +32,7 @@ def integrity_config(directory: Path, responses: str = "") -> Path:
     os.chmod(watched / "nginx.conf", 0o640)
     (watched / "conf.d" / "site.conf").write_bytes(b"site\n")
     (directory / "outside").write_bytes(b"outside secret\n")
-    return write_config(directory, extra=f"""
+    return write_config(directory, extra="""
         [[integrity]]
         paths = ["watched"]
         keep_copies = "1MB"

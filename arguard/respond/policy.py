@@ -164,8 +164,7 @@ class Policy:
     def _default_command(self, target: str) -> str | None:
         """The first command bound in [[active_response]] that acts on this kind of target,
         else the first configured command of that kind."""
-        kind = "ip" if normalise_address(target) is not None else \
-            "file" if target.startswith("/") else "user"
+        kind = "ip" if normalise_address(target) is not None else "user"
         bound = [r.command for r in self.config.active_responses]
         for name in [*bound, *self.config.commands]:
             if EXPECT_KINDS[self.config.commands[name].expect] == kind:
