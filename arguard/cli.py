@@ -34,7 +34,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         where = f"{where} + {', '.join(str(f) for f in config.fragments)}"
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
-          f"{len(config.active_responses)} active responses")
+          f"{len(config.active_responses)} active responses"
+          + (f", {sum(len(e.paths) for e in config.integrity)} paths watched for integrity"
+             if config.integrity else ""))
     return EXIT_OK
 
 

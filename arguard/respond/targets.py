@@ -3,8 +3,9 @@
 Targets come from log lines, that is from text an attacker may control, so every one is
 parsed strictly before any action sees it: addresses with `ipaddress` (one normal form, so
 that one attacker is one block and "1.2.3.4" never matches "1.2.3.45"), user names against a
-strict pattern, file paths in their normal form. The white list is applied first; loopback, unspecified, multicast and broadcast
-addresses and the host's own addresses are never acted on, whatever the configuration says.
+strict pattern, file paths in their normal form. The white list is applied first;
+loopback, unspecified, multicast and broadcast addresses and the host's own addresses are
+never acted on, whatever the configuration says.
 Every refusal carries a short reason for active-responses.log and `arguard logtest`.
 
 A target has a kind, given by the alert field a command expects (EXPECT_KINDS); each action

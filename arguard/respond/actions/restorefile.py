@@ -28,6 +28,7 @@ import hashlib
 import os
 import secrets
 import stat
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -57,10 +58,9 @@ class RestoreFile:
         self.copies = Copies(context.paths.integrity_copies)
         self.then: ScriptAction | None = None
         if options["then"]:
-            script = type(command)(
-                name=f"{command.name}/then", action="script", expect="filename",
-                executable=options["then"], extra_args=tuple(options["then_args"]),
-                options=MappingProxyType({"exec_timeout": options["then_timeout"]}))
+            script = replace(command, name=f"{command.name}/then", action="script",
+                             executable=options["then"], extra_args=tuple(options["then_args"]),
+                             options=MappingProxyType({"exec_timeout": options["then_timeout"]}))
             self.then = ScriptAction(script, context.paths.ar_bin_dir)
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:

@@ -32,8 +32,8 @@ no extra args, as analysisd's string message gave them) and stdin closed at once
 The alert sent is the alert that caused the response (alerts.alert_to_dict), with the
 `expect` field of `data` set to the validated target (for `expect = "filename"`,
 `syscheck.path`, where Wazuh's FIM alerts carry it; in legacy argv, FILENAME), so the script
-acts on exactly what arguard decided; `delete`, and `add` without an alert (manual blocks), send a minimal alert
-carrying just the target. Alert fields in legacy argv other than the target are passed only
+acts on exactly what arguard decided; `delete`, and `add` without an alert (manual blocks),
+send a minimal alert carrying just the target. Alert fields in legacy argv other than the target are passed only
 when they are themselves a valid address or user name.
 
 No shell is involved. The environment is empty but for a fixed PATH; the working directory
