@@ -25,7 +25,7 @@ MAX_LINE_BYTES = 65_536
 
 def _response_dict(response: Response, applied: Applied) -> dict:
     return {"command": response.command, "target": response.target,
-            "timeout": response.timeout,
+            "timeout": response.timeout, "verb": applied.verb,
             "skipped": applied.reason if applied.verb == "skip" else None}
 
 
@@ -108,7 +108,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     for text in iter_text_lines(source, MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
         simulation.advance(outcome.event.time)
-        applied = simulation.apply(outcome.responses)
+        applied = simulation.apply(outcome.responses) if outcome.responses else []
         if mode == "summary":
             if outcome.event.decoder is not None:
                 decoded += 1

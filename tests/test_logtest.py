@@ -106,7 +106,8 @@ def test_logtest_shows_the_responses_the_default_configuration_would_run(tmp_pat
     assert objects[6]["responses"] == []
     assert objects[7]["rule"]["id"] == 5763
     assert objects[7]["responses"] == [{"command": "firewall-drop", "target": "203.0.113.9",
-                                        "timeout": 600, "skipped": None}]
+                                        "timeout": 600, "verb": "add",
+                                        "skipped": None}]
     [loopback] = objects[15]["responses"]
     assert loopback["target"] == "127.0.0.1" and "white" in loopback["skipped"]
 
