@@ -307,6 +307,9 @@ class IntegritySource:
                 for path in sorted(self._deferred.pop(root.path, ())):
                     self._emit(baseline, root, baseline.check(path))
             self._publish_counts(store)
+            for root in self.roots:  # their start-up scan is next: status says so already
+                if root not in first:
+                    self._call(self._update, root.path, scanning=True)
             self._call(self.placed.set)
             now = time.monotonic()
             next_scan = {root.path: now + root.entry.scan_interval if root in first else now
