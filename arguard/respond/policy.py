@@ -75,9 +75,12 @@ def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
 
 
 def target_field(command: Command, fields: dict[str, str]) -> str | None:
-    """The alert field the command acts on; `user` is dstuser, else srcuser."""
+    """The alert field the command acts on; `user` is dstuser, else srcuser; `filename` is
+    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`)."""
     if command.expect == "user":
         return fields.get("dstuser") or fields.get("srcuser")
+    if command.expect == "filename":
+        return fields.get("file")
     return fields.get(command.expect)
 
 

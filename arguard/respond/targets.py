@@ -3,8 +3,9 @@
 Targets come from log lines, that is from text an attacker may control, so every one is
 parsed strictly before any action sees it: addresses with `ipaddress` (one normal form, so
 that one attacker is one block and "1.2.3.4" never matches "1.2.3.45"), user names against a
-strict pattern. The white list is applied first; loopback, unspecified, multicast and broadcast
-addresses and the host's own addresses are never acted on, whatever the configuration says.
+strict pattern, file paths in their normal form. The white list is applied first;
+loopback, unspecified, multicast and broadcast addresses and the host's own addresses are
+never acted on, whatever the configuration says.
 Every refusal carries a short reason for active-responses.log and `arguard logtest`.
 
 Actions that block prefixes (their description says `networks`) take networks too: an
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import posixpath
 import re
 import time
 from dataclasses import dataclass
@@ -33,11 +35,12 @@ log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-TargetKind = Literal["ip", "user"]
+TargetKind = Literal["ip", "user", "file"]
 
 #: the kind of target each value of a command's `expect` names
 EXPECT_KINDS: dict[str, TargetKind] = {
     "srcip": "ip", "dstip": "ip", "srcuser": "user", "dstuser": "user", "user": "user",
+    "filename": "file",
 }
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+",
@@ -168,6 +171,8 @@ class Targets:
         to the covering prefix of these lengths (IPv4, IPv6); None: single addresses."""
         if kind == "user":
             return check_user(text)
+        if kind == "file":
+            return check_file(text)
         if prefixes is None:
             return self.check_address(text)
         return self.check_network(text, prefixes)
@@ -267,4 +272,20 @@ def check_user(text: str | None) -> Checked:
         reason = "user name too long"
     elif not _USER.fullmatch(text):
         reason = "not a valid user name"
+    return Checked(text, reason)
+
+
+def check_file(text: str | None) -> Checked:
+    """A file path: absolute and in its normal form (no `.`/`..` parts, no doubled or
+    trailing `/`), no NUL or newline. Which files may be acted on is the action's to say
+    (restore-file: only those it keeps a known-good copy of)."""
+    if not text:
+        return Checked(text or "", "empty file name")
+    reason = None
+    if "\0" in text or "\n" in text:
+        reason = "NUL or newline in file name"
+    elif not text.startswith("/"):
+        reason = "not an absolute path"
+    elif text == "/" or posixpath.normpath(text) != text or text.startswith("//"):
+        reason = "not a path in its normal form"
     return Checked(text, reason)

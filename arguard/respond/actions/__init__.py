@@ -32,6 +32,7 @@ ACTIONS: dict[str, str] = {
     "disable-account": "arguard.respond.actions.account",
     "webhook": "arguard.respond.actions.webhook",
     "script": "arguard.respond.actions.script",
+    "restore-file": "arguard.respond.actions.restorefile",
 }
 #: the action of a [[command]] that names an `executable` instead of an `action`
 EXECUTABLE_ACTION = "script"
