@@ -205,7 +205,7 @@ def test_bad_rows_are_skipped_and_reported_never_applied(lab):
     now = time.time()
     row = dict(origin="a", verb="add", command="firewall-drop", created=_when(now),
                expires=_when(now + 600), rule_id=5763)
-    bad_target = lab.insert_row(uid="u1", target="203.0.113.0/24", **row)
+    bad_target = lab.insert_row(uid="u1", target="203.0.113.5; rm -rf /", **row)
     unknown_command = lab.insert_row(uid="u2", target=ATTACKER, **{**row,
                                                                    "command": "rm-rf"})
     unknown_verb = lab.insert_row(uid="u3", target=ATTACKER, **{**row, "verb": "nuke"})
@@ -218,7 +218,7 @@ def test_bad_rows_are_skipped_and_reported_never_applied(lab):
     fleet = lab.fleet("b")
     assert fleet["in"] == {"add": 1, "skip": 2, "malformed": 1, "expired": 1}
     recent = "\n".join(fleet["recent_refusals"])
-    assert f"a#{bad_target}" in recent and "network, not an address" in recent
+    assert f"a#{bad_target}" in recent and "not an IP address" in recent
     assert f"a#{unknown_command}" in recent and "unknown command" in recent
     assert f"#{unknown_verb}" in recent and "unknown verb" in recent
     assert f"#{expired}" not in recent
