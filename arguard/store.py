@@ -211,12 +211,39 @@ class Store:
     def _block(row: tuple) -> Block:
         return Block(*row)
 
-    def insert_block(self, block: Block) -> None:
-        """Record a new active block; IntegrityError if (command, target) is already active."""
-        self.db.execute(
-            f"INSERT INTO blocks ({self._BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (block.target, block.kind, block.command, block.rule_id, block.alert_id,
-             block.created_at, block.expires_at, block.offence, block.state))
+    def active_blocks_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Block]:
+        """The active blocks among these (command, target) pairs, by pair: one query per
+        command, however many targets (a batch of fleet decisions has thousands)."""
+        targets: dict[str, set[str]] = {}
+        for command, target in keys:
+            targets.setdefault(command, set()).add(target)
+        found: dict[tuple[str, str], Block] = {}
+        for command, wanted in targets.items():
+            for row in self.db.execute(
+                    f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE state = 'active' "
+                    "AND command = ? AND target IN (SELECT value FROM json_each(?))",
+                    (command, json.dumps(list(wanted)))):
+                found[(row[2], row[0])] = self._block(row)
+        return found
+
+    def write_blocks(self, new: Iterable[Block], changed: Iterable[Block] = (),
+                     lifted: Iterable[tuple[str, str]] = ()) -> None:
+        """Record new active blocks (IntegrityError if a (command, target) is already
+        active), then the expiry, offence, rule and alert of changed active ones, then mark
+        the active blocks of the `lifted` (command, target) pairs lifted; in one commit."""
+        with self.transaction():
+            self.db.executemany(
+                f"INSERT INTO blocks ({self._BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(b.target, b.kind, b.command, b.rule_id, b.alert_id, b.created_at,
+                  b.expires_at, b.offence, b.state) for b in new])
+            self.db.executemany(
+                "UPDATE blocks SET expires_at = ?, offence = ?, rule_id = ?, alert_id = ? "
+                "WHERE command = ? AND target = ? AND state = 'active'",
+                [(b.expires_at, b.offence, b.rule_id, b.alert_id, b.command, b.target)
+                 for b in changed])
+            self.db.executemany(
+                "UPDATE blocks SET state = 'lifted' "
+                "WHERE command = ? AND target = ? AND state = 'active'", list(lifted))
 
     def active_block(self, command: str, target: str) -> Block | None:
         row = self.db.execute(
@@ -238,20 +265,6 @@ class Store:
 
     def count_active_blocks(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM blocks WHERE state = 'active'").fetchone()[0]
-
-    def update_block(self, command: str, target: str, expires_at: float | None,
-                     offence: int | None = None, rule_id: int | None = None,
-                     alert_id: str | None = None) -> None:
-        """Set an active block's expiry; offence, rule and alert are kept when None."""
-        self.db.execute(
-            "UPDATE blocks SET expires_at = ?, offence = COALESCE(?, offence), "
-            "rule_id = COALESCE(?, rule_id), alert_id = COALESCE(?, alert_id) "
-            "WHERE command = ? AND target = ? AND state = 'active'",
-            (expires_at, offence, rule_id, alert_id, command, target))
-
-    def lift_block(self, command: str, target: str) -> None:
-        self.db.execute("UPDATE blocks SET state = 'lifted' "
-                        "WHERE command = ? AND target = ? AND state = 'active'", (command, target))
 
     def next_expiry(self) -> float | None:
         """The earliest expires_at among active timed blocks (served by blocks_expiry)."""

@@ -203,10 +203,9 @@ def reconcile(count: int, action: str) -> float:
         config = load_config(path)
         store = Store(config.paths.database)
         now = time.time()
-        with store.transaction():
-            for i, target in enumerate(addresses(count)):
-                store.insert_block(Block(target, "ip", "firewall-drop", 5712, None, now,
-                                         now + 600 + i % 3600, 1))
+        store.write_blocks(Block(target, "ip", "firewall-drop", 5712, None, now,
+                                 now + 600 + i % 3600, 1)
+                           for i, target in enumerate(addresses(count)))
         responder = build_respond_stage(config, store).responder
         start = time.perf_counter()
         result = responder.reconcile()

@@ -5,10 +5,10 @@ Tables, in the schema named by fleet.schema:
 - `decisions`: every decision a host shared (block `add`, unblock `delete`), with its
   origin, command, target, created and absolute expiry, offence, rule and alert ids and
   recipients (NULL: every host). Each insert is NOTIFYed on `<schema>_decisions` with the
-  row as JSON (`row_to_json`, as a catch-up reads it too), so members hear of it at once; a member that was away reads the rows after
-  the last id it saw. Inserts are serialised (an advisory lock taken before any id is
-  drawn), so ids are committed in order and "everything after id N" never skips a row that
-  commits late.
+  row as JSON (`row_to_json`), so members hear of it at once; a member that was away reads
+  the rows after the last id it saw (as columns: the same checks, no JSON in between).
+  Inserts are serialised (an advisory lock taken before any id is drawn), so ids are
+  committed in order and "everything after id N" never skips a row that commits late.
 - `facts`: the compact facts of fleet-scoped correlation (rule, key, time; or a reset when
   the rule fired), NOTIFYed on `<schema>_facts`, kept until their timeframe is over.
 - `members`: each host's name, when it was last connected and the last decision it saw.
@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from arguard.config import Fleet
-from arguard.fleet.decision import FleetDecision
+from arguard.fleet.decision import DECISION_COLUMNS, FleetDecision, Malformed, read_decision
 
 #: libpq keepalive settings used unless the DSN sets its own: a database that vanishes
 #: without closing the connection (a partition) is noticed within about 30 seconds
@@ -101,6 +101,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: the select list of a decision as `read_decision` takes it (times as epoch seconds)
+_DECISION_SELECT = ", ".join(
+    f"extract(epoch FROM d.{name})::float8" if name in ("created", "expires") else f"d.{name}"
+    for name in DECISION_COLUMNS)
 
 
 class FleetError(Exception):
@@ -282,20 +286,22 @@ class Connection:
                 _columns(rows, text_arrays=(10,)))
             return cursor.rowcount
 
-    async def decisions_after(self, after: int, name: str,
-                              limit: int) -> list[tuple[int, str]]:
+    async def decisions_after(self, after: int, name: str, limit: int
+                              ) -> list[tuple[int, FleetDecision | Malformed]]:
         """The decisions after id `after` that concern host `name`, in id order, as (id,
-        JSON text): not its own, addressed to every host or to it, and without the blocks
-        that are over (expired, or unblocked by a later decision)."""
-        cursor = await self.raw.execute(self.q(
-            "SELECT d.id, row_to_json(d)::text FROM {schema}.decisions d "
+        the decision read from its columns, checked): not its own, addressed to every
+        host or to it, and without the blocks that are over (expired, or unblocked by a
+        later decision). Columns in binary: a catch-up reads 100 000 rows."""
+        cursor = self.raw.cursor(binary=True)
+        await cursor.execute(self.q(
+            f"SELECT {_DECISION_SELECT} FROM {{schema}}.decisions d "
             "WHERE d.id > %(after)s AND d.origin <> %(name)s "
             "AND (d.recipients IS NULL OR %(name)s = ANY (d.recipients)) "
             "AND NOT (d.verb = 'add' AND (d.expires <= now() OR EXISTS ("
             "  SELECT 1 FROM {schema}.decisions l WHERE l.command = d.command "
             "  AND l.target = d.target AND l.id > d.id AND l.verb = 'delete'))) "
             "ORDER BY d.id LIMIT %(limit)s"), {"after": after, "name": name, "limit": limit})
-        return [(row[0], row[1]) for row in await cursor.fetchall()]
+        return [(row[0], read_decision(row)) for row in await cursor.fetchall()]
 
     async def purge(self) -> tuple[int, int]:
         """Drop decisions that stopped mattering RETENTION_DAYS ago and facts whose time is

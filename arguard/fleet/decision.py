@@ -11,8 +11,10 @@ with the reason, never applied.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -25,6 +27,9 @@ VERBS: tuple[FleetVerb, ...] = ("add", "delete")
 #: a fleet host's name (fleet.name, trusted_origins, agent = [...])
 MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", re.ASCII)
 _MAX_TEXT = 256
+#: the columns `read_decision` takes, in its order (times as seconds since the epoch)
+DECISION_COLUMNS = ("id", "uid", "origin", "verb", "command", "target", "created", "expires",
+                    "offence", "rule_id", "alert_id", "recipients")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,60 +67,76 @@ class Malformed:
 
 
 def parse_decision(text: str) -> FleetDecision | Malformed:
-    """A decision as the database sends it (a JSON object: a NOTIFY payload or a row read
-    on catch-up), every field checked."""
+    """A decision as the database pushes it: a NOTIFY payload, the row as a JSON object
+    (times as PostgreSQL writes them in JSON), every field checked."""
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
         return Malformed(None, "not JSON")
     if not isinstance(data, dict):
         return Malformed(None, "not a JSON object")
-    ident = data.get("id")
+    get = data.get
+    return checked_decision(get("id"), get("uid"), get("origin"), get("verb"), get("command"),
+                            get("target"), get("created"), get("expires"), get("offence", 1),
+                            get("rule_id"), get("alert_id"), get("recipients"), parse_time)
+
+
+def read_decision(row: tuple) -> FleetDecision | Malformed:
+    """A decision as a catch-up reads it: the row's columns (DECISION_COLUMNS), without
+    a JSON text in between, every field checked as a pushed one is."""
+    return checked_decision(*row, epoch_time)
+
+
+def checked_decision(ident: Any, uid: Any, origin: Any, verb: Any, command: Any, target: Any,
+                     created: Any, expires: Any, offence: Any, rule_id: Any, alert_id: Any,
+                     recipients: Any, read_time: Callable[[Any], float | None]
+                     ) -> FleetDecision | Malformed:
+    """The decision these fields make, or what is wrong with them; `read_time` reads a
+    time field as the transport carries it."""
     if not _is_int(ident) or ident <= 0:
         return Malformed(None, "no valid id")
-    origin = data.get("origin")
     if not isinstance(origin, str) or not MEMBER_NAME.fullmatch(origin):
         return Malformed(ident, "origin is not a host name")
 
     def bad(reason: str) -> Malformed:
         return Malformed(ident, reason, origin)
 
-    verb = data.get("verb")
     if verb not in VERBS:
         return bad(f"unknown verb {_shown(verb)}")
-    command, target = data.get("command"), data.get("target")
     for name, value in (("command", command), ("target", target)):
         if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
             return bad(f"{name} is not a string of 1-{_MAX_TEXT} characters")
-    created, expires = parse_time(data.get("created")), data.get("expires")
+    created = read_time(created)
     if created is None:
         return bad("created is not a time")
     if expires is not None:
-        expires = parse_time(expires)
+        expires = read_time(expires)
         if expires is None:
             return bad("expires is not a time")
-    offence, rule_id, alert_id = data.get("offence", 1), data.get("rule_id"), \
-        data.get("alert_id")
     if not _is_int(offence) or not 1 <= offence <= 1_000_000:
         return bad("offence is not a positive whole number")
     if rule_id is not None and (not _is_int(rule_id) or not 0 < rule_id < 10_000_000):
         return bad("rule_id is not a rule id")
     if alert_id is not None and (not isinstance(alert_id, str) or len(alert_id) > 64):
         return bad("alert_id is not a short string")
-    recipients = data.get("recipients")
     if recipients is not None and (not isinstance(recipients, list) or not all(
             isinstance(r, str) and MEMBER_NAME.fullmatch(r) for r in recipients)):
         return bad("recipients is not a list of host names")
-    return FleetDecision(
-        verb=verb, origin=origin, command=command, target=target, created=created,
-        expires_at=expires, offence=offence,
-        rule_id=rule_id, alert_id=alert_id,
-        recipients=None if recipients is None else tuple(recipients),
-        uid=str(data.get("uid") or ""), id=ident)
+    return FleetDecision(verb, origin, command, target, created, expires, offence, rule_id,
+                         alert_id, None if recipients is None else tuple(recipients),
+                         str(uid or ""), ident)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def epoch_time(value: Any) -> float | None:
+    """Seconds since the epoch as a finite number; None when it is not one (a timestamp
+    of `infinity` reads as inf)."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return None
+    return value
 
 
 def parse_time(value: Any) -> float | None:

@@ -21,7 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from arguard.fleet.decision import FleetDecision, Malformed, parse_decision
+from arguard.fleet.decision import FleetDecision, Malformed
 from arguard.model import Lift, Origin, Response
 from arguard.respond.responder import Applied
 from arguard.respond.stage import RespondStage
@@ -41,8 +41,8 @@ class _Pending:
 
 
 class Inbox:
-    """Applies the decisions the fleet link receives (as (id, JSON text) pairs, in id order,
-    from NOTIFY or from a catch-up read)."""
+    """Applies the decisions the fleet link receives, as (id, decision as read) pairs in id
+    order: from NOTIFY (the JSON payload) or from a catch-up read (the row's columns)."""
 
     def __init__(self, stage: RespondStage, name: str, clock: Callable[[], float] = time.time):
         self.stage = stage
@@ -57,17 +57,16 @@ class Inbox:
         #: last one applied)
         self.lag: float | None = None
 
-    async def receive(self, entries: Sequence[tuple[int, str]]) -> None:
+    async def receive(self, entries: Sequence[tuple[int, FleetDecision | Malformed]]) -> None:
         fresh = sorted((e for e in entries if e[0] > self.cursor), key=lambda e: e[0])
         for start in range(0, len(fresh), BATCH):
             await self._receive(fresh[start:start + BATCH])
 
-    async def _receive(self, entries: Sequence[tuple[int, str]]) -> None:
+    async def _receive(self, entries: Sequence[tuple[int, FleetDecision | Malformed]]) -> None:
         now = self.clock()
         pending: list[_Pending] = []
         outcomes: list[tuple] = []
-        for ident, text in entries:
-            decision = parse_decision(text)
+        for ident, decision in entries:
             if isinstance(decision, Malformed) or decision.id != ident:
                 reason = decision.reason if isinstance(decision, Malformed) else "id mismatch"
                 self._report(f"decision #{ident} skipped, malformed: {reason}", "malformed")

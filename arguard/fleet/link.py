@@ -23,6 +23,7 @@ from arguard import __version__
 from arguard.config import Fleet
 from arguard.fleet.database import (Connection, FleetDatabase, FleetError, describe,
                                     is_authentication_error)
+from arguard.fleet.decision import parse_decision
 from arguard.fleet.facts import SharedCorrelation
 from arguard.fleet.inbox import Inbox
 from arguard.respond.responder import HISTORY
@@ -164,8 +165,10 @@ class FleetLink:
                 if ident is None:
                     log.warning("fleet: a notification on %s without an id was skipped",
                                 channel)
-                    continue
-                (decisions if channel == decisions_channel else facts).append((ident, payload))
+                elif channel == decisions_channel:
+                    decisions.append((ident, parse_decision(payload)))
+                else:
+                    facts.append((ident, payload))
             if facts:
                 self.correlation.receive(facts)
             if decisions:

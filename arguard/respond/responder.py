@@ -14,14 +14,18 @@ the next start):
 A failed add marks the row lifted; a failed delete keeps the row active and retries after
 LIFT_RETRY seconds, so a block that is still in place is never forgotten.
 
-Every request (a Response to add or extend, a Lift) takes one path. `_begin` asks the policy
-what each one does, against the table as it stands, and writes the table ahead of the
-backend, all in one transaction: the rows of a batch are committed together, before any of
-its actions runs. `_invoke` makes each backend call through the one guard (dry run, action
-errors, an action that crashes). `_settle` records the outcomes in a second transaction.
-`apply` makes the calls inline; `apply_async` runs the calls of detached actions (scripts,
-webhooks: they can take seconds) in worker threads. Reconciliation's calls go through the
-same guard. Store access always stays in the caller's thread.
+Every request (a Response to add or extend, a Lift) takes one path, as a batch: one alert's
+responses, an operator's unblock, a page of fleet decisions (thousands). `_begin` reads the
+active rows the batch concerns in one query, asks the policy what each request does against
+the rows as the requests before it left them, and writes the table ahead of the backend in
+one statement per kind of change, all in one transaction: the rows of a batch are committed
+together, before any of its actions runs. `_invoke` makes each backend call through the one
+guard (dry run, action errors, an action that crashes); the adds of a batch to one action
+go in one `add_many` where the action has it (`_invoke_adds`, which reconciliation's
+restores use too). `_settle` records the outcomes in a second transaction and writes their
+active-responses.log lines together. `apply` makes the calls inline; `apply_async` runs the
+calls of detached actions (scripts, webhooks: they can take seconds) in worker threads.
+Store access always stays in the caller's thread.
 """
 
 from __future__ import annotations
@@ -104,6 +108,46 @@ class _Step:
     failed: str | None = None
 
 
+class _Rows:
+    """The active rows of one batch, as the batch leaves them: read in one query when it
+    begins, written in one statement per kind (new, changed, lifted) when it is decided
+    and again when it is settled, so that a request sees what the requests before it in
+    the batch did (a second alert for one target extends what the first added)."""
+
+    __slots__ = ("current", "new", "changed", "lifted", "soonest")
+
+    def __init__(self, current: dict[tuple[str, str], Block]):
+        self.current = current
+        self.new: dict[tuple[str, str], Block] = {}
+        self.changed: dict[tuple[str, str], Block] = {}
+        self.lifted: list[tuple[str, str]] = []
+        #: the soonest expiry time a row got (the scheduler may have to wake earlier)
+        self.soonest: float | None = None
+
+    def add(self, block: Block) -> None:
+        key = (block.command, block.target)
+        self.current[key] = self.new[key] = block
+
+    def change(self, block: Block) -> None:
+        key = (block.command, block.target)
+        self.current[key] = block
+        (self.new if key in self.new else self.changed)[key] = block
+
+    def lift(self, block: Block) -> None:
+        self.lifted.append((block.command, block.target))
+
+    def expiring(self, expires_at: float | None) -> None:
+        if expires_at is not None and (self.soonest is None or expires_at < self.soonest):
+            self.soonest = expires_at
+
+
+def _key(request: Request) -> tuple[str, str]:
+    """The (command, target) of the active row a request may find."""
+    if isinstance(request, Lift):
+        return request.block.command, request.block.target
+    return request.command, request.target
+
+
 class Responder:
     """Applies requests through the policy's decisions, and reconciles.
 
@@ -128,6 +172,7 @@ class Responder:
         #: (command, verb) → how many times; failures per command feed `arguard status`
         self.counters: Counter[tuple[str, str]] = Counter()
         self._actions: dict[str, Action] = dict(actions or {})
+        self._detached: dict[str, bool] = {}
         self._active = store.count_active_blocks()
         self._listeners: list[Callable[[float], None]] = []
 
@@ -181,8 +226,11 @@ class Responder:
 
     def detached(self, command: str) -> bool:
         """Whether the command's action runs detached (unknown commands are not)."""
-        spec = self.config.commands.get(command)
-        return spec is not None and detached(spec)
+        known = self._detached.get(command)
+        if known is None:
+            spec = self.config.commands.get(command)
+            known = self._detached[command] = spec is not None and detached(spec)
+        return known
 
     def action(self, command: str) -> Action | None:
         """The action of a configured command, built on first use; None when the command is
@@ -203,8 +251,9 @@ class Responder:
         return self.store.next_expiry()
 
     def subscribe(self, listener: Callable[[float], None]) -> None:
-        """Call `listener(expires_at)` whenever a block gets a new expiry time (the scheduler
-        uses it to wake up early for a block that expires sooner than it planned)."""
+        """Call `listener(expires_at)` with the soonest new expiry time of every batch that
+        gives blocks one (the scheduler uses it to wake up early for a block that expires
+        sooner than it planned)."""
         self._listeners.append(listener)
 
     def purge(self) -> None:
@@ -228,6 +277,7 @@ class Responder:
         for name in list(self._actions):
             if config.commands.get(name) != self.config.commands.get(name):
                 del self._actions[name]
+        self._detached.clear()
         self.config = config
         self.policy = policy
         if not self.dry_run and self.log.path != config.paths.responses_log:
@@ -252,16 +302,17 @@ class Responder:
                alongside: Callable[[], None] | None = None) -> list[_Step]:
         now = self.clock()
         with self._transaction():
-            steps = [self._begin_lift(request, now) if isinstance(request, Lift)
-                     else self._begin_response(request, now) for request in requests]
+            rows = _Rows(self.store.active_blocks_of(_key(request) for request in requests))
+            steps = [self._begin_lift(request, now, rows) if isinstance(request, Lift)
+                     else self._begin_response(request, now, rows) for request in requests]
+            self.store.write_blocks(rows.new.values(), rows.changed.values())
             if alongside is not None:
                 alongside()
-            return steps
+        self._notify(rows.soonest)
+        return steps
 
-    def _begin_response(self, response: Response, now: float) -> _Step:
-        current = None
-        if response.skipped is None and response.command in self.config.commands:
-            current = self.store.active_block(response.command, response.target)
+    def _begin_response(self, response: Response, now: float, rows: _Rows) -> _Step:
+        current = rows.current.get((response.command, response.target))
         decision = self.policy.transition(response, current, self._active, now)
         step = _Step(response, decision, now)
         if decision.verb == "skip":
@@ -274,32 +325,31 @@ class Responder:
         block, alert = decision.block, response.alert
         if decision.verb == "extend":
             assert block is not None and current is not None
-            self.store.update_block(block.command, block.target, block.expires_at,
-                                    block.offence, block.rule_id, block.alert_id)
+            rows.change(block)
             if block.expires_at != current.expires_at:
-                self._notify(block.expires_at)
+                rows.expiring(block.expires_at)
             if decision.refresh:
                 step.call = _Call(action, "add", response.target,
                                   backend_timeout(decision.remaining), alert)
             return step
         if block is not None:
-            self.store.insert_block(block)
+            rows.add(block)
             self._active += 1
-            self._notify(block.expires_at)
+            rows.expiring(block.expires_at)
         step.call = _Call(action, "add", response.target, response.timeout, alert,
                           detached=self.detached(response.command))
         return step
 
-    def _begin_lift(self, request: Lift, now: float) -> _Step:
+    def _begin_lift(self, request: Lift, now: float, rows: _Rows) -> _Step:
         block = request.block
-        current = self.store.active_block(block.command, block.target)
+        current = rows.current.get((block.command, block.target))
         decision = self.policy.lift(current)
         step = _Step(request, decision, now)
         if decision.verb == "skip" or decision.reason is not None:
             return step
         assert current is not None
         if current.expires_at is None or current.expires_at > now:
-            self.store.update_block(current.command, current.target, now)
+            rows.change(replace(current, expires_at=now))
         try:
             action = None if self.dry_run else self.action(current.command)
         except ActionError as error:
@@ -310,35 +360,37 @@ class Responder:
         return step
 
     def _invoke_inline(self, steps: Sequence[_Step], indexes: Sequence[int]) -> list[str | None]:
-        """Make the calls of these steps, in order; when they are all adds, those to one
-        batch action go in one `add_many` (a fleet member catching up adds thousands), and
-        one by one only if that fails."""
+        """Make the calls of these steps. When they are all adds, those of one action go
+        together (`_invoke_adds`: a fleet member catching up adds thousands at once);
+        otherwise one by one in order, since a delete and an add of one target must not
+        swap."""
         calls = [steps[index].call for index in indexes]
+        if self.dry_run or not all(c is None or c.method == "add" for c in calls):
+            return [self._invoke(call) for call in calls]
         errors: list[str | None] = [None] * len(calls)
         groups: dict[int, list[int]] = {}
-        if not self.dry_run and all(c is None or c.method == "add" for c in calls):
-            batches: dict[int, bool] = {}  # isinstance of a Protocol is slow: once per action
-            for position, call in enumerate(calls):
-                if call is None:
-                    continue
-                key = id(call.action)
-                if key not in batches:
-                    batches[key] = isinstance(call.action, BatchAction)
-                if batches[key]:
-                    groups.setdefault(key, []).append(position)
-        batched = set()
-        for positions in groups.values():
-            if len(positions) < 2:
-                continue
-            first = calls[positions[0]]
-            assert first is not None
-            items = [(calls[p].target, calls[p].timeout) for p in positions]  # type: ignore
-            if self._invoke(_Call(first.action, "add_many", items=items)) is None:
-                batched.update(positions)
         for position, call in enumerate(calls):
-            if position not in batched:
-                errors[position] = self._invoke(call)
+            if call is not None:
+                groups.setdefault(id(call.action), []).append(position)
+        for positions in groups.values():
+            group = [calls[position] for position in positions]
+            for position, error in zip(positions, self._invoke_adds(group)):  # type: ignore
+                errors[position] = error
         return errors
+
+    def _invoke_adds(self, calls: Sequence[_Call]) -> list[str | None]:
+        """Adds to one action: several in one `add_many` when the action has it (one
+        netlink message per thousand entries), one by one when it has not or when the
+        batch fails (so that one bad entry fails alone)."""
+        action = calls[0].action
+        if len(calls) > 1 and callable(getattr(action, "add_many", None)):
+            error = self._invoke(_Call(action, "add_many",
+                                       items=[(call.target, call.timeout) for call in calls]))
+            if error is None:
+                return [None] * len(calls)
+            log.warning("%d adds in one batch failed (%s); adding one by one", len(calls),
+                        error)
+        return [self._invoke(call) for call in calls]
 
     def _invoke(self, call: _Call | None) -> str | None:
         """Make one backend call; the error message, or None on success (and in a dry run)."""
@@ -362,12 +414,16 @@ class Responder:
         return None
 
     def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
-        with self._transaction():
-            return [self._settle_lift(step, error) if isinstance(step.request, Lift)
-                    else self._settle_response(step, error)
-                    for step, error in zip(steps, errors)]
+        rows = _Rows({})
+        with self._transaction(), self.log.together():
+            applied = [self._settle_lift(step, error, rows) if isinstance(step.request, Lift)
+                       else self._settle_response(step, error, rows)
+                       for step, error in zip(steps, errors)]
+            self.store.write_blocks((), rows.changed.values(), rows.lifted)
+        self._notify(rows.soonest)
+        return applied
 
-    def _settle_response(self, step: _Step, error: str | None) -> Applied:
+    def _settle_response(self, step: _Step, error: str | None, rows: _Rows) -> Applied:
         response = step.request
         assert isinstance(response, Response)
         decision, block = step.decision, step.decision.block
@@ -388,12 +444,12 @@ class Responder:
         if block is None:
             return record("fail" if error else "add", error)
         if error is not None:
-            self.store.lift_block(block.command, block.target)
+            rows.lift(block)
             self._active -= 1
             return record("fail", error, replace(block, state="lifted"))
         return record("add", None, block)
 
-    def _settle_lift(self, step: _Step, error: str | None) -> Applied:
+    def _settle_lift(self, step: _Step, error: str | None, rows: _Rows) -> Applied:
         request = step.request
         assert isinstance(request, Lift)
         decision, current = step.decision, step.decision.block
@@ -404,12 +460,12 @@ class Responder:
         error = step.failed or error
         if error is not None and decision.reason is None:
             retry = step.now + LIFT_RETRY
-            self.store.update_block(current.command, current.target, retry)
-            self._notify(retry)
+            rows.change(replace(current, expires_at=retry))
+            rows.expiring(retry)
             return self._record("fail", current.command, current.target, block=current,
                                 reason=f"{error}; retrying in {LIFT_RETRY} s",
                                 origin=request.origin)
-        self.store.lift_block(current.command, current.target)
+        rows.lift(current)
         self._active -= 1
         if decision.reason is not None:  # the command is gone: its backend was not asked
             return self._record("fail", current.command, current.target, block=current,
@@ -510,27 +566,19 @@ class Responder:
 
     def _restore(self, name: str, action: Action, lost: list[Block],
                  result: Reconciled) -> None:
-        """Put lost blocks back with their remaining time; in one batch when the action
-        has `add_many`."""
+        """Put lost blocks back with their remaining time (together, as a batch's adds)."""
         now = self.clock()
-        items = [(b, backend_timeout(None if b.expires_at is None else b.expires_at - now))
-                 for b in lost]
-        if items and isinstance(action, BatchAction):
-            error = self._invoke(_Call(action, "add_many",
-                                       items=[(b.target, timeout) for b, timeout in items]))
-            if error is None:
-                result.restored.extend(
-                    self._record("add", name, b.target, block=b, timeout=timeout,
-                                 reason="reconcile: restored") for b, timeout in items)
-                return
-            log.warning("%s: batch restore failed (%s); restoring one by one", name, error)
-        for block, timeout in items:
-            error = self._invoke(_Call(action, "add", block.target, timeout))
-            if error is not None:
-                result.failed.append(self._record(
-                    "fail", name, block.target, block=block, timeout=timeout,
-                    reason=f"reconcile: cannot restore: {error}"))
-            else:
-                result.restored.append(self._record(
-                    "add", name, block.target, block=block, timeout=timeout,
-                    reason="reconcile: restored"))
+        calls = [_Call(action, "add", block.target, backend_timeout(
+            None if block.expires_at is None else block.expires_at - now)) for block in lost]
+        if not calls:
+            return
+        with self.log.together():
+            for block, call, error in zip(lost, calls, self._invoke_adds(calls)):
+                if error is not None:
+                    result.failed.append(self._record(
+                        "fail", name, block.target, block=block, timeout=call.timeout,
+                        reason=f"reconcile: cannot restore: {error}"))
+                else:
+                    result.restored.append(self._record(
+                        "add", name, block.target, block=block, timeout=call.timeout,
+                        reason="reconcile: restored"))

@@ -15,6 +15,8 @@ import logging
 import os
 import re
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable, Literal
@@ -45,7 +47,8 @@ class ResponseLog:
 
     Opened for append on first write; `reopen()` closes it so that the next write opens the
     file again (after logrotate moved it; the daemon calls it on SIGHUP). With no path, lines
-    only go to the `logging` record.
+    only go to the `logging` record. Inside `together()` the lines wait and go to the file
+    in one write when it ends (a batch of fleet decisions writes thousands).
     """
 
     def __init__(self, path: Path | None, clock: Callable[[], float]):
@@ -56,6 +59,7 @@ class ResponseLog:
         self.recent_failures: deque[str] = deque(maxlen=RECENT_FAILURES)
         self._second: int | None = None
         self._stamp = ""
+        self._waiting: list[str] | None = None
 
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
@@ -72,12 +76,33 @@ class ResponseLog:
         if verb == "fail":
             self.recent_failures.append(line)
         log.log(logging.ERROR if verb == "fail" else logging.INFO, "%s", line)
+        if self._waiting is not None:
+            self._waiting.append(line)
+        else:
+            self._append([line])
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Write the lines of a batch in one go when it ends (also when it ends by an
+        exception: what was recorded is written)."""
+        if self._waiting is not None:
+            yield
+            return
+        self._waiting = []
+        try:
+            yield
+        finally:
+            lines, self._waiting = self._waiting, None
+            if lines:
+                self._append(lines)
+
+    def _append(self, lines: list[str]) -> None:
         if self.path is None:
             return
         try:
             if self._file is None:
                 self._file = self._open(self.path)
-            self._file.write(line + "\n")
+            self._file.write("\n".join(lines) + "\n")
             self._file.flush()
         except OSError as error:
             log.error("cannot write %s: %s", self.path, error)

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Literal
 
+from arguard.respond.actions.base import ip_address
+
 log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -73,7 +75,7 @@ def normalise_address(text: str) -> str | None:
     """The normal form of one IP address (IPv6 compressed, `::ffff:` mapped as IPv4);
     None when the text is not exactly one address."""
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ip_address(text.strip())
     except ValueError:
         return None
     return str(_unmap(address))
@@ -181,10 +183,9 @@ class Targets:
         """An address (widened to its covering prefix) or a network."""
         network = parse_network(text) if text else None
         if network is None:
-            checked = self.check_address(text)
-            if checked.refused is not None:
+            checked, address = self._check_address(text)
+            if address is None:
                 return checked
-            address = ipaddress.ip_address(checked.target)
             length = prefixes[0] if address.version == 4 else prefixes[1]
             if length == address.max_prefixlen:
                 return checked
@@ -215,28 +216,33 @@ class Targets:
         return None
 
     def check_address(self, text: str | None) -> Checked:
+        return self._check_address(text)[0]
+
+    def _check_address(self, text: str | None) -> tuple[Checked, Address | None]:
+        """The check, and the address when it is not refused (parsed once: this runs for
+        every alert and every fleet decision)."""
         if text is None or not text.strip():
-            return Checked(text or "", "empty target")
+            return Checked(text or "", "empty target"), None
         try:
-            address = _unmap(ipaddress.ip_address(text.strip()))  # parsed once: hot path
+            address = _unmap(ip_address(text.strip()))
         except ValueError:
-            return Checked(text, _not_an_address(text))
-        normal = str(address)
+            return Checked(text, _not_an_address(text)), None
         if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
-            return Checked(text, "scoped address")
+            return Checked(text, "scoped address"), None
+        normal = str(address)
         if any(address in network for network in self.white_list):
-            return Checked(normal, "white-listed")
+            return Checked(normal, "white-listed"), None
         if address.is_loopback:
-            return Checked(normal, "loopback")
+            return Checked(normal, "loopback"), None
         if address.is_unspecified:
-            return Checked(normal, "unspecified address")
+            return Checked(normal, "unspecified address"), None
         if address.is_multicast:
-            return Checked(normal, "multicast")
+            return Checked(normal, "multicast"), None
         if address == _BROADCAST:
-            return Checked(normal, "broadcast")
+            return Checked(normal, "broadcast"), None
         if address in self.own_addresses():
-            return Checked(normal, "own address")
-        return Checked(normal)
+            return Checked(normal, "own address"), None
+        return Checked(normal), address
 
 
 def _not_an_address(text: str) -> str:

@@ -67,10 +67,10 @@ from arguard.respond.actions.base import (
     STRING,
     ActionError,
     ActionType,
-    Network,
     Option,
     OwnerConflict,
     network_target,
+    parse_address,
     parse_network,
 )
 from arguard.respond.actions import netlink
@@ -153,23 +153,22 @@ class IpsetAction:
     # --- the Action contract -------------------------------------------------------------
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
-        network = parse_network(target)
-        self._add(_where(network), [_entry(network, _kernel_timeout(timeout))])
+        where, entry = _entry(target, _kernel_timeout(timeout))
+        self._add(where, [entry])
 
     def add_many(self, items: Sequence[tuple[str, int | None]]) -> None:
         """Add (or refresh) many entries, BATCH per netlink message."""
         grouped: dict[tuple[str, int], list[bytes]] = {where: [] for where in self.sets}
         for target, timeout in items:
-            network = parse_network(target)
-            grouped[_where(network)].append(_entry(network, _kernel_timeout(timeout)))
+            where, entry = _entry(target, _kernel_timeout(timeout))
+            grouped[where].append(entry)
         for where, entries in grouped.items():
             for start in range(0, len(entries), BATCH):
                 self._add(where, entries[start:start + BATCH])
 
     def delete(self, target: str) -> None:
-        network = parse_network(target)
-        where = _where(network)
-        error = self._netlink.request(IPSET_CMD_DEL, self.sets[where], [_entry(network, None)])
+        where, entry = _entry(target, None)
+        error = self._netlink.request(IPSET_CMD_DEL, self.sets[where], [entry])
         if error not in (0, errno.ENOENT):  # ENOENT: no set, so nothing to delete
             raise self._error("delete", where, error)
 
@@ -177,14 +176,13 @@ class IpsetAction:
         """Whether the address is a member and its set's rule is reachable."""
         from arguard.respond.actions import xtables
 
-        network = parse_network(target)
-        where = _where(network)
-        error = self._netlink.request(IPSET_CMD_TEST, self.sets[where], [_entry(network, None)])
+        where, entry = _entry(target, None)
+        error = self._netlink.request(IPSET_CMD_TEST, self.sets[where], [entry])
         if error in (IPSET_ERR_EXIST, errno.ENOENT):
             return False
         if error:
             raise self._error("test", where, error)
-        with xtables.xtables(network.version) as table:
+        with xtables.xtables(where[1]) as table:
             return (xtables.chain_in_place(table, self.chain, self.jump_from)
                     and all(rule in xtables.chain(table, self.chain).rules
                             for rule in self._set_rules(table, where, self.target)))
@@ -311,21 +309,36 @@ class _Netlink:
         return self._socket.request(NFNL_SUBSYS_IPSET << 8 | command, flags, payload, on_data)
 
 
-def _where(network: Network) -> tuple[str, int]:
-    """The set an entry goes to: addresses to hash:ip, prefixes to hash:net."""
-    return ("ip" if network.prefixlen == network.max_prefixlen else "net"), network.version
-
-
-def _entry(network: Network, timeout: int | None) -> bytes:
-    """The DATA attribute for one address or prefix, with its timeout when given."""
-    address = network.network_address
-    kind = IPSET_ATTR_IPADDR_IPV4 if address.version == 4 else IPSET_ATTR_IPADDR_IPV6
-    body = _attr(IPSET_ATTR_IP | NLA_F_NESTED, _attr(kind | NLA_F_NET_BYTEORDER, address.packed))
-    if network.prefixlen != network.max_prefixlen:
-        body += _attr(IPSET_ATTR_CIDR, bytes([network.prefixlen]))
+def _entry(target: str, timeout: int | None) -> tuple[tuple[str, int], bytes]:
+    """The set an entry goes to (addresses to hash:ip, prefixes to hash:net) and its DATA
+    attribute, with its timeout when given. An address (the common case: a whole fleet's
+    blocks restored or caught up) is parsed once, its attributes laid out from fixed
+    headers."""
+    if "/" not in target:
+        address = parse_address(target)
+        where, packed, prefix = ("ip", address.version), address.packed, None
+    else:
+        network = parse_network(target)
+        full = network.prefixlen == network.max_prefixlen
+        where = ("ip" if full else "net"), network.version
+        packed, prefix = network.network_address.packed, None if full else network.prefixlen
+    body = _ADDRESS_HEADERS[where[1]] + packed
+    if prefix is not None:
+        body += _attr(IPSET_ATTR_CIDR, bytes([prefix]))
     if timeout is not None:
-        body += _attr(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, struct.pack("!I", timeout))
-    return _attr(IPSET_ATTR_DATA | NLA_F_NESTED, body)
+        body += _TIMEOUT_HEADER + struct.pack("!I", timeout)
+    return where, struct.pack("=HH", 4 + len(body), IPSET_ATTR_DATA | NLA_F_NESTED) + body
+
+
+def _address_header(version: int) -> bytes:
+    """The nested IP attribute of an entry up to its packed address."""
+    kind, size = (IPSET_ATTR_IPADDR_IPV4, 4) if version == 4 else (IPSET_ATTR_IPADDR_IPV6, 16)
+    return struct.pack("=HHHH", 8 + size, IPSET_ATTR_IP | NLA_F_NESTED, 4 + size,
+                       kind | NLA_F_NET_BYTEORDER)
+
+
+_ADDRESS_HEADERS = {4: _address_header(4), 6: _address_header(6)}
+_TIMEOUT_HEADER = struct.pack("=HH", 8, IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER)
 
 
 def _kernel_timeout(timeout: int | None) -> int:
