@@ -97,31 +97,28 @@ def checked_decision(ident: Any, uid: Any, origin: Any, verb: Any, command: Any,
         return Malformed(None, "no valid id")
     if not isinstance(origin, str) or not MEMBER_NAME.fullmatch(origin):
         return Malformed(ident, "origin is not a host name")
-
-    def bad(reason: str) -> Malformed:
-        return Malformed(ident, reason, origin)
-
     if verb not in VERBS:
-        return bad(f"unknown verb {_shown(verb)}")
-    for name, value in (("command", command), ("target", target)):
-        if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
-            return bad(f"{name} is not a string of 1-{_MAX_TEXT} characters")
+        return Malformed(ident, f"unknown verb {_shown(verb)}", origin)
+    if not _is_text(command):
+        return Malformed(ident, f"command is not a string of 1-{_MAX_TEXT} characters", origin)
+    if not _is_text(target):
+        return Malformed(ident, f"target is not a string of 1-{_MAX_TEXT} characters", origin)
     created = read_time(created)
     if created is None:
-        return bad("created is not a time")
+        return Malformed(ident, "created is not a time", origin)
     if expires is not None:
         expires = read_time(expires)
         if expires is None:
-            return bad("expires is not a time")
+            return Malformed(ident, "expires is not a time", origin)
     if not _is_int(offence) or not 1 <= offence <= 1_000_000:
-        return bad("offence is not a positive whole number")
+        return Malformed(ident, "offence is not a positive whole number", origin)
     if rule_id is not None and (not _is_int(rule_id) or not 0 < rule_id < 10_000_000):
-        return bad("rule_id is not a rule id")
+        return Malformed(ident, "rule_id is not a rule id", origin)
     if alert_id is not None and (not isinstance(alert_id, str) or len(alert_id) > 64):
-        return bad("alert_id is not a short string")
+        return Malformed(ident, "alert_id is not a short string", origin)
     if recipients is not None and (not isinstance(recipients, list) or not all(
             isinstance(r, str) and MEMBER_NAME.fullmatch(r) for r in recipients)):
-        return bad("recipients is not a list of host names")
+        return Malformed(ident, "recipients is not a list of host names", origin)
     return FleetDecision(verb, origin, command, target, created, expires, offence, rule_id,
                          alert_id, None if recipients is None else tuple(recipients),
                          str(uid or ""), ident)
@@ -129,6 +126,10 @@ def checked_decision(ident: Any, uid: Any, origin: Any, verb: Any, command: Any,
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_TEXT
 
 
 def epoch_time(value: Any) -> float | None:

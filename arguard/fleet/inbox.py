@@ -57,10 +57,17 @@ class Inbox:
         #: last one applied)
         self.lag: float | None = None
 
-    async def receive(self, entries: Sequence[tuple[int, FleetDecision | Malformed]]) -> None:
+    async def receive(self, entries: Sequence[tuple[int, FleetDecision | Malformed]],
+                      through: int | None = None) -> None:
+        """Apply the entries not seen yet; `through`: every id up to it has been read (a
+        catch-up page: the ids it lacks do not concern this host), so the cursor moves
+        there once the entries are applied."""
         fresh = sorted((e for e in entries if e[0] > self.cursor), key=lambda e: e[0])
         for start in range(0, len(fresh), BATCH):
             await self._receive(fresh[start:start + BATCH])
+        if through is not None and through > self.cursor:
+            self.store.save_fleet_cursor(through)
+            self.cursor = through
 
     async def _receive(self, entries: Sequence[tuple[int, FleetDecision | Malformed]]) -> None:
         now = self.clock()

@@ -132,18 +132,26 @@ class FleetLink:
                         await connection.close()
 
     async def _catch_up(self, writer: Connection) -> None:
-        """Read what was missed; the next page is read while this one is applied."""
-        page = await writer.decisions_after(self.inbox.cursor, self.fleet.name, PAGE)
-        while page:
-            following = asyncio.create_task(
-                writer.decisions_after(page[-1][0], self.fleet.name, PAGE))
+        """Read what was missed, PAGE ids at a time up to the newest id when the link
+        started LISTENing (what comes after is pushed); the next page is read while this
+        one is applied."""
+        def read(after: int) -> asyncio.Task:
+            return asyncio.create_task(writer.decisions_between(
+                after, min(after + PAGE, self.latest), self.fleet.name))
+
+        after = self.inbox.cursor
+        following = read(after) if after < self.latest else None
+        while following is not None:
+            page, upto = await following, min(after + PAGE, self.latest)
+            following = read(upto) if upto < self.latest else None
             await asyncio.sleep(0)  # the query goes out before this page is applied
             try:
-                await self.inbox.receive(page)
+                await self.inbox.receive(page, through=upto)
             except BaseException:
-                following.cancel()
+                if following is not None:
+                    following.cancel()
                 raise
-            page = await following
+            after = upto
         self.correlation.receive(await writer.facts_after(self.correlation.latest,
                                                           self.fleet.name))
 

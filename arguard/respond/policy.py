@@ -20,6 +20,7 @@ same Policy as the daemon (on an in-memory store). Two kinds of decision:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -100,7 +101,7 @@ def backend_timeout(remaining: float | None) -> int | None:
     lifts before the table does."""
     if remaining is None:
         return None
-    return max(1, int(remaining) + (remaining % 1 > 0))
+    return max(1, math.ceil(remaining))
 
 
 def detached(command: Command) -> bool:

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: failure lines kept for `arguard status`
 RECENT_FAILURES = 20
+#: lines of one batch (`together()`) also sent to the `logging` record; the others are
+#: summed up there in one line (a journal would rate-limit thousands anyway), failures
+#: always go
+ECHOED_PER_BATCH = 20
 
 Verb = Literal["add", "extend", "delete", "skip", "fail"]
 
@@ -36,6 +40,8 @@ def _field(value: object) -> str:
     (targets and reasons may be attacker-controlled text)."""
     if value is None:
         return "-"
+    if type(value) is int:
+        return str(value)
     text = str(value)
     if _BARE.fullmatch(text):
         return text
@@ -48,7 +54,8 @@ class ResponseLog:
     Opened for append on first write; `reopen()` closes it so that the next write opens the
     file again (after logrotate moved it; the daemon calls it on SIGHUP). With no path, lines
     only go to the `logging` record. Inside `together()` the lines wait and go to the file
-    in one write when it ends (a batch of fleet decisions writes thousands).
+    in one write when it ends (a batch of fleet decisions writes thousands), and only its
+    first ECHOED_PER_BATCH lines and its failures go to the `logging` record too.
     """
 
     def __init__(self, path: Path | None, clock: Callable[[], float]):
@@ -60,6 +67,7 @@ class ResponseLog:
         self._second: int | None = None
         self._stamp = ""
         self._waiting: list[str] | None = None
+        self._echoed = self._unechoed = 0
 
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
@@ -75,7 +83,12 @@ class ResponseLog:
             line += f" origin={_field(origin)} decision={_field(decision)}"
         if verb == "fail":
             self.recent_failures.append(line)
-        log.log(logging.ERROR if verb == "fail" else logging.INFO, "%s", line)
+            log.error("%s", line)
+        elif self._waiting is None or self.path is None or self._echoed < ECHOED_PER_BATCH:
+            self._echoed += 1
+            log.info("%s", line)
+        else:
+            self._unechoed += 1
         if self._waiting is not None:
             self._waiting.append(line)
         else:
@@ -88,13 +101,15 @@ class ResponseLog:
         if self._waiting is not None:
             yield
             return
-        self._waiting = []
+        self._waiting, self._echoed, self._unechoed = [], 0, 0
         try:
             yield
         finally:
             lines, self._waiting = self._waiting, None
             if lines:
                 self._append(lines)
+            if self._unechoed:
+                log.info("and %d more responses (in %s)", self._unechoed, self.path)
 
     def _append(self, lines: list[str]) -> None:
         if self.path is None:

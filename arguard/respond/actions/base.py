@@ -22,17 +22,17 @@ from __future__ import annotations
 import copy
 import enum
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from arguard.respond.targets import ip_address
 
 if TYPE_CHECKING:
     from arguard.config import Command, Paths
     from arguard.model import Alert
     from arguard.respond.owner import Owner
     from arguard.respond.targets import TargetKind
-
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,24 +78,6 @@ class ActionContext:
 
     paths: Paths
     owner: Owner
-
-
-def ip_address(text: str) -> Address:
-    """`ipaddress.ip_address(text)`, quicker for text that is already an address's normal
-    form, which is how targets arrive once the policy has checked them (a fleet member
-    catching up checks and adds 100 000): the C library reads it, and the address counts
-    only when the C library prints it back as exactly that text; anything else is read by
-    `ipaddress` itself, so what is accepted, and as which address, does not change. Raises
-    ValueError as `ipaddress` does."""
-    family, kind = (socket.AF_INET6, ipaddress.IPv6Address) if ":" in text else \
-        (socket.AF_INET, ipaddress.IPv4Address)
-    try:
-        packed = socket.inet_pton(family, text)
-    except (OSError, ValueError):
-        return ipaddress.ip_address(text)
-    if socket.inet_ntop(family, packed) != text:
-        return ipaddress.ip_address(text)
-    return kind(packed)
 
 
 def parse_address(text: str) -> Address:
