@@ -15,6 +15,7 @@ host's own decisions and those addressed to other hosts only move the cursor.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 
 #: refusals and malformed rows kept for `arguard status`
 RECENT = 20
-#: decisions applied in one batch (one SQLite transaction each side of the backend calls)
-BATCH = 5000
+#: decisions applied in one batch (one SQLite transaction each side of the backend calls);
+#: the event loop runs between two (the daemon's other work, the next page's read)
+BATCH = 1000
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class Inbox:
         fresh = sorted((e for e in entries if e[0] > self.cursor), key=lambda e: e[0])
         for start in range(0, len(fresh), BATCH):
             await self._receive(fresh[start:start + BATCH])
+            await asyncio.sleep(0)
         if through is not None and through > self.cursor:
             self.store.save_fleet_cursor(through)
             self.cursor = through

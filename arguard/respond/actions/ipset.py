@@ -314,7 +314,13 @@ def _entry(target: str, timeout: int | None) -> tuple[tuple[str, int], bytes]:
     attribute, with its timeout when given. An address (the common case: a whole fleet's
     blocks restored or caught up) is parsed once, its attributes laid out from fixed
     headers."""
-    if "/" not in target:
+    if "/" not in target and ":" not in target:
+        try:  # an IPv4 address: strictly dotted decimal, as parse_address takes it
+            packed = socket.inet_pton(socket.AF_INET, target)
+        except OSError:
+            raise ActionError(f"not an IP address: {target!r}") from None
+        where, prefix = ("ip", 4), None
+    elif "/" not in target:
         address = parse_address(target)
         where, packed, prefix = ("ip", address.version), address.packed, None
     else:
