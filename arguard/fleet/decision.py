@@ -125,7 +125,7 @@ def checked_decision(ident: Any, uid: Any, origin: Any, verb: Any, command: Any,
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) is int  # not a bool
 
 
 def _is_text(value: Any) -> bool:

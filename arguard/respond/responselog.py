@@ -40,12 +40,15 @@ def _field(value: object) -> str:
     (targets and reasons may be attacker-controlled text)."""
     if value is None:
         return "-"
-    if type(value) is int:
-        return str(value)
     text = str(value)
     if _BARE.fullmatch(text):
         return text
     return json.dumps(text[:256])
+
+
+def _number(value: int | None) -> str:
+    """A field that holds a whole number (or nothing)."""
+    return str(value) if type(value) is int else _field(value)
 
 
 class ResponseLog:
@@ -76,11 +79,11 @@ class ResponseLog:
         when = self._when(int(self.clock()))
         if timeout is not None:
             timeout = int(round(timeout))
-        line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_field(rule_id)} "
-                f"alert={_field(alert_id)} timeout={_field(timeout)} "
-                f"offence={_field(offence)} reason={_field(reason)}")
+        line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_number(rule_id)} "
+                f"alert={_field(alert_id)} timeout={_number(timeout)} "
+                f"offence={_number(offence)} reason={_field(reason)}")
         if origin is not None:
-            line += f" origin={_field(origin)} decision={_field(decision)}"
+            line += f" origin={_field(origin)} decision={_number(decision)}"
         if verb == "fail":
             self.recent_failures.append(line)
             log.error("%s", line)

@@ -248,11 +248,13 @@ class Targets:
         if not stripped:
             return Checked(text or "", "empty target"), None
         try:
-            address = _unmap(ip_address(stripped))
+            address = ip_address(stripped)
         except ValueError:
             return Checked(text, _not_an_address(text)), None
-        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
-            return Checked(text, "scoped address"), None
+        if address.version == 6:
+            if address.scope_id:
+                return Checked(text, "scoped address"), None
+            address = _unmap(address)
         normal = address_text(address)
         if any(address in network for network in self.white_list):
             return Checked(normal, "white-listed"), None
