@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SHARED, write_config
-from tests.daemon_process import ArguardProcess, failed_password, status, wait_for
-from tests.netns import connect, namespace, require_netns, run_in, tcp_listener, veth
+from tests.daemon_process import failed_password, running_in, status, wait_for
+from tests.netns import connect, namespace_pair, require_netns, run_in, tcp_listener
 
 TREE = SHARED / "corpus" / "fail2ban-tree" / "config"
 SERVER, SSH_CLIENT, WEB_CLIENT = "10.214.0.1", "10.214.0.2", "10.214.0.3"
@@ -96,47 +96,42 @@ def blocked_targets(config: Path) -> dict[str, str]:
 def test_imported_jails_ban_after_three_failures_for_twenty_seconds(root: Path):
     require_netns()
     config = root / "etc/arguard/arguard.toml"
-    with namespace("f2b-srv") as server, namespace("f2b-cli") as client:
-        veth(server, [f"{SERVER}/24"], client, [f"{SSH_CLIENT}/24", f"{WEB_CLIENT}/24"])
-        with tcp_listener(server, SSH), tcp_listener(server, WEB):
-            process = ArguardProcess(root, config, wrapper=["ip", "netns", "exec", server])
-            try:
-                process.wait_notified("READY=1")
-                assert connect_from(client, SSH_CLIENT, SSH) == "connected"
-                assert connect_from(client, WEB_CLIENT, WEB) == "connected"
-                with open(root / "var/log/auth.log", "a") as auth:
-                    auth.write("".join(failed_password(SSH_CLIENT, 50000 + i)
-                                       for i in range(2)))
-                with open(root / "var/log/nginx/error.log", "a") as error_log:
-                    error_log.write("".join(nginx_auth_failure(WEB_CLIENT, f"u{i}")
-                                            for i in range(2)))
-                time.sleep(1)
-                assert blocked_targets(config) == {}, "two failures are not enough"
-                with open(root / "var/log/auth.log", "a") as auth:
-                    auth.write(failed_password(SSH_CLIENT, 50002))
-                with open(root / "var/log/nginx/error.log", "a") as error_log:
-                    error_log.write(nginx_auth_failure(WEB_CLIENT, "u2"))
-                wait_for(lambda: len(blocked_targets(config)) == 2, what="both bans")
-                banned_at = time.monotonic()
-                assert blocked_targets(config) == {SSH_CLIENT: "f2b-sshd",
-                                                   WEB_CLIENT: "f2b-nginx-http-auth"}
-                assert connect_from(client, SSH_CLIENT, SSH) == "timeout"
-                assert connect_from(client, SSH_CLIENT, WEB) == "connected", "ssh ports only"
-                assert connect_from(client, WEB_CLIENT, WEB) == "timeout"
-                assert connect_from(client, WEB_CLIENT, SSH) == "connected", "web ports only"
-                ruleset = run_in(server, "nft", "list", "ruleset")
-                assert "tcp dport 22 ip saddr @f2b-sshd-ip4" in ruleset
-                for port in (80, 443):
-                    assert f"tcp dport {port} ip saddr @f2b-nginx-http-auth-ip4" in ruleset
-                assert SSH_CLIENT in run_in(server, "nft", "list", "set", "inet", "arguard",
-                                            "f2b-sshd-ip4")
+    with namespace_pair([f"{SERVER}/24"], [f"{SSH_CLIENT}/24", f"{WEB_CLIENT}/24"]) \
+            as (server, client), tcp_listener(server, SSH), tcp_listener(server, WEB), \
+            running_in(server, root, config) as process:
+        assert connect_from(client, SSH_CLIENT, SSH) == "connected"
+        assert connect_from(client, WEB_CLIENT, WEB) == "connected"
+        with open(root / "var/log/auth.log", "a") as auth:
+            auth.write("".join(failed_password(SSH_CLIENT, 50000 + i)
+                               for i in range(2)))
+        with open(root / "var/log/nginx/error.log", "a") as error_log:
+            error_log.write("".join(nginx_auth_failure(WEB_CLIENT, f"u{i}")
+                                    for i in range(2)))
+        time.sleep(1)
+        assert blocked_targets(config) == {}, "two failures are not enough"
+        with open(root / "var/log/auth.log", "a") as auth:
+            auth.write(failed_password(SSH_CLIENT, 50002))
+        with open(root / "var/log/nginx/error.log", "a") as error_log:
+            error_log.write(nginx_auth_failure(WEB_CLIENT, "u2"))
+        wait_for(lambda: len(blocked_targets(config)) == 2, what="both bans")
+        banned_at = time.monotonic()
+        assert blocked_targets(config) == {SSH_CLIENT: "f2b-sshd",
+                                           WEB_CLIENT: "f2b-nginx-http-auth"}
+        assert connect_from(client, SSH_CLIENT, SSH) == "timeout"
+        assert connect_from(client, SSH_CLIENT, WEB) == "connected", "ssh ports only"
+        assert connect_from(client, WEB_CLIENT, WEB) == "timeout"
+        assert connect_from(client, WEB_CLIENT, SSH) == "connected", "web ports only"
+        ruleset = run_in(server, "nft", "list", "ruleset")
+        assert "tcp dport 22 ip saddr @f2b-sshd-ip4" in ruleset
+        for port in (80, 443):
+            assert f"tcp dport {port} ip saddr @f2b-nginx-http-auth-ip4" in ruleset
+        assert SSH_CLIENT in run_in(server, "nft", "list", "set", "inet", "arguard",
+                                    "f2b-sshd-ip4")
 
-                wait_for(lambda: connect_from(client, SSH_CLIENT, SSH) == "connected"
-                         and connect_from(client, WEB_CLIENT, WEB) == "connected",
-                         deadline=BANTIME + 15, what="the bans to be lifted")
-                lifted_after = time.monotonic() - banned_at
-                assert BANTIME - 3 <= lifted_after, f"lifted after {lifted_after:.1f} s"
-                wait_for(lambda: not blocked_targets(config), what="status without blocks")
-                assert process.terminate() == 0
-            finally:
-                process.close()
+        wait_for(lambda: connect_from(client, SSH_CLIENT, SSH) == "connected"
+                 and connect_from(client, WEB_CLIENT, WEB) == "connected",
+                 deadline=BANTIME + 15, what="the bans to be lifted")
+        lifted_after = time.monotonic() - banned_at
+        assert BANTIME - 3 <= lifted_after, f"lifted after {lifted_after:.1f} s"
+        wait_for(lambda: not blocked_targets(config), what="status without blocks")
+        assert process.terminate() == 0

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.daemon_process import ArguardProcess, failed_password, status, wait_for
+from tests.daemon_process import failed_password, running_in, status, wait_for
 from tests.firewalld import private_firewalld
-from tests.netns import connect, namespace, tcp_listener, veth
+from tests.netns import connect, namespace_pair, tcp_listener
 
 SERVER, ATTACKER, NEIGHBOUR = "10.214.0.1", "10.214.7.2", "10.214.7.5"
 SSH = 22
@@ -20,9 +20,8 @@ BLOCK_SECONDS = 8
 
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch):
-    with namespace("arguard-srv") as server, namespace("arguard-cli") as client, \
-            private_firewalld(tmp_path, server) as firewalld:
-        veth(server, [f"{SERVER}/16"], client, [f"{ATTACKER}/16", f"{NEIGHBOUR}/16"])
+    with namespace_pair([f"{SERVER}/16"], [f"{ATTACKER}/16", f"{NEIGHBOUR}/16"]) \
+            as (server, client), private_firewalld(tmp_path, server) as firewalld:
         (tmp_path / "auth.log").write_text("")
         config = write_config(tmp_path, extra=f"""
             [[source]]
@@ -50,9 +49,7 @@ def reach(client: str, source: str) -> str:
 
 def test_a_brute_force_goes_to_the_drop_zone_survives_a_reload_and_lifts_on_time(lab):
     directory, config, server, client, firewalld = lab
-    process = ArguardProcess(directory, config, wrapper=["ip", "netns", "exec", server])
-    try:
-        process.wait_notified("READY=1")
+    with running_in(server, directory, config) as process:
         assert reach(client, ATTACKER) == "connected"
         with open(directory / "auth.log", "a") as log:
             log.write("".join(failed_password(ATTACKER, 50000 + i) for i in range(8)))
@@ -72,5 +69,3 @@ def test_a_brute_force_goes_to_the_drop_zone_survives_a_reload_and_lifts_on_time
         assert firewalld.sources("drop") == set()
         assert not status(config)["blocks"]["active"]
         assert process.terminate() == 0
-    finally:
-        process.close()
