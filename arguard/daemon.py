@@ -31,7 +31,7 @@ from arguard.config import Config, load_config
 from arguard.errors import ConfigError
 from arguard.model import Event, Line, Response
 from arguard.pipeline import Outcome, Pipeline
-from arguard.respond.actions import host_notes
+from arguard.respond.actions import ActionError, host_notes
 from arguard.respond.owner import claim_namespace
 from arguard.respond.stage import build_respond_stage
 from arguard.respond.targets import TargetKind
@@ -62,7 +62,9 @@ class Daemon:
         # A dry run imagines its blocks in memory only, so that no later real run
         # reconciles them into the kernel.
         self.store = Store(":memory:") if dry_run else Store(config.paths.database)
-        self.respond = build_respond_stage(config, self.store, dry_run=dry_run)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.respond = build_respond_stage(config, self.store, dry_run=dry_run,
+                                           backend_reset=self._backend_reset)
         self.responder = self.respond.responder
         self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
         self.alert_log = AlertLog(config.paths.alerts_log)
@@ -84,7 +86,7 @@ class Daemon:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -233,6 +235,21 @@ class Daemon:
             self.responder.apply(inline)
         if detached:
             self._in_background(self.responder.apply_async(detached), "responses")
+
+    def _backend_reset(self, command: str, why: str) -> None:
+        """An action's backend dropped its entries by itself (from any thread): reconcile
+        that command on the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._reconcile_command, command, why)
+
+    def _reconcile_command(self, command: str, why: str) -> None:
+        log.info("command %s: %s; putting its blocks back", command, why)
+        try:
+            reconciled = self.responder.reconcile([command])
+        except ActionError as error:
+            log.error("command %s: cannot reconcile after %s: %s", command, why, error)
+            return
+        log.info("command %s reconciled: %s", command, reconciled.counts())
 
     def _in_background(self, work: Coroutine, name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

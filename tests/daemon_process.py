@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import REPO, write_config
@@ -91,6 +93,18 @@ class ArguardProcess:
             self.process.kill()
             self.process.wait()
         self.notify.close()
+
+
+@contextmanager
+def running_in(ns: str, directory: Path, config: Path) -> Iterator[ArguardProcess]:
+    """`arguard run -c CONFIG` inside network namespace `ns`, once it has said READY=1;
+    killed at the end unless the test stopped it."""
+    process = ArguardProcess(directory, config, wrapper=["ip", "netns", "exec", ns])
+    try:
+        process.wait_notified("READY=1")
+        yield process
+    finally:
+        process.close()
 
 
 def arguard(config: Path, *args: str, check: bool = False, module: str = "arguard.cli",

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -406,12 +406,13 @@ class Responder:
 
     # --- reconciliation --------------------------------------------------------------------
 
-    def reconcile(self) -> Reconciled:
-        """Bring the backends and the table into agreement (run once at start): expired
-        blocks are lifted; blocks the table holds but the backend lost (reboot, flushed set)
-        are put back with their remaining time; entries this instance owns in the backend
-        that the table does not know are removed. OwnerConflict (a backend object of
-        another instance) is raised: the daemon refuses to start."""
+    def reconcile(self, commands: Collection[str] | None = None) -> Reconciled:
+        """Bring the backends and the table into agreement (at start, for every command;
+        for `commands` alone when their backend dropped its entries): expired blocks are
+        lifted; blocks the table holds but the backend lost (reboot, flushed set, firewalld
+        reloaded) are put back with their remaining time; entries this instance owns in the
+        backend that the table does not know are removed. OwnerConflict (a backend object
+        of another instance) is raised: the daemon refuses to start."""
         result = Reconciled(lifted=self.lift_expired())
         if self.dry_run:
             return result
@@ -422,7 +423,8 @@ class Responder:
             spec = self.config.commands.get(block.command)
             if spec is not None:
                 known.setdefault(spec.action, set()).add(block.target)
-        for name in sorted(set(self.config.commands) | self.store.active_block_commands()):
+        names = set(self.config.commands) | self.store.active_block_commands()
+        for name in sorted(names if commands is None else names & set(commands)):
             command = self.config.commands.get(name)
             if command is None:
                 count = len(self.store.active_blocks(name))
