@@ -317,6 +317,8 @@ class PathFollower:
         self.retiring.append(reader)
         if replaced_by is not None:
             self.open_unseen_siblings(replaced_by, now, "was rotated away before it was read")
+        # its row, under the name it has now: a stop before it is finished resumes it there
+        self.rename_retiring()
 
     def open_unseen_siblings(self, except_id: FileId | None, now: float, why: str) -> None:
         """Read whole, oldest first, the rotated siblings that appeared since the last check
