@@ -21,6 +21,7 @@ from arguard.sources.counters import SourceCounters
 from arguard.sources.files import FileSource, PathFollower, SavedOffset
 from arguard.sources.journal import LOCATION as JOURNAL_LOCATION, JournalSource
 from arguard.sources.positions import PendingPositions
+from arguard.sources.recent import RecentWindow
 from arguard.sources.watch import DirectoryWatcher
 from arguard.store import Store
 
@@ -34,7 +35,8 @@ STOP_TIMEOUT_SECONDS = 5.0
 class SourceManager:
     def __init__(self, sources: list[Source], store: Store,
                  deliver: Callable[[list[Line]], None], *,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, recent: RecentWindow | None = None):
+        """`recent`: how far back start_at = "recent" reads a source never seen before."""
         self.store = store
         self._deliver = deliver
         self.clock = clock
@@ -47,13 +49,14 @@ class SourceManager:
         for source in sources:
             if source.path is not None:
                 counters = SourceCounters(source.name, "file")
-                files = FileSource(source, counters, self.pending)
+                files = FileSource(source, counters, self.pending, recent)
                 self.files.append(files)
                 self._ordered.append(files)
             else:
                 counters = SourceCounters(source.name, "journal")
                 journal = JournalSource(source, counters, self.pending, self.deliver_batch,
-                                        store.journal_cursor(source.name), clock)
+                                        store.journal_cursor(source.name), clock,
+                                        None if recent is None else recent.seconds)
                 self.journals.append(journal)
                 self._ordered.append(journal)
                 self._by_location.setdefault(JOURNAL_LOCATION, counters)
