@@ -16,6 +16,9 @@ from arguard.model import Alert, Event, RuleInfo
 
 log = logging.getLogger(__name__)
 
+#: how far back from the end of alerts.json an unfinished last line is looked for
+TAIL_LOOK_BYTES = 1024 * 1024
+
 _HOSTNAME = socket.gethostname()
 
 
@@ -177,6 +180,25 @@ class AlertLog:
         """Open (create) the file now: the daemon's start fails on a log it cannot write."""
         if self._fd is None:
             self._fd = modes.open_log(self.path)
+            self._cut_unfinished_line()
+
+    def _cut_unfinished_line(self) -> None:
+        """A process killed while writing a batch leaves half a line at the end (the
+        kernel stops a write at a fatal signal): it is removed, so that the next alert
+        starts a line of its own. Its alert comes again, with the lines not committed."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        tail = os.pread(self._fd, min(size, TAIL_LOOK_BYTES), max(size - TAIL_LOOK_BYTES, 0))
+        if not tail or tail.endswith(b"\n"):
+            return
+        newline = tail.rfind(b"\n")
+        if newline < 0 and size > len(tail):
+            os.write(self._fd, b"\n")   # a line longer than we look back: end it
+            return
+        keep = size - len(tail) + newline + 1
+        os.ftruncate(self._fd, keep)
+        log.warning("%s ended in an unfinished line (arguard was killed while writing it): "
+                    "removed its %d bytes", self.path, size - keep)
 
     def write(self, alert: Alert) -> None:
         self._pending.append(alert_to_json(alert))

@@ -60,7 +60,8 @@ class Daemon:
                  store: Store, dry_run: bool = False, recovery: Recovery | None = None):
         """`store`: the database (the dry run's own in a dry run: its read positions and
         would-be blocks, never reconciled into the kernel by a later real run);
-        `recovery`: how it replaced a damaged one at this start."""
+        `recovery`: how it replaced a damaged one, at this start or at one that stopped
+        before the backends' blocks were adopted."""
         self.config_path = config_path
         self.config = config
         self.dry_run = dry_run
@@ -496,6 +497,7 @@ def run_daemon(config_path: Path | None, dry_run: bool) -> int:
         store, recovery = open_database(paths.dry_run_database if dry_run else paths.database,
                                         owner_hint=None if kept is None else kept.owner_tag)
         try:
+            recovery = recovery or store.unfinished_recovery()
             daemon = Daemon(config_path, config, ruleset, store, dry_run, recovery)
             try:
                 daemon.alert_log.open()

@@ -161,10 +161,6 @@ class OperatorConfig:
     #: the copy used instead of the files on disk, or read to compare with them
     snapshot: Snapshot | None = None
 
-    @property
-    def from_copy(self) -> bool:
-        return bool(self.problems) and self.snapshot is not None
-
     def warnings(self) -> list[str]:
         if not self.problems:
             return []
@@ -201,7 +197,7 @@ def operator_config(config_path: Path | None) -> OperatorConfig:
             try:
                 return OperatorConfig(config_of(snapshot), problems, snapshot)
             except ConfigError:
-                snapshot = None   # written by another version of arguard: not usable
+                pass   # saved by another version of arguard, which read it differently
         bare = Config(path=config_path, paths=paths, global_=GlobalSettings(), sources=(),
                       commands=MappingProxyType({}), active_responses=())
         return OperatorConfig(bare, problems, None)

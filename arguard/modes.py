@@ -65,11 +65,11 @@ def correct_fd(fd: int, path: Path, mode: int) -> None:
 
 
 def open_log(path: Path) -> int:
-    """Open a log file for appending (created LOG_FILE in a LOG_DIR directory); its mode
-    is corrected if it had another one."""
+    """Open a log file for appending (and reading its end), created LOG_FILE in a LOG_DIR
+    directory; its mode is corrected if it had another one."""
     if not path.parent.is_dir():
         ensure_dir(path.parent, LOG_DIR)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE)
     try:
         correct_fd(fd, path, LOG_FILE)
     except OSError:

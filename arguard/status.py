@@ -118,7 +118,8 @@ def _storage(storage: dict[str, Any]) -> list[str]:
         out.append(f"database replaced at {_clock(recovery['at'])}: {recovery['problem']}; "
                    f"the damaged file is kept as {recovery['moved_to']}; "
                    f"{recovery['blocks']} blocks and {recovery['offsets']} read positions "
-                   f"recovered from it, {recovery['adopted']} blocks adopted from the backends")
+                   f"recovered from it, {recovery['adopted'] or 0} blocks adopted from the "
+                   "backends")
     if storage.get("alerts_not_written"):
         out.append(f"alerts NOT written: {storage['alerts_not_written']}"
                    + (f" (now: {storage['alerts_error']})" if storage.get("alerts_error")
@@ -153,7 +154,7 @@ def render(status: dict[str, Any]) -> str:
         out.append(f"last reload FAILED at {_clock(reload.get('at'))} (old configuration kept):")
         out.extend("  " + line for line in reload["error"].splitlines())
     if status["running"]:
-        out.append(f"lines read: {status['lines']}, alerts: {status['alerts']}")
+        out.append(f"lines processed: {status['lines']}, alerts: {status['alerts']}")
         out.append("")
         out.append("sources:")
         rows = [[s["source"], f"{s.get('lines_per_second') or 0.0:.1f}", str(s["lines"]),

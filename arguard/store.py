@@ -68,7 +68,7 @@ MIGRATIONS: tuple[str, ...] = (
         moved_to    TEXT    NOT NULL,
         offsets     INTEGER NOT NULL,
         blocks      INTEGER NOT NULL,
-        adopted     INTEGER NOT NULL DEFAULT 0
+        adopted     INTEGER             -- NULL until reconciliation has adopted
     );
     """,
 )
@@ -93,7 +93,8 @@ class Recovery:
     moved_to: str
     offsets: int
     blocks: int
-    adopted: int = 0
+    #: blocks adopted from the backends; None until reconciliation has done it
+    adopted: int | None = None
 
 
 @dataclass
@@ -190,6 +191,11 @@ class Store:
         """How many blocks the backends held that the last recovery adopted."""
         self.db.execute("UPDATE recoveries SET adopted = ? "
                         "WHERE id = (SELECT MAX(id) FROM recoveries)", (count,))
+
+    def unfinished_recovery(self) -> Recovery | None:
+        """The last recovery if its adoption was not done (the daemon stopped first)."""
+        recoveries = self.recoveries(1)
+        return recoveries[0] if recoveries and recoveries[0].adopted is None else None
 
     def recoveries(self, limit: int = 5) -> list[Recovery]:
         """The latest recoveries, newest first."""

@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import ArguardProcess, arguard, hosts_deny_config, status
+from tests.daemon_process import (AUTH_LOG, ArguardProcess, arguard, deny_targets,
+                                  hosts_deny_config, status)
 
-SOURCES = """
-    [[source]]
-    path = "auth.log"
-    """
 ADDRESSES = ("203.0.113.5", "203.0.113.6")
-
-
-def deny_targets(directory: Path) -> set[str]:
-    return {line.split(": ", 1)[1] for line in (directory / "hosts.deny").read_text().splitlines()
-            if line.startswith("ALL: ")}
 
 
 def line_of(path: Path, text: str) -> int:
@@ -32,7 +24,7 @@ def line_of(path: Path, text: str) -> int:
 @pytest.fixture
 def running(tmp_path: Path):
     (tmp_path / "auth.log").write_text("")
-    config = hosts_deny_config(tmp_path, SOURCES)
+    config = hosts_deny_config(tmp_path, AUTH_LOG)
     process = ArguardProcess(tmp_path, config)
     try:
         process.wait_notified("READY=1")

@@ -11,19 +11,14 @@ from pathlib import Path
 import pytest
 
 from arguard.sources.recent import RecentWindow, recent_start
-from tests.daemon_process import (ATTACKER, ArguardProcess, hosts_deny_config, status,
-                                  wait_for)
+from tests.daemon_process import (ATTACKER, ArguardProcess, deny_targets, hosts_deny_config,
+                                  status, wait_for)
 
 
 def failed_login_at(when: float, address: str, port: int) -> str:
     stamp = time.strftime("%b %e %H:%M:%S", time.localtime(when))
     return (f"{stamp} server sshd[4242]: Failed password for root from {address} port {port} "
             "ssh2\n")
-
-
-def deny_targets(directory: Path) -> set[str]:
-    return {line.split(": ", 1)[1] for line in (directory / "hosts.deny").read_text().splitlines()
-            if line.startswith("ALL: ")}
 
 
 def start_on(directory: Path, start_at: str | None) -> tuple[ArguardProcess, Path]:

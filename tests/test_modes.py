@@ -8,13 +8,9 @@ import os
 import stat
 from pathlib import Path
 
-from tests.daemon_process import (ATTACKER, ArguardProcess, arguard, failed_password,
+from tests.daemon_process import (ATTACKER, AUTH_LOG, ArguardProcess, arguard, failed_password,
                                   hosts_deny_config, status, wait_for)
 
-SOURCES = """
-    [[source]]
-    path = "auth.log"
-    """
 UMASK_000 = ["sh", "-c", 'umask 000 && exec "$@"', "sh"]
 
 
@@ -33,7 +29,7 @@ def expected(directory: Path) -> dict[Path, int]:
 
 def test_with_umask_000_every_path_has_its_mode(tmp_path: Path):
     (tmp_path / "auth.log").write_text("")
-    config = hosts_deny_config(tmp_path, SOURCES)
+    config = hosts_deny_config(tmp_path, AUTH_LOG)
     for name in ("state", "log"):
         (tmp_path / name).rmdir()   # made by arguard, under the umask below
     process = ArguardProcess(tmp_path, config, wrapper=UMASK_000)
@@ -53,7 +49,7 @@ def test_with_umask_000_every_path_has_its_mode(tmp_path: Path):
 
 def test_wrong_modes_found_at_start_are_corrected_and_logged(tmp_path: Path):
     (tmp_path / "auth.log").write_text("")
-    config = hosts_deny_config(tmp_path, SOURCES)
+    config = hosts_deny_config(tmp_path, AUTH_LOG)
     first = ArguardProcess(tmp_path, config)
     try:
         first.wait_notified("READY=1")

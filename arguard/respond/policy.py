@@ -237,7 +237,7 @@ class Policy:
         bindings = [b for b in self.config.active_responses if b.command == command]
         longest = None
         if bindings and all(b.timeout is not None for b in bindings):
-            longest = max(max(b.timeout, *(minutes * 60 for minutes in b.repeated_offenders))
+            longest = max(max([b.timeout, *(60 * m for m in b.repeated_offenders)])
                           for b in bindings)
         return Block(target, EXPECT_KINDS[spec.expect], command, None, None, now,
                      None if longest is None else now + longest, 1)

@@ -336,47 +336,28 @@ class Responder:
         kept in memory; a lift waits (its step fails in `_settle_unrecorded`)."""
         if isinstance(request, Lift):
             return _Step(request, Decision("skip"), now, unrecorded=True)
-        key = (request.command, request.target)
-        current = None
-        if request.skipped is None and request.command in self.config.commands:
-            current = self._unrecorded.get(key)
-            if current is None:
-                try:
-                    current = self.store.active_block(*key)
-                except sqlite3.Error:
-                    current = None
-        decision = self.policy.transition(request, current, self._active, now)
-        step = _Step(request, decision, now, unrecorded=True)
-        if decision.verb == "skip":
-            return step
-        try:
-            action = None if self.dry_run else self.action(request.command)
-        except ActionError as error:
-            step.failed = str(error)
-            return step
-        block = decision.block
-        if decision.verb == "extend":
-            assert block is not None
-            self._unrecorded[key] = block
-            self._notify(block.expires_at)
-            if decision.refresh:
-                step.call = _Call(action, "add", request.target,
-                                  backend_timeout(decision.remaining), request.alert)
-            return step
-        if block is not None:
-            self._unrecorded[key] = block
-            self._active += 1
-            self._notify(block.expires_at)
-        step.call = _Call(action, "add", request.target, request.timeout, request.alert,
-                          detached=self.detached(request.command))
-        return step
+        return self._begin_response(request, now, unrecorded=True)
 
-    def _begin_response(self, response: Response, now: float) -> _Step:
-        current = None
-        if response.skipped is None and response.command in self.config.commands:
-            current = self.store.active_block(response.command, response.target)
+    def _current(self, response: Response, unrecorded: bool) -> Block | None:
+        """The block `response` finds in place: the table's (or one not recorded yet)."""
+        if response.skipped is not None or response.command not in self.config.commands:
+            return None
+        key = (response.command, response.target)
+        if not unrecorded:
+            return self.store.active_block(*key)
+        if key in self._unrecorded:
+            return self._unrecorded[key]
+        try:
+            return self.store.active_block(*key)
+        except sqlite3.Error:
+            return None
+
+    def _begin_response(self, response: Response, now: float,
+                        unrecorded: bool = False) -> _Step:
+        """`unrecorded`: the table cannot be written; the block is kept in memory."""
+        current = self._current(response, unrecorded)
         decision = self.policy.transition(response, current, self._active, now)
-        step = _Step(response, decision, now)
+        step = _Step(response, decision, now, unrecorded=unrecorded)
         if decision.verb == "skip":
             return step
         try:
@@ -387,8 +368,11 @@ class Responder:
         block, alert = decision.block, response.alert
         if decision.verb == "extend":
             assert block is not None and current is not None
-            self.store.update_block(block.command, block.target, block.expires_at,
-                                    block.offence, block.rule_id, block.alert_id)
+            if unrecorded:
+                self._unrecorded[(block.command, block.target)] = block
+            else:
+                self.store.update_block(block.command, block.target, block.expires_at,
+                                        block.offence, block.rule_id, block.alert_id)
             if block.expires_at != current.expires_at:
                 self._notify(block.expires_at)
             if decision.refresh:
@@ -396,7 +380,10 @@ class Responder:
                                   backend_timeout(decision.remaining), alert)
             return step
         if block is not None:
-            self.store.insert_block(block)
+            if unrecorded:
+                self._unrecorded[(block.command, block.target)] = block
+            else:
+                self.store.insert_block(block)
             self._active += 1
             self._notify(block.expires_at)
         step.call = _Call(action, "add", response.target, response.timeout, alert,
