@@ -30,6 +30,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from arguard.patterns import MATCH_TIME_LIMIT, guarded_patterns
     from arguard.respond.actions import host_notes
 
     config, ruleset = _load(args)
@@ -43,6 +44,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
              if config.integrity else ""))
     for name, note in host_notes(config.commands.values()).items():
         print(f"command {name}: {note}")
+    for pattern in guarded_patterns():
+        print(f"warning: {pattern.where}: pattern {pattern.pattern!r} may backtrack for a long "
+              f"time ({pattern.risk}); each match is limited to "
+              f"{MATCH_TIME_LIMIT * 1000:.0f} ms")
     return EXIT_OK
 
 

@@ -84,6 +84,17 @@ class GlobalSettings:
 
 
 @dataclass(frozen=True)
+class Correlation:
+    """[ruleset] settings of the correlation state (frequency and ignore windows)."""
+
+    #: correlation keys each frequency rule keeps at most (the ones with fewest events go first)
+    max_keys: int = 100_000
+    #: IPv6 addresses are correlated per prefix of this length (an attacker rotating the
+    #: addresses of its own /64 is one source); 128: per address
+    ipv6_prefix: int = 64
+
+
+@dataclass(frozen=True)
 class Source:
     path: str | None = None
     journal_matches: tuple[str, ...] | None = None
@@ -156,6 +167,7 @@ class Config:
     commands: Mapping[str, Command]
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
+    correlation: Correlation = Correlation()
     integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
     #: each file's path and text as loaded (main file first), for the copy the daemon keeps
@@ -257,7 +269,16 @@ class _Loader:
         paths = self.load_paths()
         global_ = self.load_global()
         ruleset = self.table("ruleset")
-        self.check_keys(ruleset, {"shipped": bool}, "ruleset")
+        self.check_keys(ruleset, {"shipped": bool, "correlation_keys": int,
+                                  "correlation_ipv6_prefix": int}, "ruleset")
+        correlation = Correlation(ruleset.get("correlation_keys", Correlation.max_keys),
+                                  ruleset.get("correlation_ipv6_prefix", Correlation.ipv6_prefix))
+        if correlation.max_keys < 1:
+            self.fail("ruleset.correlation_keys must be at least 1", "ruleset",
+                      key="correlation_keys")
+        if not 1 <= correlation.ipv6_prefix <= 128:
+            self.fail("ruleset.correlation_ipv6_prefix must be 1-128", "ruleset",
+                      key="correlation_ipv6_prefix")
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
         integrity = self.load_integrity_entries()
@@ -277,7 +298,7 @@ class _Loader:
             path=None if self.is_default else self.doc.path,
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
-            shipped_ruleset=bool(ruleset.get("shipped", True)),
+            shipped_ruleset=bool(ruleset.get("shipped", True)), correlation=correlation,
             fragments=getattr(self.doc, "fragments", ()), integrity=integrity,
             texts=self.doc.texts,
         )
