@@ -31,6 +31,19 @@ def failed_password(address: str, port: int = 50000) -> str:
     return syslog_line(f"Failed password for root from {address} port {port} ssh2")
 
 
+#: the [[source]] of the tests' daemons: auth.log in their directory
+AUTH_LOG = """
+    [[source]]
+    path = "auth.log"
+    """
+
+
+def deny_targets(directory: Path) -> set[str]:
+    """The addresses the hosts.deny of a test's directory blocks."""
+    return {line.split(": ", 1)[1] for line in (directory / "hosts.deny").read_text().splitlines()
+            if line.startswith("ALL: ")}
+
+
 def wait_for(predicate, deadline: float = 10.0, what: str = "condition"):
     """Poll until `predicate()` is truthy; fail with `what` after `deadline` seconds (a
     bound for a hung test, not a speed assertion)."""
