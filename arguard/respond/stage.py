@@ -16,7 +16,6 @@ from arguard.respond.owner import UNTAGGED, Owner, instance_owner
 from arguard.respond.policy import Policy
 from arguard.respond.responder import Applied, Responder
 from arguard.respond.scheduler import Scheduler
-from arguard.respond.targets import Targets
 from arguard.store import Store
 
 #: lines between two purges of a simulation's in-memory store
@@ -53,7 +52,7 @@ class RespondStage:
     def reconfigure(self, config: Config) -> None:
         """Switch to a reloaded configuration: a new white list (and a fresh read of the
         host's own addresses), commands and cap; blocks and offender memory are kept."""
-        self.policy = Policy(config, self.policy.store, Targets(config.global_.white_list))
+        self.policy = Policy(config, self.policy.store)
         self.responder.reconfigure(config, self.policy)
 
 
@@ -64,7 +63,7 @@ def build_respond_stage(config: Config, store: Store, *, dry_run: bool = False,
     owner does not matter; give it a throwaway store (Store(":memory:")). `actions`
     replaces the actions of some commands (tests)."""
     owner = UNTAGGED if dry_run else instance_owner(store, config.paths.state_dir)
-    policy = Policy(config, store, Targets(config.global_.white_list))
+    policy = Policy(config, store)
     responder = Responder(config, store, policy, ActionContext(config.paths, owner),
                           actions=actions, dry_run=dry_run, clock=clock)
     return RespondStage(policy, responder, Scheduler(responder, clock), owner)
