@@ -151,19 +151,26 @@ class ActionProcess:
     methods forward to it. An ActionError in the child is raised here as ActionError with
     the same message."""
 
-    def __init__(self, ns: str, action: str, options: dict[str, Any] | None = None,
-                 name: str = "test-command", owner: str = ""):
-        """`owner`: the owner tag of the instance the action works for ("": untagged)."""
+    def __init__(self, ns: str | None, action: str, options: dict[str, Any] | None = None,
+                 name: str = "test-command", owner: str = "", *, expect: str = "srcip",
+                 prefix: list[str] | None = None):
+        """`owner`: the owner tag of the instance the action works for ("": untagged).
+        `prefix`: what runs the child instead of `ip netns exec NS` (tests.pidns: a PID
+        namespace's)."""
         spec = json.dumps({"name": name, "action": action, "options": options or {},
-                           "owner": owner})
+                           "owner": owner, "expect": expect})
         self._process = subprocess.Popen(
-            [*exec_prefix(ns), sys.executable, "-m", "tests.netns", "serve", spec],
+            [*(prefix if prefix is not None else exec_prefix(ns)), sys.executable, "-m",
+             "tests.netns", "serve", spec],
             cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True)
         self._reply()  # built (or the construction error)
 
-    def add(self, target: str, timeout: int | None = None) -> None:
-        self._call("add", target, timeout, None)
+    def add(self, target: str, timeout: int | None = None,
+            attested_pid: int | None = None) -> str | None:
+        """`attested_pid`: the call gets an alert whose line the journal attested as
+        written by that pid (else no alert); what the action said it did."""
+        return self._call("add", target, timeout, attested_pid)
 
     def add_many(self, items: list[tuple[str, int | None]]) -> None:
         self._call("add_many", [list(item) for item in items])
@@ -213,7 +220,7 @@ def _serve(spec_json: str) -> None:
     from arguard.respond.owner import Owner
 
     spec = json.loads(spec_json)
-    command = Command(name=spec["name"], action=spec["action"], expect="srcip",
+    command = Command(name=spec["name"], action=spec["action"], expect=spec["expect"],
                       timeout_allowed=True, options=MappingProxyType(spec["options"]))
 
     def reply(**message: Any) -> None:
@@ -229,12 +236,23 @@ def _serve(spec_json: str) -> None:
         method, *args = json.loads(line)
         if method == "add_many":
             args = [[tuple(item) for item in args[0]]]
+        if method == "add":
+            args[2] = None if args[2] is None else _alert_from(args[2])
         try:
             result = getattr(action, method)(*args)
         except ActionError as error:
             reply(error=str(error))
             continue
         reply(result=sorted(result) if isinstance(result, set) else result)
+
+
+def _alert_from(pid: int) -> Any:
+    """An alert for an entry the journal attested as written by process `pid`."""
+    from arguard.model import Alert, Event, Line, Predecoded, RuleInfo
+
+    line = Line("test entry", "journald", 0.0, attested_pid=pid)
+    return Alert("0.1", RuleInfo(100100, 10, "test", (), ()),
+                 Event(line, Predecoded("test entry"), 0.0), 1)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
