@@ -391,7 +391,8 @@ class _Loader:
         if not isinstance(names, list) or not names or not all(isinstance(n, str)
                                                                 for n in names):
             self.fail("active_response needs 'command': a command name, or a list of them "
-                      "(run in that order)", "active_response", index)
+                      "(run in that order)", "active_response", index,
+                      "command" if "command" in data else None)
             names = []
         for name in names:
             if name not in commands:

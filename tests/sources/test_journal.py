@@ -155,3 +155,24 @@ def test_a_journal_directory_journalctl_cannot_open_is_an_error_not_a_crash(tmp_
     assert texts(delivered) == ["file line"]
     assert "journalctl exited with status 1" in status[0]["last_error"]
     assert "restarting journalctl in 1 s" in status[0]["last_error"]
+
+
+def test_only_the_journals_own_pid_is_attested(tmp_path):
+    """_PID comes from the kernel (journald reads the writer's credentials); SYSLOG_PID and
+    the text are the writer's choice: only _PID becomes the line's attested pid."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    add_entries(journal, [
+        sshd(1, "from sshd itself"),
+        export_entry(2, {"MESSAGE": "forged by logger --id=1", "SYSLOG_IDENTIFIER": "sshd",
+                         "_COMM": "sshd", "SYSLOG_PID": "1", "_PID": "4711"}),
+        export_entry(3, {"MESSAGE": "imported without a sender", "_COMM": "sshd",
+                         "SYSLOG_PID": "4242"}),
+    ])
+
+    async def scenario(manager, delivered):
+        await until(lambda: len(delivered) >= 3)
+
+    delivered, _, _ = follow([journal_source(journal)], tmp_path / "db", scenario)
+    assert [(l.pid, l.attested_pid) for l in delivered] == [
+        ("812", 812), ("1", 4711), ("4242", None)]
