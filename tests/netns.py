@@ -146,10 +146,50 @@ except OSError as error:
 """)
 
 
-class ActionProcess:
+class JsonChild:
+    """A child process driven over a pipe: one JSON call per line on its stdin, one JSON
+    reply per line on its stdout."""
+
+    #: what the child is, for the message when it dies
+    what = "the child process"
+
+    def __init__(self, argv: list[str]):
+        self._process = subprocess.Popen(argv, cwd=REPO, env=child_env(),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, method: str, *args: Any) -> None:
+        self._process.stdin.write(json.dumps([method, *args]) + "\n")
+        self._process.stdin.flush()
+
+    def _receive(self) -> dict[str, Any]:
+        line = self._process.stdout.readline()
+        if not line:
+            raise AssertionError(f"{self.what} died (exit {self._process.wait()})")
+        return json.loads(line)
+
+
+class ActionProcess(JsonChild):
     """One real action, built by `build_action` in a child process inside a namespace; the
     methods forward to it. An ActionError in the child is raised here as ActionError with
     the same message."""
+
+    what = "the action process"
 
     def __init__(self, ns: str | None, action: str, options: dict[str, Any] | None = None,
                  name: str = "test-command", owner: str = "", *, expect: str = "srcip",
@@ -159,11 +199,8 @@ class ActionProcess:
         namespace's)."""
         spec = json.dumps({"name": name, "action": action, "options": options or {},
                            "owner": owner, "expect": expect})
-        self._process = subprocess.Popen(
-            [*(prefix if prefix is not None else exec_prefix(ns)), sys.executable, "-m",
-             "tests.netns", "serve", spec],
-            cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True)
+        super().__init__([*(prefix if prefix is not None else exec_prefix(ns)),
+                          sys.executable, "-m", "tests.netns", "serve", spec])
         self._reply()  # built (or the construction error)
 
     def add(self, target: str, timeout: int | None = None,
@@ -184,29 +221,14 @@ class ActionProcess:
     def list_targets(self) -> set[str]:
         return set(self._call("list_targets"))
 
-    def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.stdin.close()
-            self._process.wait(timeout=30)
-
-    def __enter__(self) -> ActionProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _call(self, method: str, *args: Any) -> Any:
-        self._process.stdin.write(json.dumps([method, *args]) + "\n")
-        self._process.stdin.flush()
+        self._send(method, *args)
         return self._reply()
 
     def _reply(self) -> Any:
         from arguard.respond.actions import ActionError
 
-        line = self._process.stdout.readline()
-        if not line:
-            raise AssertionError(f"the action process died (exit {self._process.wait()})")
-        reply = json.loads(line)
+        reply = self._receive()
         if "error" in reply:
             raise ActionError(reply["error"])
         return reply["result"]

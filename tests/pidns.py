@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.netns import REPO, child_env
+from tests.netns import JsonChild
 
 #: how long a started process may take to reach its program (seconds; a bound for a hung
 #: test, not a speed assertion)
@@ -67,17 +67,16 @@ def unused_ids(count: int, start: int = 2_000_100) -> list[int]:
     return found
 
 
-class ProcessLab:
+class ProcessLab(JsonChild):
     """The namespace's PID 1, driven over a pipe: `spawn` starts a process, `ended` says how
     it ended (None while it runs)."""
 
+    what = "the process lab"
+
     def __init__(self) -> None:
         require_pidns()
-        self._process = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-             sys.executable, "-m", "tests.pidns", "lab"],
-            cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True)
+        super().__init__(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                          sys.executable, "-m", "tests.pidns", "lab"])
         self._call("ping")
         self.host_pid = _child_of(self._process.pid)
 
@@ -101,28 +100,9 @@ class ProcessLab:
         seconds for it; None while it runs."""
         return self._call("ended", pid, wait)
 
-    def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.stdin.close()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-    def __enter__(self) -> ProcessLab:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _call(self, method: str, *args: Any) -> Any:
-        self._process.stdin.write(json.dumps([method, *args]) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise AssertionError(f"the process lab died (exit {self._process.wait()})")
-        reply = json.loads(line)
+        self._send(method, *args)
+        reply = self._receive()
         if "error" in reply:
             raise AssertionError(f"process lab: {reply['error']}")
         return reply["result"]
