@@ -38,10 +38,10 @@ class Decision:
     """What one request does.
 
     add: `block` is the new row, or None for a stateless run (a stateless action, or a
-    detached one bound without a timeout: the action runs, nothing is recorded). extend: `block` is the row as
-    extended, `remaining` its seconds left, and `refresh` whether the backend is told the new
-    time. skip: `reason` says why. lift: `block` is the row lifted; `reason` set when the
-    backend is not asked (the command is no longer configured).
+    detached one bound without a timeout: the action runs, nothing is recorded). extend:
+    `block` is the row as extended, `remaining` its seconds left, and `refresh` whether the
+    backend is told the new time. skip: `reason` says why. lift: `block` is the row lifted;
+    `reason` set when the backend is not asked (the command is no longer configured).
     """
 
     verb: Verb

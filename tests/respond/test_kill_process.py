@@ -7,6 +7,7 @@ processes in that namespace)."""
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -28,10 +29,11 @@ def lab():
         yield lab
 
 
-def miner_entry(number: int, message: str, pid: int, **fields: str) -> bytes:
+def miner_entry(number: int, message: str, pid: int, ago: float = 0.0, **fields: str) -> bytes:
+    """An entry process `pid` wrote `ago` seconds ago."""
     return export_entry(number, {"MESSAGE": message, "SYSLOG_IDENTIFIER": "miner",
                                  "_COMM": "miner", "_HOSTNAME": "web1", "_PID": str(pid),
-                                 **fields})
+                                 **fields}, realtime=int((time.time() - ago) * 1e6))
 
 
 def test_only_the_journals_pid_is_ended_and_only_if_it_runs_an_allowed_program(lab, tmp_path):
@@ -40,12 +42,16 @@ def test_only_the_journals_pid_is_ended_and_only_if_it_runs_an_allowed_program(l
     gone = lab.spawn(UID)         # wrote an entry, exited; its pid now runs another program
     lab.kill(gone)
     reused = lab.spawn(UID, argv=("tail", "-f", "/dev/null"), pid=gone)
+    restarted = lab.spawn(UID)    # wrote an entry a minute ago, exited; the same program
+    lab.kill(restarted)           # started anew has its pid now
+    anew = lab.spawn(UID, pid=restarted)
     journal = tmp_path / "journal"
     journal.mkdir()
     add_entries(journal, [
         miner_entry(1, f"miner started as pid {named}", NOT_RUNNING, SYSLOG_PID=str(named)),
         miner_entry(2, "miner started", writer),
         miner_entry(3, "miner started", gone),
+        miner_entry(4, "miner started", restarted, ago=60),
     ])
     auth_log = tmp_path / "app.log"
     auth_log.touch()
@@ -80,16 +86,16 @@ def test_only_the_journals_pid_is_ended_and_only_if_it_runs_an_allowed_program(l
         daemon.wait_notified("READY=1")
         with open(auth_log, "a") as file:
             file.write(syslog_line("miner started", program="miner", pid=named))
-        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 4,
-                 what="four responses")
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 5,
+                 what="five responses")
         operator = arguard(config, "block", str(named), "--command", "kill")
     finally:
         daemon.close()
 
     assert lab.ended(writer, wait=5) == "SIGTERM"
-    assert lab.ended(named) is None and lab.ended(reused) is None
+    assert [lab.ended(pid) for pid in (named, reused, anew)] == [None, None, None]
     lines = log.read_text().splitlines()
-    by_target = {line.split()[3]: line for line in lines[:4]}
+    by_target = {line.split()[3]: line for line in lines[:5]}
     assert 'reason="no kernel-attested pid (_PID): the entry did not come from the journal"' \
         in by_target['""'], "the file's line: its pid is text"
     assert f" kill fail {NOT_RUNNING} " in by_target[str(NOT_RUNNING)]
@@ -98,9 +104,11 @@ def test_only_the_journals_pid_is_ended_and_only_if_it_runs_an_allowed_program(l
         f'detail="ended pid {writer} (/usr/bin/sleep): {writer} (SIGTERM)"')
     assert f" kill fail {gone} " in by_target[str(gone)]
     assert "it runs '/usr/bin/tail'" in by_target[str(gone)]
+    assert f" kill fail {restarted} " in by_target[str(restarted)]
+    assert "after the entry was written (the pid was reused)" in by_target[str(restarted)]
     assert operator.returncode != 0
     assert "only as the kernel-attested pid (_PID)" in operator.stdout + operator.stderr
-    assert not any(f" {named} " in line for line in lines[:4])
+    assert not any(f" {named} " in line for line in lines[:5])
 
 
 def test_an_alert_whose_attested_pid_is_another_is_refused(lab):

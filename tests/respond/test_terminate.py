@@ -113,7 +113,8 @@ def test_lock_then_terminate_bound_to_one_rule(lab, tmp_path):
     """A real daemon, in the namespace: after 8 failed passwords for alice (rule 5763),
     the copy of shadow shows her account locked, and her processes are gone; bob's run."""
     shadow = tmp_path / "shadow"
-    shadow.write_text("alice:$6$salt$hash:19800:0:99999:7:::\nbob:$6$salt$bobs:19800:0:99999:7:::\n")
+    shadow.write_text("alice:$6$salt$hash:19800:0:99999:7:::\n"
+                      "bob:$6$salt$bobs:19800:0:99999:7:::\n")
     auth_log = tmp_path / "auth.log"
     auth_log.touch()
     config = config_in(tmp_path, shipped=True, extra=f"""

@@ -26,9 +26,12 @@ BOOT_ID = "0123456789abcdef0123456789abcdef"
 BASE_TIME = 1_790_000_000_000_000   # microseconds
 
 
-def export_entry(number: int, fields: dict[str, str | bytes]) -> bytes:
-    """One entry in journal export format; bytes values go in the binary form."""
-    out = [f"__REALTIME_TIMESTAMP={BASE_TIME + number}\n".encode(),
+def export_entry(number: int, fields: dict[str, str | bytes],
+                 realtime: int | None = None) -> bytes:
+    """One entry in journal export format; bytes values go in the binary form. `realtime`:
+    when it was written (microseconds since the epoch; default: a fixed time + `number`)."""
+    realtime = BASE_TIME + number if realtime is None else realtime
+    out = [f"__REALTIME_TIMESTAMP={realtime}\n".encode(),
            f"__MONOTONIC_TIMESTAMP={number + 1}\n".encode(), f"_BOOT_ID={BOOT_ID}\n".encode()]
     for key, value in fields.items():
         if isinstance(value, bytes):

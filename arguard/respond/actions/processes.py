@@ -104,6 +104,17 @@ def executable(pid: int) -> str:
     return os.readlink(f"{PROC}/{pid}/exe")
 
 
+def started_at(pid: int) -> float:
+    """When the process started, in seconds since the epoch: the boot time (/proc/stat
+    `btime`, a whole second) plus its start in clock ticks after boot (/proc/PID/stat);
+    OSError when it is gone."""
+    with open(f"{PROC}/{pid}/stat", "rb") as stat:
+        after_name = stat.read().rsplit(b")", 1)[1].split()
+    with open(f"{PROC}/stat", "rb") as stat:
+        boot = next(int(line.split()[1]) for line in stat if line.startswith(b"btime "))
+    return boot + int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+
+
 def processes_of(uid: int) -> list[Pinned]:
     """Every live process whose real or effective UID is `uid`, pinned."""
     found = []
