@@ -13,13 +13,17 @@ refused.
 When the rule fires, the process may have exited and its pid been reused by another one.
 `exe` is a pattern (Python `regex`, matched against the whole path) that the process's
 executable must match: /proc/PID/exe as the kernel shows it, " (deleted)" included when the
-file was removed. It is read after the process is pinned by a pidfd, so a pid that now runs
-another program is refused, and the signals reach only the process that was checked: SIGTERM,
-then SIGKILL after `grace` seconds. PID 1, arguard itself and its parent are never ended.
+file was removed. And a process that started after the entry was written (the journal's
+time of it, give or take the boot time's second) cannot have written it. Both are read
+after the process is pinned by a pidfd, so a pid that now runs another program, or the same
+program started anew, is refused, and the signals reach only the process that was checked:
+SIGTERM, then SIGKILL after `grace` seconds. PID 1, arguard itself and its parent are never
+ended.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions import processes
@@ -28,6 +32,11 @@ from arguard.respond.actions.base import REQUIRED, STRING, ActionError, ActionTy
 if TYPE_CHECKING:
     from arguard.config import Command
     from arguard.model import Alert
+
+
+#: seconds a process may seem to have started after the entry it wrote: the boot time in
+#: /proc/stat is a whole second
+START_SLACK = 1.0
 
 
 def _pattern_problem(pattern: str) -> str | None:
@@ -51,6 +60,8 @@ class KillProcess:
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> str:
         pid = self._attested(target, alert)
+        assert alert is not None
+        written = alert.event.line.timestamp
         if pid in processes.spared():
             raise ActionError(f"refusing to end pid {pid}: PID 1, arguard or its parent")
         seen: dict[str, str] = {}
@@ -58,13 +69,20 @@ class KillProcess:
         def allowed(pid: int) -> bool:
             try:
                 seen["exe"] = processes.executable(pid)
+                started = processes.started_at(pid)
             except OSError as error:
                 seen["error"] = error.strerror or str(error)
+                return False
+            if written is not None and started > written + START_SLACK:
+                seen["started"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
                 return False
             return bool(self.exe.fullmatch(seen["exe"]))
 
         process = processes.pin(pid, allowed)
         if process is None:
+            if "started" in seen:
+                raise ActionError(f"refusing to end pid {pid}: it started at {seen['started']}, "
+                                  "after the entry was written (the pid was reused)")
             if "exe" in seen:
                 raise ActionError(f"refusing to end pid {pid}: it runs {seen['exe']!r}, which "
                                   f"does not match exe {self.exe_pattern!r} (the pid may have "
