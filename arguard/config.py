@@ -57,6 +57,16 @@ class Paths:
     def control_socket(self) -> Path:
         return self.run_dir / "control.sock"
 
+    @property
+    def own_directories(self) -> tuple[Path, ...]:
+        """The directories arguard writes itself, which file integrity never watches."""
+        return (self.state_dir, self.log_dir, self.run_dir)
+
+    @property
+    def integrity_copies(self) -> Path:
+        """The known-good copies of watched files (root only)."""
+        return self.state_dir / "integrity-copies"
+
 
 @dataclass(frozen=True)
 class GlobalSettings:
@@ -66,6 +76,17 @@ class GlobalSettings:
     max_blocks: int = 100_000
     offender_forget: int = 86_400
     unblock_on_exit: bool = False
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """[ruleset] settings of the correlation state (frequency and ignore windows)."""
+
+    #: correlation keys each frequency rule keeps at most (the ones with fewest events go first)
+    max_keys: int = 100_000
+    #: IPv6 addresses are correlated per prefix of this length (an attacker rotating the
+    #: addresses of its own /64 is one source); 128: per address
+    ipv6_prefix: int = 64
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,28 @@ class Source:
             return self.path
         name = "journal:" + " ".join(self.journal_matches or ())
         return name if self.journal_directory is None else f"{name} @{self.journal_directory}"
+
+
+#: what an [[integrity]] table may check, in the order the configuration reference lists them
+INTEGRITY_CHECKS = ("sha256", "size", "mode", "owner", "inode", "mtime")
+#: the largest `keep_copies`: a copy is held in memory while it is written or restored
+MAX_KEEP_COPIES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """One [[integrity]] table: watched paths (absolute, normalised) and how they are
+    checked (docs/integrity.md)."""
+
+    paths: tuple[str, ...]
+    recursive: bool = True
+    ignore: tuple[str, ...] = ()
+    realtime: bool = True
+    scan_interval: int = 43_200
+    checks: frozenset[str] = frozenset(INTEGRITY_CHECKS)
+    follow_symlinks: bool = False
+    keep_copies: int = 0          # bytes; 0: no known-good copies
+    max_eps: int = 100            # changes reported per second at most
 
 
 @dataclass(frozen=True)
@@ -117,6 +160,8 @@ class Config:
     commands: Mapping[str, Command]
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
+    correlation: Correlation = Correlation()
+    integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
 
 
@@ -200,16 +245,27 @@ class _Loader:
         return (self.base / value) if not os.path.isabs(value) else Path(value)
 
     def load(self) -> Config:
-        known = {"paths", "global", "ruleset", "source", "command", "active_response"}
+        known = {"paths", "global", "ruleset", "source", "integrity", "command",
+                 "active_response"}
         for key in self.doc.data:
             if key not in known:
                 self.fail(f"unknown top-level key or table {key!r}", key=key)
         paths = self.load_paths()
         global_ = self.load_global()
         ruleset = self.table("ruleset")
-        self.check_keys(ruleset, {"shipped": bool}, "ruleset")
+        self.check_keys(ruleset, {"shipped": bool, "correlation_keys": int,
+                                  "correlation_ipv6_prefix": int}, "ruleset")
+        correlation = Correlation(ruleset.get("correlation_keys", Correlation.max_keys),
+                                  ruleset.get("correlation_ipv6_prefix", Correlation.ipv6_prefix))
+        if correlation.max_keys < 1:
+            self.fail("ruleset.correlation_keys must be at least 1", "ruleset",
+                      key="correlation_keys")
+        if not 1 <= correlation.ipv6_prefix <= 128:
+            self.fail("ruleset.correlation_ipv6_prefix must be 1-128", "ruleset",
+                      key="correlation_ipv6_prefix")
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
+        integrity = self.load_integrity_entries()
         commands: dict[str, Command] = {}
         for index, data in enumerate(self.array("command")):
             command = self.load_command(index, data)
@@ -226,8 +282,8 @@ class _Loader:
             path=None if self.is_default else self.doc.path,
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
-            shipped_ruleset=bool(ruleset.get("shipped", True)),
-            fragments=getattr(self.doc, "fragments", ()),
+            shipped_ruleset=bool(ruleset.get("shipped", True)), correlation=correlation,
+            fragments=getattr(self.doc, "fragments", ()), integrity=integrity,
         )
 
     def load_paths(self) -> Paths:
@@ -316,6 +372,73 @@ class _Loader:
             journal_directory=directory,
         )
 
+    def load_integrity_entries(self) -> tuple[Integrity, ...]:
+        entries: list[Integrity] = []
+        seen: dict[str, int] = {}
+        for index, data in enumerate(self.array("integrity")):
+            entry = self.load_integrity(index, data)
+            if entry is None:
+                continue
+            for path in entry.paths:
+                if path in seen:
+                    self.fail(f"{path} is watched by two [[integrity]] tables (#{seen[path] + 1} "
+                              f"and #{index + 1})", "integrity", index, "paths")
+                seen.setdefault(path, index)
+            entries.append(entry)
+        return tuple(entries)
+
+    def load_integrity(self, index: int, data: dict) -> Integrity | None:
+        before = len(self.problems)
+        self.check_keys(data, {"paths": list, "recursive": bool, "ignore": list,
+                               "realtime": bool, "scan_interval": (int, str), "checks": list,
+                               "follow_symlinks": bool, "keep_copies": (int, str),
+                               "max_eps": int}, "integrity", index)
+        raw_paths = data.get("paths")
+        paths: list[str] = []
+        if not isinstance(raw_paths, list) or not raw_paths or not all(
+                isinstance(p, str) and p.strip() and "\0" not in p for p in raw_paths):
+            self.fail("an [[integrity]] table needs 'paths', a list of files or directories",
+                      "integrity", index, "paths" if "paths" in data else None)
+        else:
+            for raw in raw_paths:
+                path = os.path.normpath(str(self.path(raw)))
+                if path == "/":
+                    self.fail("watching / is not supported: name the directories to watch",
+                              "integrity", index, "paths")
+                elif path not in paths:
+                    paths.append(path)
+        ignore = data.get("ignore", [])
+        if isinstance(ignore, list) and not all(isinstance(g, str) and g for g in ignore):
+            self.fail("ignore must be a list of glob patterns", "integrity", index, "ignore")
+        checks = data.get("checks", list(INTEGRITY_CHECKS))
+        if isinstance(checks, list) and (not checks or not all(c in INTEGRITY_CHECKS
+                                                               for c in checks)):
+            self.fail("checks must be a list of " + ", ".join(INTEGRITY_CHECKS),
+                      "integrity", index, "checks")
+        interval = _duration(data.get("scan_interval", Integrity.scan_interval))
+        if interval is None:
+            self.fail("scan_interval must be a positive number of seconds, or e.g. \"30m\", "
+                      "\"12h\", \"1d\"", "integrity", index, "scan_interval")
+        keep = _size(data.get("keep_copies", 0))
+        if keep is None or keep > MAX_KEEP_COPIES:
+            self.fail("keep_copies must be a size such as \"1MB\" or \"512KB\" (at most "
+                      "64MB), or 0", "integrity", index, "keep_copies")
+        elif keep and isinstance(checks, list) and "sha256" not in checks:
+            self.fail("keep_copies needs \"sha256\" among the checks (a copy is known by "
+                      "its sha256)", "integrity", index, "keep_copies")
+        if isinstance(data.get("max_eps"), int) and data["max_eps"] <= 0:
+            self.fail("max_eps must be positive", "integrity", index, "max_eps")
+        if len(self.problems) > before:
+            return None
+        defaults = Integrity(paths=())
+        return Integrity(
+            paths=tuple(paths), recursive=data.get("recursive", defaults.recursive),
+            ignore=tuple(ignore), realtime=data.get("realtime", defaults.realtime),
+            scan_interval=interval, checks=frozenset(checks),
+            follow_symlinks=data.get("follow_symlinks", defaults.follow_symlinks),
+            keep_copies=keep, max_eps=data.get("max_eps", defaults.max_eps),
+        )
+
     def load_command(self, index: int, data: dict) -> Command | None:
         """A [[command]]: its own keys here; the action's options, and which targets it
         acts on, as the action's description (arguard.respond.actions) says."""
@@ -355,6 +478,10 @@ class _Loader:
             self.fail(f"expect {expect!r} gives targets of kind {EXPECT_KINDS[expect]}, but "
                       f"action {action!r} acts on targets of kind "
                       + " or ".join(described.kinds), "command", index, "expect")
+        elif EXPECT_KINDS[expect] == "file" and data.get("timeout_allowed") is True:
+            self.fail("a command that acts on files (expect = \"filename\") runs once per "
+                      "alert: timeout_allowed is not supported", "command", index,
+                      "timeout_allowed")
         extra_args = data.get("extra_args", [])
         if isinstance(extra_args, list) and not all(isinstance(a, str) for a in extra_args):
             self.fail("extra_args must be a list of strings", "command", index, "extra_args")
@@ -450,6 +577,35 @@ def stateless(command: Command) -> bool:
     says): no block is recorded for it, a binding's timeout does not apply to it."""
     described = action_type(command.action)
     return described is not None and described.stateless
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+
+
+def _duration(value: Any) -> int | None:
+    """Seconds from a positive integer or `90s`, `30m`, `12h`, `1d`; None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    found = regex.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value) if isinstance(value, str) else None
+    if found is None or int(found[1]) <= 0:
+        return None
+    return int(found[1]) * _DURATION_UNITS[found[2] or "s"]
+
+
+def _size(value: Any) -> int | None:
+    """Bytes from an integer >= 0 or `512KB`, `1MB` (powers of 1024); None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    found = regex.fullmatch(r"\s*(\d+)\s*([kmg]?b)?\s*", value, regex.IGNORECASE) \
+        if isinstance(value, str) else None
+    if found is None:
+        return None
+    return int(found[1]) * _SIZE_UNITS[(found[2] or "b").lower()]
 
 
 def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -47,7 +47,7 @@ def outcome_dict(text: str, outcome: Outcome, applied: list[Applied]) -> dict:
     }
 
 
-def _print_phases(text: str, outcome: Outcome, applied: list[Applied], out: IO[str]) -> None:
+def print_outcome(text: str, outcome: Outcome, applied: list[Applied], out: IO[str]) -> None:
     event = outcome.event
     pre = event.pre
     write = out.write
@@ -109,7 +109,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     for text in iter_text_lines(source, MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
         simulation.advance(outcome.event.time)
-        applied = simulation.apply(outcome.responses)
+        applied = simulation.apply(outcome.responses) if outcome.responses else []
         if mode == "summary":
             if outcome.event.decoder is not None:
                 decoded += 1
@@ -124,7 +124,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
             out.write(json.dumps(outcome_dict(text, outcome, applied), ensure_ascii=False)
                       + "\n")
         else:
-            _print_phases(text, outcome, applied, out)
+            print_outcome(text, outcome, applied, out)
     if mode == "summary":
         elapsed = time.perf_counter() - started
         _print_summary(out, counters, decoded, ambiguous, alerts, descriptions, responses,

@@ -89,6 +89,11 @@ class TomlFile:
                 return number
         return start or None
 
+    def location(self, table: str | None, index: int | None, key: str) -> str:
+        """`path:line` of a key, for messages that are not problems (warnings, the log)."""
+        line = self.key_line(table, key, index)
+        return f"{self.path}:{line}" if line else str(self.path)
+
     def problem(self, message: str, table: str | None = None, index: int | None = None,
                 key: str | None = None) -> Problem:
         if key is not None:

@@ -180,6 +180,43 @@ def test_a_dropin_may_overwrite_a_rule_only_when_it_says_so(tmp_path):
      rules_id = [5763]
      """, "arguard.toml:13: active_response needs 'command': a command name, or a list of "
           "them"),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     checks = ["sha256", "md5"]
+     """, "arguard.toml:14: checks must be a list of sha256, size, mode, owner, inode, mtime"),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     keep_copies = "1 TB"
+     """, 'arguard.toml:14: keep_copies must be a size such as "1MB" or "512KB" (at most '
+          '64MB), or 0'),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     checks = ["size"]
+     keep_copies = "1MB"
+     """, 'arguard.toml:15: keep_copies needs "sha256" among the checks'),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     scan_interval = "soon"
+     """, "arguard.toml:14: scan_interval must be a positive number of seconds"),
+    ("""
+     [[integrity]]
+     path = "/etc/nginx"
+     """, "arguard.toml:12: an [[integrity]] table needs 'paths'"),
+    ("""
+     [[integrity]]
+     paths = ["/"]
+     """, "arguard.toml:13: watching / is not supported"),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+
+     [[integrity]]
+     paths = ["/etc/nginx/"]
+     """, "arguard.toml:16: /etc/nginx is watched by two [[integrity]] tables (#1 and #2)"),
 ])
 def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected):
     result = check(write_config(tmp_path, extra=extra))
@@ -189,14 +226,14 @@ def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected
 
 @pytest.mark.parametrize("command,expected", [
     ('action = "ipset"\n     set_name = "a b"',
-     "arguard.toml:15: set_name 'a b' must be 1 to 30 letters, digits, '_', '.' or '-'"),
+     "arguard.toml:15: set_name 'a b' must be 1 to 26 letters, digits, '_', '.' or '-'"),
     ('action = "route"\n     route_type = "local"',
      'arguard.toml:15: route_type must be "blackhole", "unreachable" or "prohibit"'),
     ('action = "iptables"\n     chain = "arguard"\n     jump_from = ["arguard"]',
      "arguard.toml:16: jump_from must not name the chain 'arguard' itself"),
     ('action = "ipset"\n     set_name = "x"\n     sets = 2',
      "arguard.toml:16: unknown key 'sets' in [command] (action 'ipset' takes: chain, "
-     "jump_from, set_name, target)"),
+     "jump_from, ports, prefix_v4, prefix_v6, protocol, set_name, target)"),
     ('action = "webhook"', "arguard.toml:12: a webhook command needs 'url'"),
     ('action = "disable-account"\n     expect = "srcip"',
      "arguard.toml:15: expect 'srcip' gives targets of kind ip, but action 'disable-account' "
@@ -205,7 +242,8 @@ def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected
     ('action = "kill-process"\n     exe = "/usr/bin/(nc"',
      "arguard.toml:15: exe '/usr/bin/(nc' is not a valid pattern: missing )"),
     ('action = "kill-process"\n     exe = ".*/nc"\n     expect = "srcpid"',
-     "arguard.toml:16: expect must be one of srcip, dstip, srcuser, dstuser, user, _PID"),
+     "arguard.toml:16: expect must be one of srcip, dstip, srcuser, dstuser, user, filename, "
+     "_PID"),
     ('action = "kill-process"\n     exe = ".*/nc"\n     expect = "srcuser"',
      "arguard.toml:16: expect 'srcuser' gives targets of kind user, but action "
      "'kill-process' acts on targets of kind process"),

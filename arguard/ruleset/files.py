@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from arguard.config import Config, shipped_dir
+from arguard.config import Config, Correlation, shipped_dir
 from arguard.decode.decoders import DecoderSet, load_decoder_files
 from arguard.errors import ConfigError, Problem
 from arguard.ruleset.loader import RuleTree, load_rule_files
@@ -15,6 +15,7 @@ from arguard.ruleset.loader import RuleTree, load_rule_files
 class Ruleset:
     decoders: DecoderSet
     rules: RuleTree
+    correlation: Correlation = Correlation()
 
 
 def _toml_files(directory: Path) -> list[Path]:
@@ -47,4 +48,4 @@ def load_ruleset(config: Config) -> Ruleset:
         problems.extend(exc.problems)
     if problems or decoders is None or rules is None:
         raise ConfigError(problems)
-    return Ruleset(decoders, rules)
+    return Ruleset(decoders, rules, config.correlation)

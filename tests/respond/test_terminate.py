@@ -65,8 +65,8 @@ def test_ends_exactly_the_accounts_processes_and_logs_each_pid(lab, tmp_path):
     stubborn = lab.spawn(ALICE, ignore_term=True)
     other = lab.spawn(BOB)
 
-    done = arguard(config, "block", "alice", "--command", "terminate", wrapper=lab.enter(),
-                   check=True)
+    done = arguard(config, "block", "--user", "alice", "--command", "terminate",
+                   wrapper=lab.enter(), check=True)
 
     assert [lab.ended(pid, wait=5) for pid in (first, second, stubborn)] == \
         ["SIGTERM", "SIGTERM", "SIGKILL"]
@@ -87,7 +87,7 @@ def test_refused_accounts_keep_their_processes(lab, tmp_path, name, uid, reason)
     config = config_in(tmp_path)
     running = [lab.spawn(uid), lab.spawn(uid, ignore_term=True)]
 
-    done = arguard(config, "block", name, "--command", "terminate", wrapper=lab.enter())
+    done = arguard(config, "block", "--user", name, "--command", "terminate", wrapper=lab.enter())
 
     assert done.returncode != 0 and reason in done.stdout + done.stderr
     [line] = responses(tmp_path)
