@@ -88,6 +88,15 @@ logpath = {logs}/nginx/*error.log
     return tmp_path
 
 
+def kernel_set(server: str, command: str, backend: str) -> str:
+    """The kernel's listing of a command's IPv4 set, in the backend the imported `firewall`
+    action chose on this host (status says which: nftables where the kernel has nf_tables,
+    else ipset)."""
+    if backend.startswith("firewall → nftables"):
+        return run_in(server, "nft", "list", "set", "inet", "arguard", f"{command}-ip4")
+    return run_in(server, "ipset", "list", command)
+
+
 def blocked_targets(config: Path) -> dict[str, str]:
     return {b["target"]: b["command"] for b in status(config)["blocks"]["active"]}
 
@@ -121,8 +130,10 @@ def test_imported_jails_ban_after_three_failures_for_twenty_seconds(root: Path):
                                                    WEB_CLIENT: "f2b-nginx-http-auth"}
                 assert connect_from(client, SSH_CLIENT) == "timeout"
                 assert connect_from(client, WEB_CLIENT) == "timeout"
-                assert SSH_CLIENT in run_in(server, "ipset", "list", "f2b-sshd")
-                assert WEB_CLIENT in run_in(server, "ipset", "list", "f2b-nginx-http-auth")
+                backends = status(config)["backends"]
+                for command, address in (("f2b-sshd", SSH_CLIENT),
+                                         ("f2b-nginx-http-auth", WEB_CLIENT)):
+                    assert address in kernel_set(server, command, backends[command])
 
                 wait_for(lambda: connect_from(client, SSH_CLIENT) == "connected"
                          and connect_from(client, WEB_CLIENT) == "connected",
