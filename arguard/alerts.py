@@ -8,6 +8,7 @@ not in `rule.groups`; a file integrity alert shows its fields as `syscheck` inst
 from __future__ import annotations
 
 import json
+import os
 import socket
 from datetime import datetime
 from json.encoder import encode_basestring
@@ -195,6 +196,8 @@ class AlertLog:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
+            if _ends_mid_line(self.path):
+                self._file.write("\n")  # a run killed mid-write: its torn line stays alone
         self._file.write(alert_to_json(alert) + "\n")
 
     def flush(self) -> None:
@@ -208,3 +211,14 @@ class AlertLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file's last line has no newline: a process killed while writing left it
+    torn (its buffer is written in pieces), and the next alert would be glued to it."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+    except OSError:  # empty
+        return False
