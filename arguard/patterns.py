@@ -142,7 +142,98 @@ def backtracking_risk(text: str) -> str | None:
         parsed = _sre_parse.parse(text, re.IGNORECASE)
     except (re.error, ValueError, OverflowError, RecursionError):
         return "its structure cannot be checked"
-    return _risk_in(list(parsed))
+    items = list(parsed)
+    found = _risk_in(items)
+    if found:
+        return found
+    anchored = bool(items) and items[0] == (_sre.AT, _sre.AT_BEGINNING)
+    if _longest_chain(items) + (0 if anchored else 1) >= 3:
+        return "runs that can take the same text one after another (n^3 on a long line)"
+    return None
+
+
+def _longest_chain(items: list) -> int:
+    """The most unbounded runs in a row whose ends a match may have to try one by one — a
+    run whose next character it could also take — each able to take the text the previous
+    one took (nothing between them that the previous cannot take): a failing match tries
+    every split of the text between them, n^k for k of them."""
+    longest = 0
+    nothing = (True, frozenset())
+
+    def visit(sequence: list, chain, after):
+        """The chain (characters of its last run, runs in it) after `sequence`, None when a
+        character the last run cannot take ended it; `after`: the characters that may
+        follow the sequence."""
+        nonlocal longest
+        for index, (op, value) in enumerate(sequence):
+            rest, rest_nullable = _first(sequence[index + 1:])
+            follow = _union(rest, after) if rest_nullable else rest
+            if op in _ZERO_WIDTH:
+                continue
+            if op == _sre.SUBPATTERN:
+                chain = visit(list(value[-1]), chain, follow)
+            elif op == _sre.BRANCH:
+                chain = _merge(*(visit(list(branch), chain, follow) for branch in value[1]))
+            elif op in _REPEATS and _unbounded(value) and _overlaps(
+                    chars := _chars_anywhere(list(value[2])), follow):
+                continues = chain is not None and _overlaps(chain[0], chars)
+                run = (chars, chain[1] + 1 if continues else 1)
+                longest = max(longest, run[1])
+                chain = run if value[0] >= 1 else _merge(chain, run)
+            elif op in _REPEATS or op == getattr(_sre, "POSSESSIVE_REPEAT", None):
+                through = visit(list(value[2]), chain, follow)
+                chain = through if value[0] >= 1 else _merge(chain, through)
+            elif chain is not None and not _overlaps(chain[0], _chars((op, value))):
+                chain = None  # a character the run cannot take: the chain ends here
+        return chain
+
+    visit(items, None, nothing)
+    return longest
+
+
+def _overlaps(a, b) -> bool:
+    """Whether two character sets share a character; None (unknown) shares with all."""
+    return a is None or b is None or _sets_overlap(a, b)
+
+
+def _first(items: list):
+    """The characters the match of `items` can start with (None: unknown), and whether it
+    can be empty."""
+    total = (True, frozenset())
+    for op, value in items:
+        if op in _ZERO_WIDTH:
+            continue
+        if op == _sre.SUBPATTERN:
+            chars, nullable = _first(list(value[-1]))
+        elif op == _sre.BRANCH:
+            firsts = [_first(list(branch)) for branch in value[1]]
+            chars = _merge_chars(chars for chars, _ in firsts)
+            nullable = any(nullable for _, nullable in firsts)
+        elif op in _REPEATS or op == getattr(_sre, "POSSESSIVE_REPEAT", None):
+            chars, nullable = _first(list(value[2]))
+            nullable = nullable or value[0] == 0
+        else:
+            chars, nullable = _chars((op, value)), False
+        total = _union(total, chars)
+        if total is None or not nullable:
+            return total, False
+    return total, True
+
+
+def _merge_chars(sets):
+    total = (True, frozenset())
+    for chars in sets:
+        total = _union(total, chars)
+    return total
+
+
+def _merge(*chains):
+    """The chain after one of several ways through the pattern: the longest, taking the
+    characters of all."""
+    present = [chain for chain in chains if chain is not None]
+    if not present:
+        return None
+    return (_merge_chars(chain[0] for chain in present), max(chain[1] for chain in present))
 
 
 _BOUNDED = 10  # a repeat of at most this many is not a risk

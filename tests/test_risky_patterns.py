@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from arguard.patterns import backtracking_risk
-from tests.conftest import SHARED, require_corpus, write_config
+from tests.conftest import write_config
 
 DECODERS = """\
 [[decoder]]
@@ -98,26 +98,16 @@ def test_linear_patterns_are_not_flagged(pattern):
 
 
 @pytest.mark.parametrize("pattern", [r'(a+)+$', r'(\w+\s?)*$', r'(?:a[^b]*c)*x',
-                                     r'(\s*\w+)*x', r'(.*,)*x', r'(a|ab)*c'])
+                                     r'(\s*\w+)*x', r'(.*,)*x', r'(a|ab)*c',
+                                     r'.*foo.*bar', r'^(\d+)\s*(\d+)\s*(\d+)\s*(\d+)$'])
 def test_exponential_patterns_are_flagged(pattern):
     assert backtracking_risk(pattern) is not None
 
 
-def _made(directory):
-    directory.mkdir()
-    return directory
-
-
-def test_shipped_and_imported_wazuh_patterns_are_not_flagged(request, tmp_path):
-    ruleset = SHARED / "corpus" / "wazuh-ruleset"
-    require_corpus(request, ruleset)
-    shipped = arguard("check-config", "-c", str(write_config(_made(tmp_path / "shipped"))))
-    assert shipped.returncode == 0 and "warning:" not in shipped.stdout, shipped.stdout
-    imported = tmp_path / "imported"
-    arguard("import", "wazuh", *map(str, sorted(ruleset.glob("*.xml"))), "-o", str(imported))
-    config = write_config(tmp_path, shipped=False).read_text().replace(
-        '"decoders.d"', f'"{imported}/decoders.d"').replace('"rules.d"', f'"{imported}/rules.d"')
-    (tmp_path / "arguard.toml").write_text(config)
-    result = arguard("check-config", "-c", str(tmp_path / "arguard.toml"))
+def test_no_shipped_decoder_pattern_is_flagged(tmp_path):
+    """Decoders run on every line: a guarded one would slow them all. (Six of Wazuh's web
+    attack rules are flagged, and guarded, as Wazuh wrote them: `\\S+?/x\\S+?\\.php`.)"""
+    result = arguard("check-config", "-c", str(write_config(tmp_path)))
     assert result.returncode == 0, result.stderr
-    assert "warning:" not in result.stdout, result.stdout
+    flagged = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert flagged and all("/rules/0270-web-appsec.toml:" in line for line in flagged), flagged
