@@ -19,7 +19,7 @@ import regex
 from arguard.configfiles import ConfigDocument
 from arguard.errors import ConfigError, Problem
 from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
-from arguard.respond.targets import EXPECT_KINDS
+from arguard.respond.targets import EXPECT_KINDS, check_user
 from arguard.tomlfile import TomlFile
 
 DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
@@ -78,6 +78,8 @@ class Paths:
 @dataclass(frozen=True)
 class GlobalSettings:
     white_list: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: account names never acted on (locked, terminated)
+    white_list_users: tuple[str, ...] = ()
     max_blocks: int = 100_000
     offender_forget: int = 86_400
     unblock_on_exit: bool = False
@@ -290,8 +292,8 @@ class _Loader:
             if command.name in commands:
                 self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
             commands[command.name] = command
-        responses = tuple(r for r in (self.load_response(i, d, commands)
-                                      for i, d in enumerate(self.array("active_response"))) if r)
+        responses = tuple(r for i, d in enumerate(self.array("active_response"))
+                          for r in self.load_response(i, d, commands))
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -312,8 +314,8 @@ class _Loader:
 
     def load_global(self) -> GlobalSettings:
         data = self.table("global")
-        self.check_keys(data, {"white_list": list, "max_blocks": int, "offender_forget": int,
-                               "unblock_on_exit": bool}, "global")
+        self.check_keys(data, {"white_list": list, "white_list_users": list, "max_blocks": int,
+                               "offender_forget": int, "unblock_on_exit": bool}, "global")
         networks = []
         for entry in data.get("white_list", []) if isinstance(data.get("white_list"), list) else []:
             network = parse_network(entry)
@@ -322,12 +324,20 @@ class _Loader:
                           "global", key="white_list")
             else:
                 networks.append(network)
+        users = data.get("white_list_users", [])
+        for entry in users if isinstance(users, list) else []:
+            refused = check_user(entry if isinstance(entry, str) else None).refused
+            if refused is not None:
+                self.fail(f"white_list_users entry {entry!r} is not an account name ({refused})",
+                          "global", key="white_list_users")
         for key in ("max_blocks", "offender_forget"):
             if isinstance(data.get(key), int) and data[key] <= 0:
                 self.fail(f"global.{key} must be positive", "global", key=key)
         defaults = GlobalSettings()
         return GlobalSettings(
             white_list=tuple(networks),
+            white_list_users=tuple(u for u in users if isinstance(u, str))
+            if isinstance(users, list) else (),
             max_blocks=data.get("max_blocks", defaults.max_blocks),
             offender_forget=data.get("offender_forget", defaults.offender_forget),
             unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
@@ -513,21 +523,41 @@ class _Loader:
         )
 
     def load_response(self, index: int, data: dict,
-                      commands: Mapping[str, Command]) -> ActiveResponse | None:
+                      commands: Mapping[str, Command]) -> list[ActiveResponse]:
+        """One binding per command the table names, in their order: `command = ["disable-
+        account", "terminate-sessions"]` is a chain, whose commands run one after another
+        for each alert (lock, then terminate). A stateless command acts once: the table's
+        timeout and repeated_offenders apply to the others."""
         before = len(self.problems)
-        self.check_keys(data, {"command": str, "location": str, "rules_id": (list, int),
-                               "level": int, "rules_group": str, "timeout": int,
-                               "repeated_offenders": list, "disabled": bool},
+        self.check_keys(data, {"command": (str, list), "location": str,
+                               "rules_id": (list, int), "level": int, "rules_group": str,
+                               "timeout": int, "repeated_offenders": list, "disabled": bool},
                         "active_response", index)
         command = data.get("command")
-        if not isinstance(command, str):
-            self.fail("active_response needs 'command'", "active_response", index)
-        elif command not in commands:
-            self.fail(f"active_response names unknown command {command!r}",
-                      "active_response", index, "command")
-        elif "timeout" in data and not commands[command].timeout_allowed:
-            self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
-                      "active_response", index, "timeout")
+        names = [command] if isinstance(command, str) else command
+        if not isinstance(names, list) or not names or not all(isinstance(n, str)
+                                                                for n in names):
+            self.fail("active_response needs 'command': a command name, or a list of them "
+                      "(run in that order)", "active_response", index,
+                      "command" if "command" in data else None)
+            names = []
+        for name in names:
+            if name not in commands:
+                self.fail(f"active_response names unknown command {name!r}",
+                          "active_response", index, "command")
+        if len(set(names)) < len(names):
+            self.fail("active_response names a command twice", "active_response", index,
+                      "command")
+        timed = [name for name in names if name in commands and not stateless(commands[name])]
+        if "timeout" in data:
+            for name in timed:
+                if not commands[name].timeout_allowed:
+                    self.fail(f"timeout given but command {name!r} does not set "
+                              "timeout_allowed", "active_response", index, "timeout")
+            if not timed and all(name in commands for name in names):
+                self.fail("timeout given but " + ", ".join(repr(n) for n in names)
+                          + " act once and keep nothing to lift (stateless)",
+                          "active_response", index, "timeout")
         if data.get("location", "local") != "local":
             self.fail("location must be \"local\" (arguard runs on one host)",
                       "active_response", index, "location")
@@ -553,12 +583,20 @@ class _Loader:
             self.fail("repeated_offenders needs a timeout", "active_response", index,
                       "repeated_offenders")
         if len(self.problems) > before or data.get("disabled", False):
-            return None
-        return ActiveResponse(
-            command=command, location="local", rules_id=tuple(rules_id),
+            return []
+        return [ActiveResponse(
+            command=name, location="local", rules_id=tuple(rules_id),
             level=data.get("level"), rules_group=data.get("rules_group"),
-            timeout=data.get("timeout"), repeated_offenders=tuple(offenders),
-        )
+            timeout=data.get("timeout") if name in timed else None,
+            repeated_offenders=tuple(offenders) if name in timed else (),
+        ) for name in names]
+
+
+def stateless(command: Command) -> bool:
+    """Whether the command's action acts once and keeps nothing to lift (its description
+    says): no block is recorded for it, a binding's timeout does not apply to it."""
+    described = action_type(command.action)
+    return described is not None and described.stateless
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
