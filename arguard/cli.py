@@ -58,8 +58,9 @@ def cmd_logtest(args: argparse.Namespace) -> int:
 
     config, ruleset = _load(args)
     simulation = Simulation(config)
-    pipeline = Pipeline(ruleset, line_time=True, decide=simulation.policy.decide)
     mode = "json" if args.json else "summary" if args.summary else "text"
+    pipeline = Pipeline(ruleset, line_time=True, decide=simulation.policy.decide,
+                        prefilter=mode == "summary")
     if args.file:
         with open(args.file, "rb") as source:
             return run_logtest(pipeline, simulation, source, args.file, mode, sys.stdout)

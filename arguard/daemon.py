@@ -74,7 +74,9 @@ class Daemon:
         self.respond = build_respond_stage(config, self.store, dry_run=dry_run,
                                            backend_reset=self._backend_reset)
         self.responder = self.respond.responder
-        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
+        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
+                                 prefilter=True)
+        _log_detection(self.pipeline)
         self.alert_log = AlertLog(config.paths.alerts_log)
         self.recent = recent_window(ruleset)
         self.sources = self._source_manager(config)
@@ -212,7 +214,11 @@ class Daemon:
         responses: list[Response] = []
         undecoded: Counter[str] = Counter()
         ambiguous: Counter[str] = Counter()
-        for line in lines:
+        candidates = pipeline.candidates(lines)
+        for index, line in enumerate(lines):
+            if candidates is not None and not candidates[index]:
+                undecoded[line.location] += 1  # no decoder or rule can take it
+                continue
             try:
                 outcome = pipeline.process(line)
             except Exception:  # a line must never take the daemon down
@@ -328,7 +334,9 @@ class Daemon:
             self.recent = recent_window(ruleset)
             self._keep_config(config)
             self.respond.reconfigure(config)
-            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
+            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
+                                prefilter=True)
+            _log_detection(pipeline)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
             if (config.sources, config.integrity) != (old.sources, old.integrity):
@@ -429,6 +437,7 @@ class Daemon:
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),
+            "detection": self.pipeline.detection(),
             "sources": self._with_rates(self.sources.status(), now),
             "rules": {str(rule): count for rule, count in sorted(self.rule_counts.items())},
             **self._blocks(now),
@@ -497,6 +506,13 @@ class Daemon:
         while True:
             sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+def _log_detection(pipeline: Pipeline) -> None:
+    if pipeline.prefilter is not None and pipeline.prefilter.disabled is not None:
+        log.warning("detection: %s", pipeline.detection())
+    else:
+        log.info("detection: %s", pipeline.detection())
 
 
 @functools.cache

@@ -90,6 +90,12 @@ class Pipeline:
         cannot is not decoded and matches no rule: it need not be processed."""
         return self.prefilter.candidates(lines) if self.prefilter is not None else None
 
+    def detection(self) -> str:
+        """How lines are detected, for `status` and the log."""
+        if self.prefilter is None:
+            return "every line decoded"
+        return self.prefilter.describe()
+
     def process(self, line: Line) -> Outcome:
         if len(line.text) > LONG_LINE and threading.current_thread() is threading.main_thread():
             event, evaluation = self._limited(line)

@@ -74,6 +74,8 @@ class Prefilter:
                              "or message condition to look for)")
         self._database = None
         self._scanned = self._skipped = self._resting = 0
+        #: lines ruled out since the start
+        self.ruled_out = 0
         #: rest when the scan does not pay (tests turn it off to scan every batch)
         self.rest = True
         if self.disabled is None:
@@ -129,11 +131,20 @@ class Prefilter:
                     flags[index] = candidate
         return flags
 
+    def describe(self) -> str:
+        """What `status` and the start-up log say about it."""
+        if self.disabled is not None:
+            return f"every line decoded: no prefilter, {self.disabled}"
+        return (f"hyperscan prefilter of {len(self.gates)} gates, {self.ruled_out} lines "
+                "ruled out")
+
     def _pay(self, flags: list[bool]) -> None:
         """Rest for a while when the scan rules out too few lines to pay for itself (a web
         log: every line is an access-log line), so that it costs nothing there."""
+        skipped = flags.count(False)
+        self.ruled_out += skipped
         self._scanned += len(flags)
-        self._skipped += flags.count(False)
+        self._skipped += skipped
         if self._scanned >= _PROBE_LINES:
             if self.rest and self._skipped < self._scanned * _WORTH:
                 self._resting = _REST_BATCHES

@@ -213,6 +213,8 @@ def render(status: dict[str, Any]) -> str:
         out.extend("  " + line for line in reload["error"].splitlines())
     if status["running"]:
         out.append(f"lines processed: {status['lines']}, alerts: {status['alerts']}")
+        if status.get("detection"):
+            out.append(f"detection: {status['detection']}")
         out.append("")
         out.append("sources:")
         rows = [[s["source"], f"{s.get('lines_per_second') or 0.0:.1f}", str(s["lines"]),

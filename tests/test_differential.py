@@ -171,3 +171,29 @@ def test_imported_fail2ban_filters(tmp_path, texts):
     tree = SHARED / "corpus" / "fail2ban-tree" / "config"
     compared, ruled_out = compare(imported_config(tmp_path, "fail2ban", [str(tree)]), texts)
     assert compared > 70_000 and ruled_out > 1_000
+
+
+def test_without_hyperscan_every_line_is_decoded_with_the_same_summary(tmp_path):
+    """Where the hyperscan module cannot be imported, the pure-Python path decodes every
+    line and says so; what it finds is the same."""
+    log = tmp_path / "auth.log"
+    log.write_text("".join(line + "\n" for _, line, _ in generate_auth(5_000, seed=3)))
+    config = write_config(tmp_path)
+
+    def summary(*prelude: str) -> list[str]:
+        code = "; ".join([*prelude, "import sys", "from arguard.cli import main",
+                          "sys.exit(main())"])
+        result = subprocess.run([sys.executable, "-c", code, "logtest", "--summary", "-c",
+                                 str(config), str(log)], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    fast = summary()
+    fallback = summary("import sys", "sys.modules['hyperscan'] = None")
+    assert fast[-1].startswith("Detection:     hyperscan prefilter of "), fast[-1]
+    assert "lines ruled out" in fast[-1] and " 0 lines ruled out" not in fast[-1]
+    assert fallback[-1].startswith("Detection:     every line decoded: no prefilter, "
+                                   "hyperscan cannot be imported"), fallback[-1]
+    assert [line for line in fast if not line.startswith(("Time:", "Detection:"))] == \
+        [line for line in fallback if not line.startswith(("Time:", "Detection:"))]
