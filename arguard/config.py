@@ -23,13 +23,14 @@ from arguard.configfiles import ConfigDocument
 from arguard.errors import ConfigError, Problem
 from arguard.fleet.decision import MEMBER_NAME
 from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
-from arguard.respond.targets import EXPECT_KINDS
+from arguard.respond.targets import EXPECT_KINDS, check_user
 from arguard.tomlfile import TomlFile
 
 DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
 CONFIG_ENV = "ARGUARD_CONFIG"
 
 JOURNALCTL = "journalctl"
+START_AT = ("recent", "end", "beginning")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class Paths:
     @property
     def database(self) -> Path:
         return self.state_dir / "arguard.db"
+
+    @property
+    def dry_run_database(self) -> Path:
+        """`arguard run --dry-run`'s own database: its read positions and would-be blocks,
+        never mixed with the blocks that are in place."""
+        return self.state_dir / "dry-run.db"
 
     @property
     def lock_file(self) -> Path:
@@ -75,6 +82,8 @@ class Paths:
 @dataclass(frozen=True)
 class GlobalSettings:
     white_list: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: account names never acted on (locked, terminated)
+    white_list_users: tuple[str, ...] = ()
     max_blocks: int = 100_000
     offender_forget: int = 86_400
     unblock_on_exit: bool = False
@@ -95,7 +104,9 @@ class Correlation:
 class Source:
     path: str | None = None
     journal_matches: tuple[str, ...] | None = None
-    start_at: str = "end"
+    #: where a source never read before starts: "recent" (its lines of the last minutes,
+    #: arguard.sources.recent), "end" or "beginning"
+    start_at: str = "recent"
     max_line_bytes: int = 65_536
     poll: bool = False
     journal_directory: str | None = None   # journalctl --directory (default: the system journal)
@@ -188,6 +199,8 @@ class Config:
     integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
     fleet: Fleet | None = None
+    #: each file's path and text as loaded (main file first), for the copy the daemon keeps
+    texts: tuple[tuple[Path, str], ...] = ()
 
 
 def shipped_dir(kind: str) -> Path:
@@ -214,6 +227,13 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return _Loader(TomlFile.load(shipped_dir("conf") / "arguard.toml"), is_default=True).load()
     return _Loader(ConfigDocument.load(path), is_default=False).load()
+
+
+def config_from_texts(files: list[tuple[Path, str]]) -> Config:
+    """A configuration from the saved text of its files (the main file first, then its
+    fragments), loaded as if read from those paths."""
+    main, *fragments = [TomlFile.parse(path, text) for path, text in files]
+    return _Loader(ConfigDocument(main, fragments), is_default=False).load()
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
@@ -300,8 +320,8 @@ class _Loader:
                 self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
             commands[command.name] = command
         fleet = self.load_fleet()
-        responses = tuple(r for r in (self.load_response(i, d, commands, fleet)
-                                      for i, d in enumerate(self.array("active_response"))) if r)
+        responses = tuple(r for i, d in enumerate(self.array("active_response"))
+                          for r in self.load_response(i, d, commands, fleet))
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -310,6 +330,7 @@ class _Loader:
             commands=MappingProxyType(commands), active_responses=responses,
             shipped_ruleset=bool(ruleset.get("shipped", True)), correlation=correlation,
             fragments=getattr(self.doc, "fragments", ()), integrity=integrity, fleet=fleet,
+            texts=self.doc.texts,
         )
 
     def load_paths(self) -> Paths:
@@ -321,8 +342,8 @@ class _Loader:
 
     def load_global(self) -> GlobalSettings:
         data = self.table("global")
-        self.check_keys(data, {"white_list": list, "max_blocks": int, "offender_forget": int,
-                               "unblock_on_exit": bool}, "global")
+        self.check_keys(data, {"white_list": list, "white_list_users": list, "max_blocks": int,
+                               "offender_forget": int, "unblock_on_exit": bool}, "global")
         networks = []
         for entry in data.get("white_list", []) if isinstance(data.get("white_list"), list) else []:
             network = parse_network(entry)
@@ -331,12 +352,20 @@ class _Loader:
                           "global", key="white_list")
             else:
                 networks.append(network)
+        users = data.get("white_list_users", [])
+        for entry in users if isinstance(users, list) else []:
+            refused = check_user(entry if isinstance(entry, str) else None).refused
+            if refused is not None:
+                self.fail(f"white_list_users entry {entry!r} is not an account name ({refused})",
+                          "global", key="white_list_users")
         for key in ("max_blocks", "offender_forget"):
             if isinstance(data.get(key), int) and data[key] <= 0:
                 self.fail(f"global.{key} must be positive", "global", key=key)
         defaults = GlobalSettings()
         return GlobalSettings(
             white_list=tuple(networks),
+            white_list_users=tuple(u for u in users if isinstance(u, str))
+            if isinstance(users, list) else (),
             max_blocks=data.get("max_blocks", defaults.max_blocks),
             offender_forget=data.get("offender_forget", defaults.offender_forget),
             unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
@@ -417,8 +446,9 @@ class _Loader:
                           "source", index, "journal")
             else:
                 matches = tuple(raw)
-        if data.get("start_at", "end") not in ("end", "beginning"):
-            self.fail("start_at must be \"end\" or \"beginning\"", "source", index, "start_at")
+        if data.get("start_at", "recent") not in START_AT:
+            self.fail("start_at must be \"recent\", \"end\" or \"beginning\"",
+                      "source", index, "start_at")
         if isinstance(data.get("max_line_bytes"), int) and data["max_line_bytes"] < 256:
             self.fail("max_line_bytes must be at least 256", "source", index, "max_line_bytes")
         if len(self.problems) > before:
@@ -427,7 +457,7 @@ class _Loader:
         return Source(
             path=str(self.path(path)) if path else None,
             journal_matches=matches,
-            start_at=data.get("start_at", "end"),
+            start_at=data.get("start_at", "recent"),
             max_line_bytes=data.get("max_line_bytes", 65_536),
             poll=data.get("poll", False),
             journal_directory=directory,
@@ -564,21 +594,41 @@ class _Loader:
         )
 
     def load_response(self, index: int, data: dict, commands: Mapping[str, Command],
-                      fleet: Fleet | None) -> ActiveResponse | None:
+                      fleet: Fleet | None) -> list[ActiveResponse]:
+        """One binding per command the table names, in their order: `command = ["disable-
+        account", "terminate-sessions"]` is a chain, whose commands run one after another
+        for each alert (lock, then terminate). A stateless command acts once: the table's
+        timeout and repeated_offenders apply to the others."""
         before = len(self.problems)
-        self.check_keys(data, {"command": str, "location": str, "agent": list,
+        self.check_keys(data, {"command": (str, list), "location": str, "agent": list,
                                "rules_id": (list, int), "level": int, "rules_group": str,
                                "timeout": int, "repeated_offenders": list, "disabled": bool},
                         "active_response", index)
         command = data.get("command")
-        if not isinstance(command, str):
-            self.fail("active_response needs 'command'", "active_response", index)
-        elif command not in commands:
-            self.fail(f"active_response names unknown command {command!r}",
-                      "active_response", index, "command")
-        elif "timeout" in data and not commands[command].timeout_allowed:
-            self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
-                      "active_response", index, "timeout")
+        names = [command] if isinstance(command, str) else command
+        if not isinstance(names, list) or not names or not all(isinstance(n, str)
+                                                                for n in names):
+            self.fail("active_response needs 'command': a command name, or a list of them "
+                      "(run in that order)", "active_response", index,
+                      "command" if "command" in data else None)
+            names = []
+        for name in names:
+            if name not in commands:
+                self.fail(f"active_response names unknown command {name!r}",
+                          "active_response", index, "command")
+        if len(set(names)) < len(names):
+            self.fail("active_response names a command twice", "active_response", index,
+                      "command")
+        timed = [name for name in names if name in commands and not stateless(commands[name])]
+        if "timeout" in data:
+            for name in timed:
+                if not commands[name].timeout_allowed:
+                    self.fail(f"timeout given but command {name!r} does not set "
+                              "timeout_allowed", "active_response", index, "timeout")
+            if not timed and all(name in commands for name in names):
+                self.fail("timeout given but " + ", ".join(repr(n) for n in names)
+                          + " act once and keep nothing to lift (stateless)",
+                          "active_response", index, "timeout")
         location = data.get("location", "local")
         agents = data.get("agent", [])
         if location not in LOCATIONS:
@@ -620,12 +670,20 @@ class _Loader:
             self.fail("repeated_offenders needs a timeout", "active_response", index,
                       "repeated_offenders")
         if len(self.problems) > before or data.get("disabled", False):
-            return None
-        return ActiveResponse(
-            command=command, location=location, agents=tuple(agents), rules_id=tuple(rules_id),
+            return []
+        return [ActiveResponse(
+            command=name, location=location, agents=tuple(agents), rules_id=tuple(rules_id),
             level=data.get("level"), rules_group=data.get("rules_group"),
-            timeout=data.get("timeout"), repeated_offenders=tuple(offenders),
-        )
+            timeout=data.get("timeout") if name in timed else None,
+            repeated_offenders=tuple(offenders) if name in timed else (),
+        ) for name in names]
+
+
+def stateless(command: Command) -> bool:
+    """Whether the command's action acts once and keeps nothing to lift (its description
+    says): no block is recorded for it, a binding's timeout does not apply to it."""
+    described = action_type(command.action)
+    return described is not None and described.stateless
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}

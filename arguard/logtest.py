@@ -11,7 +11,8 @@ import json
 import sys
 import time
 from collections import Counter
-from typing import IO, BinaryIO
+from itertools import compress, islice
+from typing import IO, BinaryIO, Iterator
 
 from arguard.alerts import predecoder_dict
 from arguard.linetext import TextCounters, iter_text_lines
@@ -88,7 +89,8 @@ def print_outcome(text: str, outcome: Outcome, applied: list[Applied], out: IO[s
             write(f"**Response skipped: {response.command} {response.target}: "
                   f"{done.reason}\n")
         else:
-            timeout = f"{response.timeout} s" if response.timeout else "permanent"
+            timeout = ("acts once, nothing kept" if done.block is None
+                       else f"{response.timeout} s" if response.timeout else "permanent")
             write(f"**Response: {done.verb} {response.command} {response.target} ({timeout}, "
                   f"offence {response.offence})\n")
     write("\n")
@@ -105,8 +107,9 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     skipped: Counter[str] = Counter()
     started = time.perf_counter()
     process = pipeline.process
-    for text in iter_text_lines(source, MAX_LINE_BYTES, counters):
-        outcome = process(Line(text, location, time.time()))
+    for line in _candidate_lines(pipeline, iter_text_lines(source, MAX_LINE_BYTES, counters),
+                                 location, mode):
+        outcome = process(line)
         simulation.advance(outcome.event.time)
         applied = simulation.apply(outcome.responses) if outcome.responses else []
         if mode == "summary":
@@ -120,20 +123,44 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
             for done in applied:
                 (skipped if done.verb == "skip" else responses)[done.command] += 1
         elif mode == "json":
-            out.write(json.dumps(outcome_dict(text, outcome, applied), ensure_ascii=False)
+            out.write(json.dumps(outcome_dict(line.text, outcome, applied), ensure_ascii=False)
                       + "\n")
         else:
-            print_outcome(text, outcome, applied, out)
+            print_outcome(line.text, outcome, applied, out)
     if mode == "summary":
         elapsed = time.perf_counter() - started
         _print_summary(out, counters, decoded, ambiguous, alerts, descriptions, responses,
-                       skipped, elapsed)
+                       skipped, elapsed, pipeline.detection())
     return 0
+
+
+def _candidate_lines(pipeline: Pipeline, texts: Iterator[str], location: str,
+                     mode: str) -> Iterator[Line]:
+    """The lines to process: for the summary, only those the prefilter does not rule out
+    (they are not decoded and match no rule: they count as read, not decoded)."""
+    if mode != "summary" or pipeline.prefilter is None:
+        for text in texts:
+            yield Line(text, location, time.time())
+        return
+    while True:
+        batch = [Line(text, location, time.time()) for text in islice(texts, _BATCH)]
+        if not batch:
+            return
+        candidates = pipeline.candidates(batch)
+        if candidates is None:
+            yield from batch
+        else:
+            yield from compress(batch, candidates)
+
+
+#: lines the summary gives the prefilter at a time (as a source's batch in the daemon)
+_BATCH = 512
 
 
 def _print_summary(out: IO[str], counters: TextCounters, decoded: int, ambiguous: int,
                    alerts: Counter[int], descriptions: dict[int, tuple[int, str]],
-                   responses: Counter[str], skipped: Counter[str], elapsed: float) -> None:
+                   responses: Counter[str], skipped: Counter[str], elapsed: float,
+                   detection: str) -> None:
     write = out.write
     write(f"Lines read:    {counters.lines}\n")
     write(f"  empty: {counters.empty}  cut: {counters.cut}  invalid UTF-8: "
@@ -153,5 +180,6 @@ def _print_summary(out: IO[str], counters: TextCounters, decoded: int, ambiguous
             write(f"  {command:<20} {count:>9}\n")
     rate = counters.lines / elapsed if elapsed > 0 else 0.0
     write(f"Time:          {elapsed:.3f} s ({rate:,.0f} lines/s)\n")
+    write(f"Detection:     {detection}\n")
     if hasattr(sys, "stdout"):
         out.flush()

@@ -136,8 +136,15 @@ def _as_re_syntax(text: str) -> str:
     return _REGEX_ONLY.sub(rewrite, text)
 
 
+#: `*`, `+` or an open `{m,}`: the only ways a pattern can run unbounded (a pattern without
+#: one needs no closer look)
+_UNBOUNDED = re.compile(r"[*+]|\{\d*,\}")
+
+
 def backtracking_risk(text: str) -> str | None:
     """Why a pattern (that `re` reads) may backtrack exponentially, or None."""
+    if not _UNBOUNDED.search(text):
+        return None  # without an unbounded run, a match takes at most n^2 steps
     try:
         parsed = _sre_parse.parse(text, re.IGNORECASE)
     except (re.error, ValueError, OverflowError, RecursionError):

@@ -149,6 +149,38 @@ def test_a_dropin_may_overwrite_a_rule_only_when_it_says_so(tmp_path):
      whitelist = []
      """, "arguard.toml:13: unknown key 'whitelist' in [global]"),
     ("""
+     [global]
+     white_list_users = ["admin", "ops/x"]
+     """, "arguard.toml:13: white_list_users entry 'ops/x' is not an account name ('/' in "
+          "user name)"),
+    ("""
+     [[command]]
+     name = "end"
+     action = "terminate-sessions"
+
+     [[active_response]]
+     command = ["end", "nothing"]
+     rules_id = [5763]
+     """, "arguard.toml:17: active_response names unknown command 'nothing'"),
+    ("""
+     [[command]]
+     name = "end"
+     action = "terminate-sessions"
+     timeout_allowed = true
+
+     [[active_response]]
+     command = ["end"]
+     rules_id = [5763]
+     timeout = 600
+     """, "arguard.toml:20: timeout given but 'end' act once and keep nothing to lift "
+          "(stateless)"),
+    ("""
+     [[active_response]]
+     command = []
+     rules_id = [5763]
+     """, "arguard.toml:13: active_response needs 'command': a command name, or a list of "
+          "them"),
+    ("""
      [[integrity]]
      paths = ["/etc/nginx"]
      checks = ["sha256", "md5"]
@@ -206,6 +238,17 @@ def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected
     ('action = "disable-account"\n     expect = "srcip"',
      "arguard.toml:15: expect 'srcip' gives targets of kind ip, but action 'disable-account' "
      "acts on targets of kind user"),
+    ('action = "kill-process"', "arguard.toml:12: a kill-process command needs 'exe'"),
+    ('action = "kill-process"\n     exe = "/usr/bin/(nc"',
+     "arguard.toml:15: exe '/usr/bin/(nc' is not a valid pattern: missing )"),
+    ('action = "kill-process"\n     exe = ".*/nc"\n     expect = "srcpid"',
+     "arguard.toml:16: expect must be one of srcip, dstip, srcuser, dstuser, user, filename, "
+     "_PID"),
+    ('action = "kill-process"\n     exe = ".*/nc"\n     expect = "srcuser"',
+     "arguard.toml:16: expect 'srcuser' gives targets of kind user, but action "
+     "'kill-process' acts on targets of kind process"),
+    ('action = "terminate-sessions"\n     grace = -1',
+     "arguard.toml:15: grace -1 must not be negative"),
 ])
 def test_command_options_are_checked_by_the_action_with_line(tmp_path, command, expected):
     result = check(write_config(tmp_path, extra=f"""

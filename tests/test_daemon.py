@@ -62,7 +62,8 @@ def test_attack_is_blocked_and_reported(daemon: ArguardProcess):
                                            for i in range(7)))
     append(directory / "auth.log", syslog_line("Accepted publickey for alice from "
                                                "198.51.100.20 port 2222 ssh2"))
-    wait_for(lambda: status(config)["lines"] >= 8, what="8 lines read")
+    append(directory / "auth.log", syslog_line("eth0: link becomes ready", program="kernel"))
+    wait_for(lambda: status(config)["lines"] >= 9, what="9 lines read")
     assert deny_lines(directory) == [], "7 failures are below the 8 of rule 5763"
 
     append(directory / "auth.log", failed_password(ATTACKER, 40007))
@@ -86,10 +87,15 @@ def test_attack_is_blocked_and_reported(daemon: ArguardProcess):
     assert current["rules"]["5763"] == 1
     assert current["blocks"]["totals"] == {"host-deny": 1}
     [source] = current["sources"]
-    assert source["lines"] >= 9
+    assert source["lines"] >= 10
+    # the kernel line is one no decoder or rule can take: ruled out, counted as undecoded
+    assert source["undecoded"] >= 1
+    assert current["detection"].startswith("hyperscan prefilter of "), current["detection"]
+    assert not current["detection"].endswith(" 0 lines ruled out"), current["detection"]
 
     people = arguard(config, "status", check=True).stdout
     assert "running" in people and ATTACKER in people and "5763" in people
+    assert "detection: hyperscan prefilter of " in people
 
 
 def test_manual_block_and_unblock_through_the_daemon(daemon: ArguardProcess):

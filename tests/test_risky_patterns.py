@@ -111,3 +111,30 @@ def test_no_shipped_decoder_pattern_is_flagged(tmp_path):
     assert result.returncode == 0, result.stderr
     flagged = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
     assert flagged and all("/rules/0270-web-appsec.toml:" in line for line in flagged), flagged
+
+
+QUADRATIC_RULE = """\
+[[rule]]
+id = 900104
+level = 4
+if_sid = 900100
+match = '^\\S*\\S*y$'
+description = "two runs: n^2 on a line that ends otherwise"
+"""
+
+
+def test_a_long_line_is_processed_under_its_time_limit_and_counted(config, tmp_path):
+    """Two runs in a row are not flagged (n^2, milliseconds on everyday lines), but on a
+    60 KB line that fails at its end they take seconds: the line's decoding and matching are
+    limited as a whole, the line counts as undecoded and the next lines are processed."""
+    (tmp_path / "rules.d" / "quadratic.toml").write_text(QUADRATIC_RULE)
+    long_line = f"Dec  1 10:00:00 web1 demo: y{'a' * 60_000}"
+    short_line = "Dec  1 10:00:01 web1 demo: user=alice"
+    result = arguard("logtest", "--summary", "-c", str(config),
+                     stdin=f"{long_line}\n{short_line}\n")
+    assert result.returncode == 0, result.stderr
+    assert "Lines read:    2" in result.stdout
+    assert "Lines decoded: 1" in result.stdout
+    assert "900103  level  3          1" in result.stdout, result.stdout
+    logged = [text for text in result.stderr.splitlines() if "took the decoders and rules" in text]
+    assert len(logged) == 1 and "60028 characters" in logged[0], result.stderr

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from arguard.config import ActiveResponse, Command, Config
+from arguard.config import ActiveResponse, Command, Config, stateless
 from arguard.model import Alert, Block, Lift, Origin, Response
 from arguard.respond.actions import action_type
 from arguard.respond.targets import (
+    ATTESTED_PID,
     EXPECT_KINDS,
     Checked,
     TargetKind,
@@ -46,11 +48,11 @@ Verb = Literal["add", "extend", "skip", "lift"]
 class Decision:
     """What one request does.
 
-    add: `block` is the new row, or None for a stateless run (a detached action bound
-    without a timeout: the action runs, nothing is recorded). extend: `block` is the row as
-    extended, `remaining` its seconds left, and `refresh` whether the backend is told the new
-    time. skip: `reason` says why. lift: `block` is the row lifted; `reason` set when the
-    backend is not asked (the command is no longer configured).
+    add: `block` is the new row, or None for a stateless run (a stateless action, or a
+    detached one bound without a timeout: the action runs, nothing is recorded). extend:
+    `block` is the row as extended, `remaining` its seconds left, and `refresh` whether the
+    backend is told the new time. skip: `reason` says why. lift: `block` is the row lifted;
+    `reason` set when the backend is not asked (the command is no longer configured).
     """
 
     verb: Verb
@@ -77,14 +79,26 @@ def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
     return True
 
 
-def target_field(command: Command, fields: dict[str, str]) -> str | None:
+def target_field(command: Command, alert: Alert) -> str | None:
     """The alert field the command acts on; `user` is dstuser, else srcuser; `filename` is
-    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`)."""
+    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`);
+    `_PID` the pid the kernel attested for the entry (the journal's), never a field decoded
+    from text."""
+    if command.expect == ATTESTED_PID:
+        pid = alert.event.line.attested_pid
+        return None if pid is None else str(pid)
+    fields = alert.event.fields
     if command.expect == "user":
         return fields.get("dstuser") or fields.get("srcuser")
     if command.expect == "filename":
         return fields.get("file")
     return fields.get(command.expect)
+
+
+def _missing(command: Command) -> str:
+    if command.expect == ATTESTED_PID:
+        return "no kernel-attested pid (_PID): the entry did not come from the journal"
+    return f"no {command.expect} in the alert"
 
 
 def escalated_timeout(binding: ActiveResponse, offence: int) -> int | None:
@@ -118,7 +132,8 @@ class Policy:
                  targets: Targets | None = None):
         self.config = config
         self.store = store if store is not None else Store(":memory:")
-        self.targets = targets if targets is not None else Targets(config.global_.white_list)
+        self.targets = targets if targets is not None else Targets(
+            config.global_.white_list, users=config.global_.white_list_users)
         #: the covering prefix lengths of the commands whose actions block networks
         self._prefixes = {name: _prefixes(command) for name, command in config.commands.items()}
 
@@ -138,9 +153,9 @@ class Policy:
             if not binding_matches(binding, alert):
                 continue
             command = self.config.commands[binding.command]
-            raw = target_field(command, alert.event.fields)
+            raw = target_field(command, alert)
             if raw is None:
-                checked = Checked("", f"no {command.expect} in the alert")
+                checked = Checked("", _missing(command))
             else:
                 checked = self._check(command, raw)
             if (command.name, checked.target) in seen:
@@ -155,8 +170,14 @@ class Policy:
             return Response(command.name, checked.target, binding.timeout, alert,
                             skipped=checked.refused, location=binding.location,
                             agents=binding.agents)
-        offence = self.store.bump_offender(command.name, checked.target, alert.event.time,
-                                           self.config.global_.offender_forget)
+        try:
+            offence = self.store.bump_offender(command.name, checked.target,
+                                               alert.event.time,
+                                               self.config.global_.offender_forget)
+        except sqlite3.OperationalError:
+            # the store cannot be written (a full disk): the response still counts, as the
+            # offence after the last one recorded (the responder warns about the store)
+            offence = self._offence_unrecorded(command.name, checked.target)
         return Response(command.name, checked.target, escalated_timeout(binding, offence),
                         alert, offence=offence, location=binding.location,
                         agents=binding.agents)
@@ -204,6 +225,13 @@ class Policy:
             return None
         return f"origin {origin.host!r} is not in fleet.trusted_origins"
 
+    def _offence_unrecorded(self, command: str, target: str) -> int:
+        try:
+            known = self.store.offender(command, target)
+        except sqlite3.Error:
+            known = None
+        return 1 if known is None else known[0] + 1
+
     def block_request(self, target: str, command: str | None, timeout: int | None,
                       kind: TargetKind = "ip") -> Response:
         """An operator's block (no alert, not an offence), validated like any target; None
@@ -218,6 +246,10 @@ class Policy:
             return Response(name or "-", target, timeout, None,
                             skipped="no such command" if name else missing)
         acts_on = EXPECT_KINDS[spec.expect]
+        if acts_on == "process":
+            return Response(spec.name, target, timeout, None, skipped=(
+                "a process is a target only as the kernel-attested pid (_PID) of the journal "
+                "entry that fired a rule"))
         if acts_on != kind:
             return Response(spec.name, target, timeout, None, skipped=(
                 f"command {name!r} acts on user names: give the name with --user"
@@ -269,6 +301,8 @@ class Policy:
         command = self.config.commands.get(response.command)
         if command is None:
             return Decision("skip", reason="unknown command")
+        if stateless(command):
+            return Decision("add")
         alert, origin = response.alert, response.origin
         rule_id, alert_id = (alert.rule.id, alert.id) if alert else \
             (origin.rule_id, origin.alert_id) if origin else (None, None)
@@ -277,7 +311,7 @@ class Policy:
         else:
             expires_at = None if response.timeout is None else now + response.timeout
         if current is not None:
-            later = _later(current.expires_at, expires_at)
+            later = later_expiry(current.expires_at, expires_at)
             offence = response.offence if alert is not None or origin is not None else None
             block = replace(current, expires_at=later, offence=offence or current.offence,
                             rule_id=rule_id or current.rule_id,
@@ -297,6 +331,20 @@ class Policy:
                                      command.name, rule_id, alert_id, now, expires_at,
                                      response.offence))
 
+    def adopt(self, command: str, target: str, now: float) -> Block:
+        """The block for an entry the backend holds for this instance that the table does not
+        know, after the database was replaced: its own time is lost, so it is kept for the
+        longest time the command's bindings give, permanently when one of them is permanent
+        or none binds the command (an operator's block)."""
+        spec = self.config.commands[command]
+        bindings = [b for b in self.config.active_responses if b.command == command]
+        longest = None
+        if bindings and all(b.timeout is not None for b in bindings):
+            longest = max(max([b.timeout, *(60 * m for m in b.repeated_offenders)])
+                          for b in bindings)
+        return Block(target, EXPECT_KINDS[spec.expect], command, None, None, now,
+                     None if longest is None else now + longest, 1)
+
     def lift(self, current: Block | None) -> Decision:
         """What lifting a block does, given the row the table holds for it now: nothing when
         it is no longer active; without asking the backend when its command is gone."""
@@ -309,7 +357,7 @@ class Policy:
         return Decision("lift", current)
 
 
-def _later(a: float | None, b: float | None) -> float | None:
+def later_expiry(a: float | None, b: float | None) -> float | None:
     """The later of two expiry times, where None (permanent) is latest."""
     if a is None or b is None:
         return None

@@ -14,6 +14,12 @@ the next start):
 A failed add marks the row lifted; a failed delete keeps the row active and retries after
 LIFT_RETRY seconds, so a block that is still in place is never forgotten.
 
+When the table cannot be written (a full disk, an I/O error, a lock another process keeps),
+responses are still applied: their blocks are kept in memory and written at the next
+chance (`record_unrecorded`, ahead of the next batch and at every scheduler wake-up), and a
+warning says so once a minute. Lifts wait until the table can be written: a block that is
+lifted must be recorded as lifted, or the next start would put it back.
+
 Every request (a Response to add or extend, a Lift) takes one path, as a batch: one alert's
 responses, an operator's unblock, a page of fleet decisions (thousands). `_begin` reads the
 active rows the batch concerns in one query, asks the policy what each request does against
@@ -24,26 +30,30 @@ guard (dry run, action errors, an action that crashes); the adds of a batch to o
 go in one `add_many` where the action has it (`_invoke_adds`, which reconciliation's
 restores use too). `_settle` records the outcomes in a second transaction and writes their
 active-responses.log lines together. `apply` makes the calls inline; `apply_async` runs the
-calls of detached actions (scripts, webhooks: they can take seconds) in worker threads.
-Store access always stays in the caller's thread.
+calls of detached actions (scripts, webhooks: they can take seconds) and stateless ones
+(ending processes waits a grace) in worker threads, and the calls one alert asks for one
+after another, in the order of their bindings (lock, then terminate). Store access always
+stays in the caller's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from arguard.config import Config
+from arguard.config import Config, stateless
+from arguard.faults import LastingFault
 from arguard.model import Alert, Block, Lift, Origin, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
 from arguard.respond.actions.base import BatchAction, OwnerConflict
-from arguard.respond.policy import Decision, Policy, backend_timeout, detached
+from arguard.respond.policy import Decision, Policy, backend_timeout, detached, later_expiry
 from arguard.respond.responselog import ResponseLog, Verb
 from arguard.respond.targets import normalise_address
 from arguard.store import Store
@@ -67,6 +77,8 @@ class Applied:
     target: str
     block: Block | None = None
     reason: str | None = None
+    #: what the action said it did (the pids a terminate ended)
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -76,11 +88,13 @@ class Reconciled:
     lifted: list[Applied] = field(default_factory=list)
     restored: list[Applied] = field(default_factory=list)
     removed: list[Applied] = field(default_factory=list)
+    adopted: list[Applied] = field(default_factory=list)
     failed: list[Applied] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"lifted": len(self.lifted), "restored": len(self.restored),
-                "removed": len(self.removed), "failed": len(self.failed)}
+                "removed": len(self.removed), "adopted": len(self.adopted),
+                "failed": len(self.failed)}
 
 
 @dataclass(slots=True)
@@ -93,7 +107,10 @@ class _Call:
     timeout: int | None = None
     alert: Alert | None = None
     items: Sequence[tuple[str, int | None]] = ()
+    #: runs in a worker thread
     detached: bool = False
+    #: what the action said it did (an add's return value)
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +123,8 @@ class _Step:
     call: _Call | None = None
     #: why the request failed before any backend call (its action cannot be set up)
     failed: str | None = None
+    #: the table could not be written: nothing of this step is in it
+    unrecorded: bool = False
 
 
 class _Rows:
@@ -175,6 +194,10 @@ class Responder:
         self._detached: dict[str, bool] = {}
         self._active = store.count_active_blocks()
         self._listeners: list[Callable[[float], None]] = []
+        #: writing the blocks table fails (disk full …): a warning a minute while it lasts
+        self.table = LastingFault(log, f"the blocks table ({store.path})")
+        #: blocks in place but not in the table yet, by (command, target)
+        self._unrecorded: dict[tuple[str, str], Block] = {}
 
     # --- requests --------------------------------------------------------------------------
 
@@ -188,23 +211,43 @@ class Responder:
 
     async def apply_async(self, requests: Sequence[Request], *,
                           alongside: Callable[[], None] | None = None) -> list[Applied]:
-        """Apply a batch, the calls of detached actions concurrently in worker threads."""
+        """Apply a batch, the calls of detached and stateless actions in worker threads: the
+        calls of one alert one after another in their order, alerts concurrently. The calls
+        of requests that run nothing in a thread are made first, together (a page of fleet
+        decisions: thousands of adds in one `add_many`)."""
         steps = self._begin(requests, alongside)
-        threaded = [index for index, step in enumerate(steps)
-                    if step.call is not None and step.call.detached and not self.dry_run]
-        detached = set(threaded)
-        inline = [index for index in range(len(steps)) if index not in detached]
-        errors = dict(zip(inline, self._invoke_inline(steps, inline)))
-        outcomes = await asyncio.gather(*(asyncio.to_thread(self._invoke, steps[i].call)
-                                          for i in threaded))
-        errors.update(zip(threaded, outcomes))
-        return self._settle(steps, [errors[index] for index in range(len(steps))])
+        errors: list[str | None] = [None] * len(steps)
+        inline: list[int] = []
+        threaded: list[list[int]] = []
+        for indices in _by_alert(steps):
+            if self.dry_run or not any(steps[i].call is not None and steps[i].call.detached
+                                       for i in indices):
+                inline.extend(indices)
+            else:
+                threaded.append(indices)
+        inline.sort()
+        for index, error in zip(inline, self._invoke_inline(steps, inline)):
+            errors[index] = error
+
+        async def in_order(indices: list[int]) -> None:
+            for index in indices:
+                call = steps[index].call
+                if call is not None and call.detached:
+                    errors[index] = await asyncio.to_thread(self._invoke, call)
+                else:
+                    errors[index] = self._invoke(call)
+
+        await asyncio.gather(*(in_order(indices) for indices in threaded))
+        return self._settle(steps, errors)
 
     def lift_expired(self) -> list[Applied]:
-        """Lift every block whose time has come, every call inline."""
+        """Lift every block whose time has come, every call inline (while the table cannot
+        be written, they wait for the next try)."""
         done: list[Applied] = []
         while batch := self.store.expired_blocks(self.clock()):
             done.extend(self.apply([Lift(block) for block in batch]))
+            if self.table.error is not None:
+                break
         return done
 
     async def lift_expired_async(self) -> list[Applied]:
@@ -212,24 +255,45 @@ class Responder:
         done: list[Applied] = []
         while batch := self.store.expired_blocks(self.clock()):
             done.extend(await self.apply_async([Lift(block) for block in batch]))
+            if self.table.error is not None:
+                break
             await asyncio.sleep(0)
         return done
 
     def on_exit(self) -> list[Applied]:
         """With global.unblock_on_exit, lift every active block (the daemon calls this when
-        it stops); by default blocks stay in place and backend timeouts keep them honest."""
+        it stops); by default blocks stay in place and backend timeouts keep them honest.
+        Blocks not recorded yet get a last chance to be."""
+        self.record_unrecorded()
         if not self.config.global_.unblock_on_exit:
             return []
         return self.apply([Lift(block) for block in self.store.active_blocks()])
 
+    def record_unrecorded(self) -> None:
+        """Write the blocks applied while the table could not be written, if it can be now."""
+        if not self._unrecorded:
+            return
+        before = self.store.changes()
+        try:
+            with self._transaction():
+                self._write_unrecorded()
+        except sqlite3.OperationalError as error:
+            self.table.failed(error, 0)
+            return
+        self._unrecorded.clear()
+        self._wrote(before)
+
     # --- the stage around it ---------------------------------------------------------------
 
     def detached(self, command: str) -> bool:
-        """Whether the command's action runs detached (unknown commands are not)."""
+        """Whether the command's calls run in worker threads, off the daemon's loop: those
+        of detached actions and of stateless ones (unknown commands' do not). Neither kind
+        is reconciled."""
         known = self._detached.get(command)
         if known is None:
             spec = self.config.commands.get(command)
-            known = self._detached[command] = spec is not None and detached(spec)
+            known = self._detached[command] = spec is not None and (detached(spec)
+                                                                    or stateless(spec))
         return known
 
     def action(self, command: str) -> Action | None:
@@ -260,8 +324,14 @@ class Responder:
         """Forget offenders quiet for global.offender_forget and lifted blocks older than
         HISTORY."""
         now = self.clock()
-        forgotten = self.store.forget_offenders(now - self.config.global_.offender_forget)
-        dropped = self.store.purge_lifted_blocks(now - HISTORY)
+        try:
+            with self._transaction():
+                forgotten = self.store.forget_offenders(
+                    now - self.config.global_.offender_forget)
+                dropped = self.store.purge_lifted_blocks(now - HISTORY)
+        except sqlite3.OperationalError as error:
+            self.table.failed(error, 0)
+            return
         if forgotten or dropped:
             log.info("forgot %d quiet offenders, dropped %d old lifted blocks",
                      forgotten, dropped)
@@ -269,6 +339,11 @@ class Responder:
     @property
     def active_count(self) -> int:
         return self._active
+
+    @property
+    def unrecorded(self) -> int:
+        """Blocks in place that the table could not record yet."""
+        return len(self._unrecorded)
 
     def reconfigure(self, config: Config, policy: Policy) -> None:
         """Switch to a reloaded configuration (white list, cap, commands, log path). Actions
@@ -295,26 +370,74 @@ class Responder:
             with self.store.transaction():
                 yield
         except BaseException:
-            self._active = self.store.count_active_blocks()  # rolled back
+            self._recount()  # rolled back
             raise
+
+    def _recount(self) -> None:
+        try:
+            self._active = self.store.count_active_blocks() + len(self._unrecorded)
+        except sqlite3.Error:
+            pass
 
     def _begin(self, requests: Sequence[Request],
                alongside: Callable[[], None] | None = None) -> list[_Step]:
         now = self.clock()
-        with self._transaction():
-            rows = _Rows(self.store.active_blocks_of(_key(request) for request in requests))
-            steps = [self._begin_lift(request, now, rows) if isinstance(request, Lift)
-                     else self._begin_response(request, now, rows) for request in requests]
-            self.store.write_blocks(rows.new.values(), rows.changed.values())
-            if alongside is not None:
-                alongside()
+        before = self.store.changes()
+        try:
+            with self._transaction():
+                self._write_unrecorded()
+                rows = _Rows(self.store.active_blocks_of(_key(r) for r in requests))
+                steps = [self._begin_lift(request, now, rows) if isinstance(request, Lift)
+                         else self._begin_response(request, now, rows) for request in requests]
+                self.store.write_blocks(rows.new.values(), rows.changed.values())
+                if alongside is not None:
+                    alongside()
+        except sqlite3.OperationalError as error:
+            self.table.failed(error, 0)
+            return self._begin_unrecorded(requests, now)
+        self._unrecorded.clear()
+        self._wrote(before)
         self._notify(rows.soonest)
         return steps
 
-    def _begin_response(self, response: Response, now: float, rows: _Rows) -> _Step:
+    def _wrote(self, before: int) -> None:
+        """A transaction committed: if it wrote anything, the table can be written."""
+        if self.store.changes() > before:
+            self.table.succeeded()
+
+    def _write_unrecorded(self) -> None:
+        """Inside a transaction: the blocks applied while the table could not be written."""
+        if not self._unrecorded:
+            return
+        current = self.store.active_blocks_of(self._unrecorded)
+        new = [b for key, b in self._unrecorded.items() if key not in current]
+        changed = [b for key, b in self._unrecorded.items() if key in current and later_expiry(
+            b.expires_at, current[key].expires_at) != current[key].expires_at]
+        self.store.write_blocks(new, changed)
+
+    def _begin_unrecorded(self, requests: Sequence[Request], now: float) -> list[_Step]:
+        """The requests while the table cannot be written: a response is applied and its
+        block kept in memory; a lift waits (its step fails in `_settle_unrecorded`)."""
+        try:
+            current = self.store.active_blocks_of(_key(r) for r in requests)
+        except sqlite3.Error:
+            current = {}
+        rows = _Rows({**current, **self._unrecorded})
+        steps = [_Step(request, Decision("skip"), now, unrecorded=True)
+                 if isinstance(request, Lift)
+                 else self._begin_response(request, now, rows, unrecorded=True)
+                 for request in requests]
+        self._unrecorded.update(rows.new)
+        self._unrecorded.update(rows.changed)
+        self._notify(rows.soonest)
+        return steps
+
+    def _begin_response(self, response: Response, now: float, rows: _Rows,
+                        unrecorded: bool = False) -> _Step:
+        """`unrecorded`: the table cannot be written; the block is kept in memory."""
         current = rows.current.get((response.command, response.target))
         decision = self.policy.transition(response, current, self._active, now)
-        step = _Step(response, decision, now)
+        step = _Step(response, decision, now, unrecorded=unrecorded)
         if decision.verb == "skip":
             return step
         try:
@@ -399,7 +522,7 @@ class Responder:
         assert call.action is not None
         try:
             if call.method == "add":
-                call.action.add(call.target, call.timeout, call.alert)
+                call.detail = call.action.add(call.target, call.timeout, call.alert)
             elif call.method == "delete":
                 call.action.delete(call.target)
             else:
@@ -414,14 +537,54 @@ class Responder:
         return None
 
     def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
-        rows = _Rows({})
-        with self._transaction(), self.log.together():
-            applied = [self._settle_lift(step, error, rows) if isinstance(step.request, Lift)
-                       else self._settle_response(step, error, rows)
-                       for step, error in zip(steps, errors)]
-            self.store.write_blocks((), rows.changed.values(), rows.lifted)
+        with self.log.together():
+            if steps and steps[0].unrecorded:
+                return [self._settle_unrecorded(step, error)
+                        for step, error in zip(steps, errors)]
+            rows = _Rows({})
+            try:
+                with self._transaction():
+                    applied = [self._settle_lift(step, error, rows)
+                               if isinstance(step.request, Lift)
+                               else self._settle_response(step, error, rows)
+                               for step, error in zip(steps, errors)]
+                    self.store.write_blocks((), rows.changed.values(), rows.lifted)
+            except sqlite3.OperationalError as table_error:
+                # The rows written ahead say what was intended: an added block is active, a
+                # lift's block has expired (the next try lifts it again; deletes are
+                # idempotent).
+                self.table.failed(table_error, 0)
+                for step in steps:
+                    step.unrecorded = True
+                return [self._settle_unrecorded(step, error)
+                        for step, error in zip(steps, errors)]
         self._notify(rows.soonest)
         return applied
+
+    def _settle_unrecorded(self, step: _Step, error: str | None) -> Applied:
+        """The outcome of a step the table does not record (yet)."""
+        request = step.request
+        waiting = f"the blocks table cannot be written ({self.table.error})"
+        if isinstance(request, Lift):
+            block = request.block
+            return self._record("fail", block.command, block.target, block=block,
+                                reason=f"not lifted: {waiting}; lifted once it can be",
+                                origin=request.origin)
+        decision, block = step.decision, step.decision.block
+        key = (request.command, request.target)
+
+        def record(verb: Verb, reason: str | None) -> Applied:
+            return self._record(verb, request.command, request.target, block=block,
+                                reason=reason, timeout=request.timeout, response=request)
+
+        if decision.verb == "skip":
+            return record("skip", decision.reason)
+        if step.failed is not None or error is not None:
+            if decision.verb == "add" and block is not None and \
+                    self._unrecorded.pop(key, None) is not None:
+                self._active -= 1
+            return record("fail", step.failed or error)
+        return record(decision.verb, f"not recorded yet: {waiting}")
 
     def _settle_response(self, step: _Step, error: str | None, rows: _Rows) -> Applied:
         response = step.request
@@ -430,8 +593,10 @@ class Responder:
 
         def record(verb: Verb, reason: str | None = None, recorded: Block | None = None,
                    timeout: float | None = response.timeout) -> Applied:
+            detail = step.call.detail if step.call is not None else None
             return self._record(verb, response.command, response.target, block=recorded,
-                                reason=reason, timeout=timeout, response=response)
+                                reason=reason, timeout=timeout, response=response,
+                                detail=detail)
 
         if decision.verb == "skip":
             return record("skip", decision.reason)
@@ -475,9 +640,11 @@ class Responder:
 
     def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
                 reason: str | None = None, timeout: float | None = None,
-                response: Response | None = None, origin: Origin | None = None) -> Applied:
+                response: Response | None = None, origin: Origin | None = None,
+                detail: str | None = None) -> Applied:
         """Count and log one outcome; its rule, alert and offence are those of the response
-        that asked for it (of the fleet decision it came from), else those of the block."""
+        that asked for it (of the fleet decision it came from), else those of the block;
+        `detail`: what the action said it did."""
         self.counters[(command, verb)] += 1
         if response is not None:
             alert, origin = response.alert, response.origin
@@ -491,8 +658,8 @@ class Responder:
         self.log.write(verb, command, target, rule_id=rule_id, alert_id=alert_id,
                        timeout=timeout, offence=offence, reason=reason,
                        origin=None if origin is None else origin.host,
-                       decision=None if origin is None else origin.decision)
-        return Applied(verb, command, target, block, reason)
+                       decision=None if origin is None else origin.decision, detail=detail)
+        return Applied(verb, command, target, block, reason, detail)
 
     def _notify(self, expires_at: float | None) -> None:
         if expires_at is None:
@@ -502,12 +669,15 @@ class Responder:
 
     # --- reconciliation --------------------------------------------------------------------
 
-    def reconcile(self) -> Reconciled:
-        """Bring the backends and the table into agreement (run once at start): expired
-        blocks are lifted; blocks the table holds but the backend lost (reboot, flushed set)
-        are put back with their remaining time; entries this instance owns in the backend
-        that the table does not know are removed. OwnerConflict (a backend object of
-        another instance) is raised: the daemon refuses to start."""
+    def reconcile(self, commands: Collection[str] | None = None,
+                  adopt: bool = False) -> Reconciled:
+        """Bring the backends and the table into agreement (at start, for every command;
+        for `commands` alone when their backend dropped its entries): expired blocks are
+        lifted; blocks the table holds but the backend lost (reboot, flushed set, firewalld
+        reloaded) are put back with their remaining time; entries this instance owns in the
+        backend that the table does not know are removed — or with `adopt` (the database was
+        replaced, the table lost them) recorded as blocks (Policy.adopt). OwnerConflict (a
+        backend object of another instance) is raised: the daemon refuses to start."""
         result = Reconciled(lifted=self.lift_expired())
         if self.dry_run:
             return result
@@ -518,7 +688,8 @@ class Responder:
             spec = self.config.commands.get(block.command)
             if spec is not None:
                 known.setdefault(spec.action, set()).add(block.target)
-        for name in sorted(set(self.config.commands) | self.store.active_block_commands()):
+        names = set(self.config.commands) | self.store.active_block_commands()
+        for name in sorted(names if commands is None else names & set(commands)):
             command = self.config.commands.get(name)
             if command is None:
                 count = len(self.store.active_blocks(name))
@@ -540,6 +711,10 @@ class Responder:
                                                   reason=f"reconcile: {error}"))
                 continue
             self._restore(name, action, lost, result)
+            if adopt:
+                self._adopt(name, sorted(unknown), result)
+                known.setdefault(command.action, set()).update(unknown)
+                continue
             for target in sorted(unknown):
                 error = self._invoke(_Call(action, "delete", target))
                 if error is not None:
@@ -564,6 +739,19 @@ class Responder:
         present = {normalise_address(t) or t for t in listed}
         return [b for b in blocks if b.target not in present], present - known
 
+    def _adopt(self, name: str, targets: list[str], result: Reconciled) -> None:
+        now = self.clock()
+        blocks = [self.policy.adopt(name, target, now) for target in targets]
+        self._unrecorded.update(((name, block.target), block) for block in blocks)
+        self._active += len(blocks)
+        self.record_unrecorded()
+        for block in blocks:
+            self._notify(block.expires_at)
+            result.adopted.append(self._record(
+                "add", name, block.target, block=block,
+                timeout=None if block.expires_at is None else block.expires_at - now,
+                reason="reconcile: adopted, held by the backend for this instance"))
+
     def _restore(self, name: str, action: Action, lost: list[Block],
                  result: Reconciled) -> None:
         """Put lost blocks back with their remaining time (together, as a batch's adds)."""
@@ -582,3 +770,13 @@ class Responder:
                     result.restored.append(self._record(
                         "add", name, block.target, block=block, timeout=call.timeout,
                         reason="reconcile: restored"))
+
+
+def _by_alert(steps: list[_Step]) -> list[list[int]]:
+    """The steps' indices, those of one alert's responses together in their order (a
+    chain: lock, then terminate); every other request alone."""
+    groups: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        alert = getattr(step.request, "alert", None)
+        groups.setdefault(id(alert) if alert is not None else -1 - index, []).append(index)
+    return list(groups.values())

@@ -3,9 +3,12 @@
     2026-03-01T10:00:07+00:00 firewall-drop add 203.0.113.1 rule=5763 alert=1772359207.8
         timeout=600 offence=1 reason=-
 
-(one line in the file; a request decided on another fleet host ends with
-` origin=web1 decision=42`, that host and the decision's id in the fleet's database). Targets and reasons may be attacker-controlled text, so a field is
-written bare only when it is plain, and JSON-quoted otherwise: no log line can be forged.
+(one line in the file). A request decided on another fleet host adds
+` origin=web1 decision=42`: that host and the decision's id in the fleet's database. An
+action that says what it did (the pids `terminate-sessions` ended) adds it at the end:
+`detail="ended 2 processes of UID 1001: 4711 4712 (SIGTERM)"`. Targets and reasons may be
+attacker-controlled text, so a field is written bare only when it is plain, and JSON-quoted
+otherwise: no log line can be forged.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable, Literal
+from typing import Callable, Literal
+
+from arguard import modes
+from arguard.faults import LastingFault, append_whole
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,9 @@ class ResponseLog:
     def __init__(self, path: Path | None, clock: Callable[[], float]):
         self.path = path
         self.clock = clock
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        #: lines that could not be written (a full disk): warned about once a minute
+        self.fault = LastingFault(log, str(path))
         #: the last failure lines, for `arguard status`
         self.recent_failures: deque[str] = deque(maxlen=RECENT_FAILURES)
         self._second: int | None = None
@@ -75,7 +83,8 @@ class ResponseLog:
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
               offence: int | None = None, reason: str | None = None,
-              origin: str | None = None, decision: int | None = None) -> None:
+              origin: str | None = None, decision: int | None = None,
+              detail: str | None = None) -> None:
         when = self._when(int(self.clock()))
         if timeout is not None:
             timeout = int(round(timeout))
@@ -84,6 +93,8 @@ class ResponseLog:
                 f"offence={_number(offence)} reason={_field(reason)}")
         if origin is not None:
             line += f" origin={_field(origin)} decision={_number(decision)}"
+        if detail is not None:
+            line += f" detail={_field(detail)}"
         if verb == "fail":
             self.recent_failures.append(line)
             log.error("%s", line)
@@ -118,34 +129,28 @@ class ResponseLog:
         if self.path is None:
             return
         try:
-            if self._file is None:
-                self._file = self._open(self.path)
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
+            if self._fd is None:
+                self._fd = modes.open_log(self.path)
+            append_whole(self._fd, ("\n".join(lines) + "\n").encode("utf-8",
+                                                                  errors="surrogateescape"))
         except OSError as error:
-            log.error("cannot write %s: %s", self.path, error)
+            self.fault.failed(error.strerror or error, len(lines), "lines not written")
             self.reopen()
+            return
+        self.fault.succeeded()
 
     def _when(self, second: int) -> str:
         """The local time of a line, formatted once per second (a catch-up of many fleet
         decisions writes thousands of lines in the same second)."""
         if second != self._second:
             self._second = second
-            self._stamp = datetime.fromtimestamp(second).astimezone().isoformat()
+            self._stamp = datetime.fromtimestamp(second).astimezone().isoformat(
+                timespec="seconds")
         return self._stamp
 
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a", encoding="utf-8",
-                    opener=lambda name, flags: os.open(name, flags | os.O_CLOEXEC, 0o640))
-
     def reopen(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     close = reopen

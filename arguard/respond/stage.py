@@ -21,7 +21,7 @@ from arguard.respond.owner import UNTAGGED, Owner, instance_owner
 from arguard.respond.policy import Policy
 from arguard.respond.responder import Applied, Responder
 from arguard.respond.scheduler import Scheduler
-from arguard.respond.targets import TargetKind, Targets
+from arguard.respond.targets import TargetKind
 from arguard.store import Store
 
 #: lines between two purges of a simulation's in-memory store
@@ -112,19 +112,23 @@ class RespondStage:
     def reconfigure(self, config: Config) -> None:
         """Switch to a reloaded configuration: a new white list (and a fresh read of the
         host's own addresses), commands and cap; blocks and offender memory are kept."""
-        self.policy = Policy(config, self.policy.store, Targets(config.global_.white_list))
+        self.policy = Policy(config, self.policy.store)
         self.responder.reconfigure(config, self.policy)
 
 
 def build_respond_stage(config: Config, store: Store, *, dry_run: bool = False,
                         clock: Callable[[], float] = time.time,
-                        actions: Mapping[str, Action] | None = None) -> RespondStage:
+                        actions: Mapping[str, Action] | None = None,
+                        backend_reset: Callable[[str, str], None] | None = None
+                        ) -> RespondStage:
     """The respond stage on `store`. A dry run never builds or calls an action, and its
     owner does not matter; give it a throwaway store (Store(":memory:")). `actions`
-    replaces the actions of some commands (tests)."""
+    replaces the actions of some commands (tests). `backend_reset`: what actions call
+    when their backend dropped its entries by itself (ActionContext)."""
     owner = UNTAGGED if dry_run else instance_owner(store, config.paths.state_dir)
-    policy = Policy(config, store, Targets(config.global_.white_list))
-    responder = Responder(config, store, policy, ActionContext(config.paths, owner),
+    policy = Policy(config, store)
+    context = ActionContext(config.paths, owner, backend_reset)
+    responder = Responder(config, store, policy, context,
                           actions=actions, dry_run=dry_run, clock=clock)
     return RespondStage(policy, responder, Scheduler(responder, clock), owner)
 

@@ -14,7 +14,8 @@ code that uses them.
 
 Actions are idempotent: adding a target that is already in place, or deleting one that is
 not, succeeds quietly. Failures raise ActionError with a message fit for the operator; the
-responder logs it, counts it and writes it to active-responses.log.
+responder logs it, counts it and writes it to active-responses.log. `add` may return a short
+text saying what it did (the pids a terminate ended), which goes to the same line.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class OwnerConflict(ActionError):
 
 
 class Action(Protocol):
-    def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
-        """Put the response in place for `timeout` seconds (None: until deleted)."""
+    def add(self, target: str, timeout: int | None, alert: Alert | None) -> str | None:
+        """Put the response in place for `timeout` seconds (None: until deleted); optionally
+        a short text of what was done, for active-responses.log."""
 
     def delete(self, target: str) -> None:
         """Lift the response."""
@@ -74,10 +76,16 @@ class BatchAction(Action, Protocol):
 @dataclass(frozen=True)
 class ActionContext:
     """What an action may need beyond its command: the configured paths (the custom
-    scripts' directory, the state directory) and the instance its kernel objects belong to."""
+    scripts' directory, the state directory), the instance its kernel objects belong to,
+    and whom to tell when the backend dropped its entries on its own."""
 
     paths: Paths
     owner: Owner
+    #: backend_reset(command, why), callable from any thread: the backend of that command
+    #: lost its entries by itself (firewalld reloaded); the daemon then reconciles the
+    #: command, putting back every block its table holds. None: nobody listens (the
+    #: operator's direct commands), an action then does not watch.
+    backend_reset: Callable[[str, str], None] | None = None
 
 
 def parse_address(text: str) -> Address:
@@ -203,6 +211,10 @@ class ActionType:
     #: threads, it cannot be observed (never reconciled), and a binding without a timeout
     #: runs it on every alert without recording a block
     detached: bool = False
+    #: acts once per alert and leaves nothing to lift (it ends processes): no block is
+    #: recorded whatever the binding's timeout, nothing is reconciled, and its calls run in
+    #: worker threads as a detached action's do (they may wait)
+    stateless: bool = False
     #: the `expect` of a command that does not say
     default_expect: str = "srcip"
     #: problems that involve several options, given all of them with their defaults
