@@ -122,7 +122,7 @@ def test_disk_full_database_is_reported_and_following_goes_on(tmp_path):
     out = tmp_path / "out.txt"
     follower = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "--",
-         sys.executable, "-m", "tests.sources.follower", "--state-tmpfs", "160k",
+         sys.executable, "-m", "tests.sources.follower", "--state-tmpfs", "256k",
          str(config), str(out)],
         cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
