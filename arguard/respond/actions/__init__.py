@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions.base import Action, ActionContext, ActionError, ActionType
@@ -43,19 +44,19 @@ EXECUTABLE_ACTION = "script"
 
 def action_type(name: str) -> ActionType | None:
     """The description of a registered action; None for a name nobody registered. Each
-    module's is looked up once (the policy asks for every response: a fleet member catching
+    module is looked up once (the policy asks for every response: a fleet member catching
     up asks 100 000 times)."""
-    module = ACTIONS.get(name)
-    if module is None:
+    module_name = ACTIONS.get(name)
+    if module_name is None:
         return None
-    described = _DESCRIBED.get(module)
-    if described is None:
-        described = _DESCRIBED[module] = importlib.import_module(module).ACTION
-    return described
+    module = _MODULES.get(module_name)
+    if module is None:
+        module = _MODULES[module_name] = importlib.import_module(module_name)
+    return module.ACTION
 
 
-#: each action module's ActionType, by module name
-_DESCRIBED: dict[str, ActionType] = {}
+#: the action modules imported so far, by name
+_MODULES: dict[str, ModuleType] = {}
 
 
 def builtin_actions() -> list[str]:
