@@ -14,7 +14,7 @@ Memory is bounded, and a flood cannot blind it:
 from __future__ import annotations
 
 import socket
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -98,7 +98,9 @@ class Windows:
 
     def __init__(self, rule: "Rule", max_keys: int):
         self.rule = rule
-        self.keys: dict[tuple, deque] = {}
+        #: per key, its counted events (time, values of `different`), oldest first: a list,
+        #: not a deque, because most keys hold one event (a deque takes 600 bytes for it)
+        self.keys: dict[tuple, list] = {}
         self.max_keys = max_keys
         self.history = _DIFFERENT_HISTORY if rule.different else max(rule.frequency - 1, 1)
         #: keys by the number of events in their window, each least recently seen first
@@ -115,8 +117,7 @@ class Windows:
         horizon = now - self.rule.timeframe
         if window[0][0] < horizon:
             before = len(window)
-            while window and window[0][0] < horizon:
-                window.popleft()
+            _expire(window, horizon)
             self._moved(key, before, len(window))
         if different is None:
             return len(window) + 1
@@ -126,14 +127,14 @@ class Windows:
         window = self.keys.get(key)
         if window is None:
             self._make_room()
-            window = self.keys[key] = deque(maxlen=self.history)
+            window = self.keys[key] = []
             before = 0
         else:
             before = len(window)
-            horizon = now - self.rule.timeframe
-            while window and window[0][0] < horizon:
-                window.popleft()
+            _expire(window, now - self.rule.timeframe)
         window.append((now, different))
+        if len(window) > self.history:
+            del window[0]
         self._moved(key, before, len(window))
         recent = self._recent
         recent[key] = now
@@ -183,6 +184,14 @@ class Windows:
         self.keys = other.keys
         self._by_count = other._by_count
         self._recent = other._recent
+
+
+def _expire(window: list, horizon: float) -> None:
+    """Drop the events older than `horizon` (they are at the front)."""
+    expired = 0
+    while expired < len(window) and window[expired][0] < horizon:
+        expired += 1
+    del window[:expired]
 
 
 class IgnoreTable:
