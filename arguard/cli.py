@@ -10,6 +10,7 @@ from pathlib import Path
 
 from arguard import __version__
 from arguard.config import Config, load_config, resolve_config_path
+from arguard.durations import parse_duration
 from arguard.errors import ConfigError
 from arguard.ruleset.files import Ruleset, load_ruleset
 
@@ -25,6 +26,11 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    import os
+
+    from arguard.firstinstall import ssh_client_address
+    from arguard.plan import describe
+
     config, ruleset = _load(args)
     where = config.path or "(shipped default configuration)"
     if config.fragments:
@@ -32,6 +38,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
           f"{len(config.active_responses)} active responses")
+    for line in describe(config, ruleset, ssh_client_address(os.environ.get("SSH_CONNECTION"))):
+        print(line)
     return EXIT_OK
 
 
@@ -45,8 +53,8 @@ def cmd_logtest(args: argparse.Namespace) -> int:
     mode = "json" if args.json else "summary" if args.summary else "text"
     if args.file:
         with open(args.file, "rb") as source:
-            return run_logtest(pipeline, source, args.file, mode, sys.stdout)
-    return run_logtest(pipeline, sys.stdin.buffer, "stdin", mode, sys.stdout)
+            return run_logtest(pipeline, source, args.file, mode, sys.stdout, sys.stderr)
+    return run_logtest(pipeline, sys.stdin.buffer, "stdin", mode, sys.stdout, sys.stderr)
 
 
 def cmd_ruletest(args: argparse.Namespace) -> int:
@@ -68,7 +76,7 @@ def cmd_import_fail2ban(args: argparse.Namespace) -> int:
     from arguard.importers.fail2ban import import_fail2ban
 
     report = import_fail2ban([Path(f) for f in args.files], Path(args.output),
-                             [Path(args.jail)] if args.jail else [], args.base_id)
+                             [Path(args.jail)] if args.jail else [], args.base_id, sys.stderr)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for problem in report.problems:
@@ -199,16 +207,11 @@ def _describe(applied: dict) -> str:
 
 
 def _duration(text: str) -> int:
-    """Seconds from `600`, `90s`, `10m`, `2h` or `1d`."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    """Seconds from a duration as the configuration takes it (600, 10m, 1h30m, 7d)."""
     try:
-        seconds = int(number) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 600, 10m, 2h, 1d)")
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("the duration must be positive")
-    return seconds
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     wazuh.set_defaults(handler=cmd_import_wazuh)
 
     replay = add("replay", cmd_replay, "the whole pipeline over old logs in dry run, on the "
-                                       "lines' own clock: which blocks when")
+                                       "lines' own clock: which blocks when (several files "
+                                       "are merged by time)")
     replay.add_argument("--json", action="store_true",
                         help="one JSON object per response, then a summary object")
     replay.add_argument("files", nargs="+", metavar="FILE")
@@ -288,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("target", metavar="TARGET", help="an IP address or a user name")
     block.add_argument("--command", metavar="C", help="the [[command]] to use (default: the "
                                                       "first bound one for this kind of target)")
-    block.add_argument("--timeout", metavar="S", type=_duration,
-                       help="seconds (or 10m, 2h, 1d); default: permanent")
+    block.add_argument("--timeout", metavar="DURATION", type=_duration,
+                       help="a duration: seconds, or 10m, 1h30m, 7d; default: permanent")
     block.add_argument("--json", action="store_true", help="machine-readable output")
     unblock = add("unblock", cmd_unblock, "lift a target's blocks (of all commands, or one)")
     unblock.add_argument("target", metavar="TARGET", nargs="?")

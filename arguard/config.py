@@ -17,7 +17,9 @@ from typing import Any, Mapping
 import regex
 
 from arguard.configfiles import ConfigDocument
-from arguard.errors import ConfigError, Problem
+from arguard.durations import parse_duration
+from arguard.errors import ConfigError, Place, Problem
+from arguard.model import RuleInfo
 from arguard.tomlfile import TomlFile
 
 DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
@@ -121,6 +123,30 @@ class ActiveResponse:
     rules_group: str | None = None
     timeout: int | None = None
     repeated_offenders: tuple[int, ...] = ()
+    #: where rules_id, level and rules_group were written, for the problems found once the
+    #: rules are loaded (ruleset.files.binding_problems)
+    places: Mapping[str, Place] = field(default_factory=lambda: MappingProxyType({}),
+                                        compare=False, repr=False)
+
+    def place(self, key: str) -> Place:
+        """Where `key` was written (a binding made in code: nowhere known)."""
+        return self.places.get(key) or Place("(configuration)", None)
+
+    def selects(self, rule: RuleInfo) -> bool:
+        """Wazuh semantics: `rules_id` OR (`level` AND `rules_group`), where an absent level
+        or group does not restrict. The level matches alerts of that level or higher;
+        `rules_group` names one group, or several separated by `|`, compared with the
+        alert's groups exactly."""
+        if rule.id in self.rules_id:
+            return True
+        if self.level is None and self.rules_group is None:
+            return False
+        if self.level is not None and rule.level < self.level:
+            return False
+        if self.rules_group is not None:
+            wanted = {g.strip() for g in self.rules_group.split("|")}
+            return not wanted.isdisjoint(rule.groups)
+        return True
 
 
 @dataclass(frozen=True)
@@ -211,6 +237,19 @@ class _Loader:
             return []
         return value
 
+    def duration(self, data: dict, key: str, table: str, index: int | None,
+                 default: int | None) -> int | None:
+        """A duration key (`600`, `"10m"`, `"1h30m"`, `"7d"`) in seconds; a value of the
+        wrong type was reported by check_keys already."""
+        value = data.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            self.fail(f"{table}.{key} must be {error}", table, index, key)
+            return default
+
     def path(self, value: str) -> Path:
         return (self.base / value) if not os.path.isabs(value) else Path(value)
 
@@ -226,14 +265,19 @@ class _Loader:
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
         commands: dict[str, Command] = {}
+        # commands whose own table has a problem (reported there): a response that names
+        # one is not told again that the command does not exist
+        reported: set[str] = set()
         for index, data in enumerate(self.array("command")):
             command = self.load_command(index, data)
             if command is None:
+                if isinstance(data.get("name"), str):
+                    reported.add(data["name"])
                 continue
             if command.name in commands:
                 self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
             commands[command.name] = command
-        responses = tuple(r for r in (self.load_response(i, d, commands)
+        responses = tuple(r for r in (self.load_response(i, d, commands, reported)
                                       for i, d in enumerate(self.array("active_response"))) if r)
         if self.problems:
             raise ConfigError(self.problems)
@@ -254,8 +298,8 @@ class _Loader:
 
     def load_global(self) -> GlobalSettings:
         data = self.table("global")
-        self.check_keys(data, {"white_list": list, "max_blocks": int, "offender_forget": int,
-                               "unblock_on_exit": bool}, "global")
+        self.check_keys(data, {"white_list": list, "max_blocks": int,
+                               "offender_forget": (int, str), "unblock_on_exit": bool}, "global")
         networks = []
         for entry in data.get("white_list", []) if isinstance(data.get("white_list"), list) else []:
             network = parse_network(entry)
@@ -264,14 +308,14 @@ class _Loader:
                           "global", key="white_list")
             else:
                 networks.append(network)
-        for key in ("max_blocks", "offender_forget"):
-            if isinstance(data.get(key), int) and data[key] <= 0:
-                self.fail(f"global.{key} must be positive", "global", key=key)
+        if isinstance(data.get("max_blocks"), int) and data["max_blocks"] <= 0:
+            self.fail("global.max_blocks must be positive", "global", key="max_blocks")
         defaults = GlobalSettings()
         return GlobalSettings(
             white_list=tuple(networks),
             max_blocks=data.get("max_blocks", defaults.max_blocks),
-            offender_forget=data.get("offender_forget", defaults.offender_forget),
+            offender_forget=self.duration(data, "offender_forget", "global", None,
+                                          defaults.offender_forget),
             unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
         )
 
@@ -385,53 +429,72 @@ class _Loader:
             options=MappingProxyType(options),
         )
 
-    def load_response(self, index: int, data: dict,
-                      commands: Mapping[str, Command]) -> ActiveResponse | None:
+    def load_response(self, index: int, data: dict, commands: Mapping[str, Command],
+                      reported: set[str]) -> ActiveResponse | None:
+        """An [[active_response]]. Each mistake is reported once: a key of the wrong type
+        by check_keys only, a command whose own table is wrong at that table only."""
+        table = "active_response"
         before = len(self.problems)
         self.check_keys(data, {"command": str, "location": str, "rules_id": (list, int),
-                               "level": int, "rules_group": str, "timeout": int,
-                               "repeated_offenders": list, "disabled": bool},
-                        "active_response", index)
+                               "level": int, "rules_group": str, "timeout": (int, str),
+                               "repeated_offenders": list, "disabled": bool}, table, index)
         command = data.get("command")
-        if not isinstance(command, str):
-            self.fail("active_response needs 'command'", "active_response", index)
-        elif command not in commands:
-            self.fail(f"active_response names unknown command {command!r}",
-                      "active_response", index, "command")
-        elif "timeout" in data and not commands[command].timeout_allowed:
+        timeout = self.duration(data, "timeout", table, index, None)
+        if "command" not in data:
+            self.fail("active_response needs 'command'", table, index)
+        elif isinstance(command, str) and command not in commands and command not in reported:
+            self.fail(f"active_response names unknown command {command!r}", table, index,
+                      "command")
+        elif isinstance(command, str) and command in commands and "timeout" in data \
+                and not commands[command].timeout_allowed:
             self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
-                      "active_response", index, "timeout")
+                      table, index, "timeout")
         if data.get("location", "local") != "local":
             self.fail("location must be \"local\" (arguard runs on one host)",
-                      "active_response", index, "location")
+                      table, index, "location")
         rules_id = data.get("rules_id", [])
-        rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
-        if not all(isinstance(r, int) and not isinstance(r, bool) for r in rules_id):
-            self.fail("rules_id must be rule ids (integers)", "active_response", index,
-                      "rules_id")
-        if not rules_id and "level" not in data and "rules_group" not in data:
-            self.fail("active_response needs rules_id, level or rules_group",
-                      "active_response", index)
-        if isinstance(data.get("level"), int) and not 0 <= data["level"] <= 16:
-            self.fail("level must be 0-16", "active_response", index, "level")
-        if isinstance(data.get("timeout"), int) and data["timeout"] <= 0:
-            self.fail("timeout must be a positive number of seconds",
-                      "active_response", index, "timeout")
-        offenders = data.get("repeated_offenders", [])
-        if isinstance(offenders, list) and not all(
-                isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in offenders):
-            self.fail("repeated_offenders must be positive minutes",
-                      "active_response", index, "repeated_offenders")
+        rules_id = [rules_id] if _is_type(rules_id, int) else rules_id
+        if isinstance(rules_id, list) and not all(_is_type(r, int) for r in rules_id):
+            self.fail("rules_id must be rule ids (integers)", table, index, "rules_id")
+        if not data.get("rules_id") and "level" not in data and "rules_group" not in data:
+            self.fail("active_response needs rules_id, level or rules_group", table, index)
+        if _is_type(data.get("level"), int) and not 0 <= data["level"] <= 16:
+            self.fail("level must be 0-16", table, index, "level")
+        offenders = self.repeated_offenders(data, index)
         if offenders and "timeout" not in data:
-            self.fail("repeated_offenders needs a timeout", "active_response", index,
-                      "repeated_offenders")
+            self.fail("repeated_offenders needs a timeout", table, index, "repeated_offenders")
         if len(self.problems) > before or data.get("disabled", False):
             return None
+        places = {key: Place.of(self.doc.problem("", table, index, key))
+                  for key in ("rules_id", "level", "rules_group") if key in data}
         return ActiveResponse(
             command=command, location="local", rules_id=tuple(rules_id),
             level=data.get("level"), rules_group=data.get("rules_group"),
-            timeout=data.get("timeout"), repeated_offenders=tuple(offenders),
+            timeout=timeout, repeated_offenders=offenders, places=MappingProxyType(places),
         )
+
+    def repeated_offenders(self, data: dict, index: int) -> tuple[int, ...]:
+        """Minutes for the 2nd, 3rd, … offence: integers (minutes, as in Wazuh) or durations
+        of whole minutes ("30m", "2h", "1d")."""
+        entries = data.get("repeated_offenders", [])
+        if not isinstance(entries, list):
+            return ()
+        minutes: list[int] = []
+        for entry in entries:
+            if _is_type(entry, int) and entry > 0:
+                minutes.append(entry)
+                continue
+            try:
+                seconds = parse_duration(entry) if isinstance(entry, str) else 0
+            except ValueError:
+                seconds = 0
+            if seconds <= 0 or seconds % 60:
+                self.fail("repeated_offenders must be positive minutes (30) or durations of "
+                          f"whole minutes (\"30m\", \"2h\"), not {entry!r}",
+                          "active_response", index, "repeated_offenders")
+                return ()
+            minutes.append(seconds // 60)
+        return tuple(minutes)
 
 
 def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

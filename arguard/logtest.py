@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -12,6 +14,7 @@ from arguard.alerts import predecoder_dict
 from arguard.linetext import TextCounters, iter_text_lines
 from arguard.model import Line, Response
 from arguard.pipeline import Outcome, Pipeline
+from arguard.progress import Progress
 
 MAX_LINE_BYTES = 65_536
 
@@ -87,8 +90,10 @@ def _print_phases(text: str, outcome: Outcome, out: IO[str]) -> None:
 
 
 def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
-                out: IO[str]) -> int:
+                out: IO[str], progress: IO[str] | None = None) -> int:
+    """`progress`: where --summary draws its progress bar (only on a terminal)."""
     counters = TextCounters()
+    bar = Progress("logtest", _size(source), stream=progress if mode == "summary" else None)
     decoded = ambiguous = 0
     alerts: Counter[int] = Counter()
     descriptions: dict[int, tuple[int, str]] = {}
@@ -96,7 +101,7 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
     skipped: Counter[str] = Counter()
     started = time.perf_counter()
     process = pipeline.process
-    for text in iter_text_lines(source, MAX_LINE_BYTES, counters):
+    for text in iter_text_lines(bar.reader(source, counters), MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
         if mode == "summary":
             if outcome.event.decoder is not None:
@@ -112,11 +117,21 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
             out.write(json.dumps(outcome_dict(text, outcome), ensure_ascii=False) + "\n")
         else:
             _print_phases(text, outcome, out)
+    bar.close()
     if mode == "summary":
         elapsed = time.perf_counter() - started
         _print_summary(out, counters, decoded, ambiguous, alerts, descriptions, responses,
                        skipped, elapsed)
     return 0
+
+
+def _size(source: BinaryIO) -> int | None:
+    """The size of a regular file (the bar's total); None for a pipe or a terminal."""
+    try:
+        info = os.fstat(source.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _print_summary(out: IO[str], counters: TextCounters, decoded: int, ambiguous: int,

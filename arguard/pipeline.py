@@ -8,7 +8,7 @@ from typing import Callable
 
 from arguard.decode.decoders import SourceMemory
 from arguard.decode.predecode import Predecoder
-from arguard.model import Alert, Event, Line, Response
+from arguard.model import Alert, Event, Line, Predecoded, Response
 from arguard.ruleset.engine import Engine, Evaluation
 from arguard.ruleset.files import Ruleset
 
@@ -49,8 +49,11 @@ class Pipeline:
         self.firedtimes = previous.firedtimes
         self._alerts = previous._alerts
 
-    def process(self, line: Line) -> Outcome:
-        pre = self.predecoder.predecode(line)
+    def process(self, line: Line, pre: Predecoded | None = None) -> Outcome:
+        """`pre`: the line's header when the caller has read it already (a replay of several
+        files orders their lines by it, each file with its own reference year)."""
+        if pre is None:
+            pre = self.predecoder.predecode(line)
         when = pre.time if self.line_time and pre.time is not None else line.received
         decoded = self.decoders.decode(pre, self.source_memory, line)
         if decoded is None:

@@ -1,6 +1,8 @@
 """`arguard replay`: the whole pipeline over old logs, in dry run, on the logs' own clock.
 
-Each line's own timestamp is the time: correlation windows use it (the pipeline's line time),
+Several files are replayed as one log, their lines merged by time (arguard.timeorder), each
+year-less date dated from its own file. Each line's own timestamp is the time: correlation
+windows use it (the pipeline's line time),
 and the responder and scheduler run on a simulated clock set to it, so blocks are added,
 extended, escalated and lifted when they would have been that day. Nothing touches the
 kernel or any file: the responder runs in dry-run mode on an in-memory store, whose lifted
@@ -19,14 +21,16 @@ from pathlib import Path
 from typing import IO
 
 from arguard.config import Config
-from arguard.linetext import TextCounters, iter_text_lines
-from arguard.model import Line
+from arguard.linetext import TextCounters
+from arguard.model import Line, Predecoded
 from arguard.pipeline import Pipeline
+from arguard.progress import Progress
 from arguard.respond.policy import Policy
 from arguard.respond.responder import Applied, Responder
 from arguard.respond.scheduler import Scheduler
 from arguard.ruleset.files import Ruleset
 from arguard.store import Store
+from arguard.timeorder import merged_by_time
 
 MAX_LINE_BYTES = 64 * 1024
 #: lines between two purges of the in-memory store
@@ -92,25 +96,20 @@ class Replay:
         self.last: float | None = None
 
     def run(self, paths: list[Path]) -> int:
+        """Replay the files as one log, their lines merged by time (arguard.timeorder)."""
         started = time.monotonic()
-        shown = started
-        for path in paths:
-            with open(path, "rb") as stream:
-                for text in iter_text_lines(stream, MAX_LINE_BYTES, self.counters):
-                    self._line(text, str(path))
-                    if self.progress is not None and self.lines % 10_000 == 0 \
-                            and time.monotonic() - shown > 1.0:
-                        shown = time.monotonic()
-                        self.progress.write(f"\r{path}: {self.lines} lines, "
-                                            f"{sum(self.alerts.values())} alerts")
-                        self.progress.flush()
-        if self.progress is not None:
-            self.progress.write("\n")
+        total = sum(path.stat().st_size for path in paths)
+        progress = Progress("replay", total, stream=self.progress)
+        try:
+            for line, pre in merged_by_time(paths, MAX_LINE_BYTES, self.counters, progress):
+                self._line(line, pre)
+        finally:
+            progress.close()
         self._finish(time.monotonic() - started)
         return 0
 
-    def _line(self, text: str, location: str) -> None:
-        outcome = self.pipeline.process(Line(text, location, self.clock.now))
+    def _line(self, line: Line, pre: Predecoded) -> None:
+        outcome = self.pipeline.process(line, pre)
         when = outcome.event.time
         self.lines += 1
         if when > self.clock.now:
@@ -199,5 +198,4 @@ def _iso(when: float | None) -> str | None:
 
 def run_replay(config: Config, ruleset: Ruleset, paths: list[Path], as_json: bool,
                out: IO[str] = sys.stdout) -> int:
-    progress = sys.stderr if sys.stderr.isatty() else None
-    return Replay(config, ruleset, out, as_json, progress).run(paths)
+    return Replay(config, ruleset, out, as_json, sys.stderr).run(paths)

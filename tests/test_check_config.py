@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -153,3 +155,145 @@ def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected
     result = check(write_config(tmp_path, extra=extra))
     assert result.returncode == 1
     assert expected in result.stderr, result.stderr
+
+
+def errors_of(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def line_of(config, text: str) -> int:
+    """The line of the config file that holds `text` (the test's expected file:line)."""
+    lines = config.read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
+DROP = """
+    [[command]]
+    name = "drop"
+    action = "ipset"
+    timeout_allowed = true
+    """
+
+
+@pytest.mark.parametrize("binding,marker,expected", [
+    ('rules_id = [5763, 424242]', "rules_id",
+     "rules_id names rule 424242, which no loaded rule file defines"),
+    ('rules_group = "no_such_group|authentication_faild"', "rules_group",
+     "rules_group 'no_such_group|authentication_faild' selects no rule: no loaded alerting "
+     "rule has any of them"),
+    ('level = 16', "level",
+     "level = 16 selects no rule: no loaded rule alerts at level 16 or above"),
+    ('level = 12\nrules_group = "web_scan"', "rules_group",
+     "rules_group 'web_scan' selects no rule: no loaded alerting rule at level 12 or above "
+     "has that group"),
+])
+def test_a_binding_that_selects_no_rule_is_one_error_with_its_line(tmp_path, binding, marker,
+                                                                   expected):
+    config = write_config(tmp_path, extra=DROP + textwrap.dedent("""
+        [[active_response]]
+        command = "drop"
+        timeout = 600
+        """) + binding + "\n")
+    result = check(config)
+    assert result.returncode == 1
+    assert errors_of(result) == [f"error: {config}:{line_of(config, marker)}: {expected}"], \
+        result.stderr
+
+
+def test_a_mistake_in_a_command_is_not_reported_again_by_its_responses(tmp_path):
+    config = write_config(tmp_path, extra="""
+        [[command]]
+        name = "drop"
+        action = "ipset"
+        timeout_allowed = true
+        set_nmae = "typo"
+
+        [[active_response]]
+        command = "drop"
+        rules_id = [5763]
+        timeout = 600
+
+        [[active_response]]
+        command = "drop"
+        rules_id = [5712]
+        timeout = "10m"
+        """)
+    result = check(config)
+    assert result.returncode == 1
+    [error] = errors_of(result)
+    assert error.startswith(f"error: {config}:{line_of(config, 'set_nmae')}: unknown key "
+                            "'set_nmae'"), result.stderr
+
+
+@pytest.mark.parametrize("binding,expected", [
+    ('timeout = "10 minutes"', 'active_response.timeout must be a duration (600, "10m", '
+                               '"1h30m", "7d")'),
+    ('timeout = 0', "active_response.timeout must be a positive duration"),
+    ('timeout = true', "active_response.timeout must be an integer or a string"),
+    ('timeout = 600\nrepeated_offenders = ["90s"]',
+     "repeated_offenders must be positive minutes (30) or durations of whole minutes"),
+    ('timeout = 600\nrules_id = "5763"', "active_response.rules_id must be a list or an "
+                                         "integer"),
+])
+def test_a_wrong_value_is_one_error(tmp_path, binding, expected):
+    config = write_config(tmp_path, extra=DROP + textwrap.dedent("""
+        [[active_response]]
+        command = "drop"
+        """) + binding + "\n" + ("" if "rules_id" in binding else "rules_id = [5763]\n"))
+    result = check(config)
+    assert result.returncode == 1
+    [error] = errors_of(result)
+    key = binding.splitlines()[-1].split(" =")[0]
+    assert error.startswith(f"error: {config}:{line_of(config, key + ' =')}: {expected}"), \
+        result.stderr
+
+
+def test_durations_are_read_the_same_in_the_config_and_on_the_command_line(tmp_path):
+    """600, "10m", "1h30m", "7d": the config's timeouts as logtest shows the response, and
+    `arguard block --timeout` as the block's expiry."""
+    config = write_config(tmp_path, extra=DROP + textwrap.dedent("""
+        [global]
+        offender_forget = "1d"
+
+        [[command]]
+        name = "deny"
+        action = "hosts-deny"
+        path = "hosts.deny"
+        timeout_allowed = true
+
+        [[active_response]]
+        command = "drop"
+        rules_id = [5763]
+        timeout = "1h30m"
+        repeated_offenders = ["2h", 180, "7d"]
+
+        [[active_response]]
+        command = "deny"
+        rules_id = [5763]
+        timeout = "10m"
+        """))
+    assert check(config).returncode == 0
+    attack = "".join(f"Mar  1 10:{minute:02}:{i:02} srv sshd[1]: Failed password for root "
+                     f"from 203.0.113.9 port {4000 + i} ssh2\n"
+                     for minute in (0, 5) for i in range(8))
+    logtest = subprocess.run([sys.executable, "-m", "arguard.cli", "logtest", "--json", "-c",
+                              str(config)], input=attack, capture_output=True, text=True)
+    assert logtest.returncode == 0, logtest.stderr
+    timeouts = [(r["command"], r["timeout"]) for line in logtest.stdout.splitlines()
+                for r in json.loads(line)["responses"]]
+    assert timeouts[:2] == [("drop", 5400), ("deny", 600)]
+    assert ("drop", 7200) in timeouts          # the 2nd offence: "2h"
+
+    for text, seconds in (("600", 600), ("10m", 600), ("1h30m", 5400), ("7d", 604_800)):
+        before = time.time()
+        block = subprocess.run([sys.executable, "-m", "arguard.cli", "block", "203.0.113.7",
+                                "--command", "deny", "--timeout", text, "--json", "-c",
+                                str(config)], capture_output=True, text=True)
+        assert block.returncode == 0, block.stderr
+        [applied] = json.loads(block.stdout)["applied"]
+        assert before + seconds <= applied["expires_at"] <= time.time() + seconds
+    wrong = subprocess.run([sys.executable, "-m", "arguard.cli", "block", "203.0.113.7",
+                            "--timeout", "10 minutes", "-c", str(config)],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2
+    assert "'10 minutes' is not a duration (600, \"10m\", \"1h30m\", \"7d\")" in wrong.stderr
