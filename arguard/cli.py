@@ -46,15 +46,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_logtest(args: argparse.Namespace) -> int:
     from arguard.logtest import run_logtest
     from arguard.pipeline import Pipeline
-    from arguard.respond.policy import Policy
+    from arguard.respond.stage import Simulation
 
     config, ruleset = _load(args)
-    pipeline = Pipeline(ruleset, line_time=True, decide=Policy(config).decide)
+    simulation = Simulation(config)
+    pipeline = Pipeline(ruleset, line_time=True, decide=simulation.policy.decide)
     mode = "json" if args.json else "summary" if args.summary else "text"
     if args.file:
         with open(args.file, "rb") as source:
-            return run_logtest(pipeline, source, args.file, mode, sys.stdout, sys.stderr)
-    return run_logtest(pipeline, sys.stdin.buffer, "stdin", mode, sys.stdout, sys.stderr)
+            return run_logtest(pipeline, simulation, source, args.file, mode, sys.stdout,
+                               sys.stderr)
+    return run_logtest(pipeline, simulation, sys.stdin.buffer, "stdin", mode, sys.stdout,
+                       sys.stderr)
 
 
 def cmd_ruletest(args: argparse.Namespace) -> int:
@@ -105,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
     from arguard.daemon import run_daemon
+    from arguard.respond.actions.base import OwnerConflict
     from arguard.statelock import StateLocked
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -113,6 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StateLocked as error:
         print(f"error: another arguard runs with this state directory: {error}",
               file=sys.stderr)
+        return EXIT_CONFIG
+    except OwnerConflict as error:
+        print(f"error: not starting: {error}", file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -20,30 +20,13 @@ from arguard.configfiles import ConfigDocument
 from arguard.durations import parse_duration
 from arguard.errors import ConfigError, Place, Problem
 from arguard.model import RuleInfo
+from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
+from arguard.respond.targets import EXPECT_KINDS
 from arguard.tomlfile import TomlFile
 
 DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
 CONFIG_ENV = "ARGUARD_CONFIG"
 
-BUILTIN_ACTIONS = ("iptables", "ipset", "route", "hosts-deny", "disable-account", "webhook")
-EXPECT_VALUES = ("srcip", "dstip", "srcuser", "dstuser", "user")
-ADDRESS_FIELDS = ("srcip", "dstip")
-
-# Keys each built-in action accepts in its [[command]] table, with their types and defaults.
-ACTION_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
-    "iptables": {"chain": (str, "arguard"), "jump_from": (list, ["INPUT"]),
-                 "target": (str, "DROP")},
-    "ipset": {"set_name": (str, "arguard"), "jump_from": (list, ["INPUT"]),
-              "target": (str, "DROP"), "chain": (str, "arguard-ipset")},
-    "route": {"route_type": (str, "blackhole")},
-    "hosts-deny": {"path": (str, "/etc/hosts.deny"), "daemon": (str, "ALL")},
-    "disable-account": {"shadow": (str, "/etc/shadow"), "passwd": (str, "/etc/passwd"),
-                        "min_uid": (int, 1000)},
-    "webhook": {"url": (str, None), "format": (str, "json"), "retries": (int, 3),
-                "request_timeout": ((int, float), 5)},
-    "script": {"exec_timeout": ((int, float), 60)},
-}
-PATH_OPTIONS = {"path", "shadow", "passwd"}
 JOURNALCTL = "journalctl"
 
 
@@ -368,62 +351,59 @@ class _Loader:
         )
 
     def load_command(self, index: int, data: dict) -> Command | None:
+        """A [[command]]: its own keys here; the action's options, and which targets it
+        acts on, as the action's description (arguard.respond.actions) says."""
         before = len(self.problems)
-        action = data.get("action")
-        executable = data.get("executable")
         base_keys: dict[str, Any] = {"name": str, "action": str, "executable": str,
                                      "expect": str, "timeout_allowed": bool,
                                      "extra_args": list, "legacy_args": bool}
-        if isinstance(action, str) and action in ACTION_OPTIONS:
-            option_spec = ACTION_OPTIONS[action]
-        elif executable is not None:
-            option_spec = ACTION_OPTIONS["script"]
-        else:
-            option_spec = {}
-        self.check_keys(data, base_keys | {k: t for k, (t, _) in option_spec.items()},
+        self.check_keys({k: v for k, v in data.items() if k in base_keys}, base_keys,
                         "command", index)
+        action = data.get("action")
+        executable = data.get("executable")
         name = data.get("name")
         if not isinstance(name, str) or not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
             self.fail("command needs a 'name' of letters, digits, '-', '_' or '.'",
                       "command", index, "name" if "name" in data else None)
+        described = None
         if (action is None) == (executable is None):
             self.fail("a [[command]] needs exactly one of 'action' (built-in) or 'executable'",
                       "command", index)
-        elif action is not None and action not in BUILTIN_ACTIONS:
+        elif executable is not None:
+            described = action_type(EXECUTABLE_ACTION)
+            action = EXECUTABLE_ACTION
+        elif isinstance(action, str) and action in builtin_actions():
+            described = action_type(action)
+        elif isinstance(action, str):
             self.fail(f"unknown action {action!r}; built-in actions are "
-                      + ", ".join(BUILTIN_ACTIONS), "command", index, "action")
+                      + ", ".join(builtin_actions()), "command", index, "action")
         if isinstance(executable, str) and (
                 "/" in executable or executable in (".", "..") or not executable.strip()):
             self.fail("executable must be a bare file name inside paths.ar_bin_dir "
                       "(no '/')", "command", index, "executable")
-        default_expect = "dstuser" if action == "disable-account" else "srcip"
-        expect = data.get("expect", default_expect)
-        if expect not in EXPECT_VALUES:
-            self.fail(f"expect must be one of {', '.join(EXPECT_VALUES)}",
+        expect = data.get("expect", described.default_expect if described else "srcip")
+        if expect not in EXPECT_KINDS:
+            self.fail(f"expect must be one of {', '.join(EXPECT_KINDS)}",
                       "command", index, "expect")
+        elif described is not None and EXPECT_KINDS[expect] not in described.kinds:
+            self.fail(f"expect {expect!r} gives targets of kind {EXPECT_KINDS[expect]}, but "
+                      f"action {action!r} acts on targets of kind "
+                      + " or ".join(described.kinds), "command", index, "expect")
         extra_args = data.get("extra_args", [])
         if isinstance(extra_args, list) and not all(isinstance(a, str) for a in extra_args):
             self.fail("extra_args must be a list of strings", "command", index, "extra_args")
-        if action == "webhook" and not isinstance(data.get("url"), str):
-            self.fail("a webhook command needs 'url'", "command", index)
-        if action == "webhook" and data.get("format", "json") not in ("json", "slack"):
-            self.fail("webhook format must be \"json\" or \"slack\"", "command", index, "format")
-        if action in ("iptables", "ipset") and data.get("target", "DROP") not in ("DROP", "REJECT"):
-            self.fail("target must be \"DROP\" or \"REJECT\"", "command", index, "target")
-        if action == "route" and data.get("route_type", "blackhole") not in (
-                "blackhole", "unreachable", "prohibit"):
-            self.fail("route_type must be blackhole, unreachable or prohibit",
-                      "command", index, "route_type")
-        if len(self.problems) > before:
+        given = {k: v for k, v in data.items() if k not in base_keys}
+        if described is not None:
+            for key, message in described.problems(action, given):
+                self.fail(message, "command", index, key)
+        if len(self.problems) > before or described is None:
             return None
-        options = {k: v for k, (_, v) in option_spec.items()}
-        for key in option_spec:
-            if key in data:
-                options[key] = data[key]
-        for key in PATH_OPTIONS & options.keys():
-            options[key] = str(self.path(options[key]))
+        options = described.with_defaults(given)
+        for option in described.options:
+            if option.type.path:
+                options[option.name] = str(self.path(options[option.name]))
         return Command(
-            name=name, action=action if action is not None else "script", expect=expect,
+            name=name, action=action, expect=expect,
             timeout_allowed=data.get("timeout_allowed", False), executable=executable,
             extra_args=tuple(extra_args), legacy_args=data.get("legacy_args", False),
             options=MappingProxyType(options),

@@ -31,9 +31,8 @@ from arguard.config import Config, load_config
 from arguard.errors import ConfigError
 from arguard.model import Line, Response
 from arguard.pipeline import Pipeline
-from arguard.respond.policy import Policy
-from arguard.respond.responder import DETACHED_ACTIONS, Responder
-from arguard.respond.scheduler import Scheduler
+from arguard.respond.owner import claim_namespace
+from arguard.respond.stage import build_respond_stage
 from arguard.ruleset.files import Ruleset, load_ruleset
 from arguard.sources.manager import SourceManager
 from arguard.status import blocks_section
@@ -61,10 +60,9 @@ class Daemon:
         # A dry run imagines its blocks in memory only, so that no later real run
         # reconciles them into the kernel.
         self.store = Store(":memory:") if dry_run else Store(config.paths.database)
-        self.responder = Responder(config, self.store, dry_run=dry_run)
-        self.scheduler = Scheduler(self.responder)
-        self.policy = Policy(config, self.store, self.responder.targets)
-        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.policy.decide)
+        self.respond = build_respond_stage(config, self.store, dry_run=dry_run)
+        self.responder = self.respond.responder
+        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
         self.alert_log = AlertLog(config.paths.alerts_log)
         self.sources = self._source_manager(config)
         self.lines = 0
@@ -88,9 +86,15 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        reconciled = self.scheduler.reconcile()
+        claim = None if self.dry_run else claim_namespace(self.respond.owner)
+        try:
+            reconciled = self.responder.reconcile()
+        except BaseException:
+            if claim is not None:
+                claim.close()
+            raise
         server = await control.serve(self.config.paths.control_socket, self.handle)
-        core = [loop.create_task(self.scheduler.run(), name="expiry"),
+        core = [loop.create_task(self.respond.scheduler.run(), name="expiry"),
                 loop.create_task(self._watch_files(), name="config watch"),
                 loop.create_task(self._report_status(), name="status")]
         if sdnotify.watchdog_interval() is not None:
@@ -112,7 +116,9 @@ class Daemon:
         for task in core + list(self._background):
             task.cancel()
         await asyncio.gather(*core, *self._background, return_exceptions=True)
-        self.scheduler.on_exit()
+        self.responder.on_exit()
+        if claim is not None:
+            claim.close()
         self.alert_log.close()
         self.responder.reopen_log()
         self.store.close()
@@ -191,14 +197,14 @@ class Daemon:
             self._respond(responses)
 
     def _respond(self, responses: list[Response]) -> None:
-        commands = self.config.commands
-        inline = [r for r in responses
-                  if r.command not in commands or commands[r.command].action not in DETACHED_ACTIONS]
-        detached = [r for r in responses if r not in inline]
+        """Inline actions before `deliver` returns; detached ones (their action says) in the
+        background."""
+        inline = [r for r in responses if not self.responder.detached(r.command)]
+        detached = [r for r in responses if self.responder.detached(r.command)]
         if inline:
-            self.responder.apply_many(inline)
+            self.responder.apply(inline)
         if detached:
-            self._in_background(self.responder.apply_many_async(detached), "responses")
+            self._in_background(self.responder.apply_async(detached), "responses")
 
     def _in_background(self, work: Coroutine, name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
@@ -236,9 +242,8 @@ class Daemon:
                 config = _with_paths(config, self.config)
             old = self.config
             self.config = config
-            self.responder.reconfigure(config)
-            self.policy = Policy(config, self.store, self.responder.targets)
-            pipeline = Pipeline(ruleset, line_time=False, decide=self.policy.decide)
+            self.respond.reconfigure(config)
+            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
             if config.sources != old.sources:
@@ -301,16 +306,15 @@ class Daemon:
             return await self.reload("control socket")
         if op == "block":
             target, command, timeout = _block_arguments(request)
-            return control.block_reply(await self.responder.block_async(target, command, timeout))
+            return control.block_reply(await self.respond.block_async(target, command, timeout))
         if op == "unblock" and request.get("all") is True:
             command = request.get("command")
             if command is not None and not isinstance(command, str):
                 raise ValueError("'command' must be a string")
-            blocks = self.store.active_blocks(command)
-            return control.unblock_reply(await self.responder.lift_many_async(blocks), None)
+            return control.unblock_reply(await self.respond.unblock_async(None, command), None)
         if op == "unblock":
             target, command, _ = _block_arguments(request)
-            return control.unblock_reply(await self.responder.unblock_async(target, command),
+            return control.unblock_reply(await self.respond.unblock_async(target, command),
                                          control.no_block_message(target, command))
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -320,6 +324,7 @@ class Daemon:
             "running": True, "pid": os.getpid(), "version": __version__,
             "started": self.started, "uptime": now - self.started,
             "config": None if self.config_path is None else str(self.config_path),
+            "owner": self.respond.owner.label,
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),

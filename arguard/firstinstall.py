@@ -19,7 +19,8 @@ from pathlib import Path
 
 import regex
 
-from arguard.config import ACTION_OPTIONS, PATH_OPTIONS, Paths, parse_network, shipped_dir
+from arguard.config import Paths, parse_network, shipped_dir
+from arguard.respond.actions import EXECUTABLE_ACTION, action_type
 from arguard.tomlfile import TomlFile
 
 _STRING_VALUE = regex.compile(r'^(\s*[A-Za-z0-9_\-]+\s*=\s*)"([^"\\]*)"')
@@ -82,10 +83,13 @@ def _under_root(lines: list[str], number: int | None, root: Path) -> None:
 
 
 def _path_options(command: dict) -> dict[str, str]:
-    """The path options of a command's action, with their defaults."""
-    action = command.get("action", "script" if "executable" in command else None)
-    options = ACTION_OPTIONS.get(action, {})
-    return {key: default for key, (_, default) in options.items() if key in PATH_OPTIONS}
+    """The path options of a command's action (as its description declares them), with
+    their defaults."""
+    described = action_type(EXECUTABLE_ACTION if "executable" in command
+                            else command.get("action", ""))
+    return {} if described is None else {
+        option.name: option.default for option in described.options
+        if option.type.path and isinstance(option.default, str)}
 
 
 def _white_listed(shipped: TomlFile, address: str) -> bool:

@@ -1,4 +1,9 @@
-"""`arguard logtest`: feed lines through the pipeline in one session and show each phase."""
+"""`arguard logtest`: feed lines through the pipeline in one session and show each phase.
+
+The responses are applied to a Simulation of the respond stage (arguard.respond.stage), on
+the lines' own clock, so each shows what the daemon would do with it: add a block, extend the
+one in place, or skip it (with the reason, also in --json's `skipped`).
+"""
 
 from __future__ import annotations
 
@@ -15,16 +20,19 @@ from arguard.linetext import TextCounters, iter_text_lines
 from arguard.model import Line, Response
 from arguard.pipeline import Outcome, Pipeline
 from arguard.progress import Progress
+from arguard.respond.responder import Applied
+from arguard.respond.stage import Simulation
 
 MAX_LINE_BYTES = 65_536
 
 
-def _response_dict(response: Response) -> dict:
+def _response_dict(response: Response, applied: Applied) -> dict:
     return {"command": response.command, "target": response.target,
-            "timeout": response.timeout, "skipped": response.skipped}
+            "timeout": response.timeout, "verb": applied.verb,
+            "skipped": applied.reason if applied.verb == "skip" else None}
 
 
-def outcome_dict(text: str, outcome: Outcome) -> dict:
+def outcome_dict(text: str, outcome: Outcome, applied: list[Applied]) -> dict:
     event = outcome.event
     rule = outcome.evaluation.rule
     return {
@@ -38,11 +46,11 @@ def outcome_dict(text: str, outcome: Outcome) -> dict:
                                            "description": rule.description,
                                            "groups": list(rule.groups)},
         "alert": outcome.alert is not None,
-        "responses": [_response_dict(r) for r in outcome.responses],
+        "responses": [_response_dict(r, a) for r, a in zip(outcome.responses, applied)],
     }
 
 
-def _print_phases(text: str, outcome: Outcome, out: IO[str]) -> None:
+def _print_phases(text: str, outcome: Outcome, applied: list[Applied], out: IO[str]) -> None:
     event = outcome.event
     pre = event.pre
     write = out.write
@@ -78,20 +86,21 @@ def _print_phases(text: str, outcome: Outcome, out: IO[str]) -> None:
             write("\t(level 0 / noalert: no alert)\n")
     else:
         write("\n**Phase 3: No rule matched.\n")
-    for response in outcome.responses:
-        if response.skipped:
+    for response, done in zip(outcome.responses, applied):
+        if done.verb == "skip":
             write(f"**Response skipped: {response.command} {response.target}: "
-                  f"{response.skipped}\n")
+                  f"{done.reason}\n")
         else:
             timeout = f"{response.timeout} s" if response.timeout else "permanent"
-            write(f"**Response: {response.command} {response.target} ({timeout}, "
+            write(f"**Response: {done.verb} {response.command} {response.target} ({timeout}, "
                   f"offence {response.offence})\n")
     write("\n")
 
 
-def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
-                out: IO[str], progress: IO[str] | None = None) -> int:
-    """`progress`: where --summary draws its progress bar (only on a terminal)."""
+def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, location: str,
+                mode: str, out: IO[str], progress: IO[str] | None = None) -> int:
+    """`pipeline` decides with `simulation`'s policy; the responses are applied to it.
+    `progress`: where --summary draws its progress bar (only on a terminal)."""
     counters = TextCounters()
     bar = Progress("logtest", _size(source), stream=progress if mode == "summary" else None)
     decoded = ambiguous = 0
@@ -103,6 +112,8 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
     process = pipeline.process
     for text in iter_text_lines(bar.reader(source, counters), MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
+        simulation.advance(outcome.event.time)
+        applied = simulation.apply(outcome.responses)
         if mode == "summary":
             if outcome.event.decoder is not None:
                 decoded += 1
@@ -111,12 +122,13 @@ def run_logtest(pipeline: Pipeline, source: BinaryIO, location: str, mode: str,
                 rule = outcome.alert.rule
                 alerts[rule.id] += 1
                 descriptions[rule.id] = (rule.level, rule.description)
-            for response in outcome.responses:
-                (skipped if response.skipped else responses)[response.command] += 1
+            for done in applied:
+                (skipped if done.verb == "skip" else responses)[done.command] += 1
         elif mode == "json":
-            out.write(json.dumps(outcome_dict(text, outcome), ensure_ascii=False) + "\n")
+            out.write(json.dumps(outcome_dict(text, outcome, applied), ensure_ascii=False)
+                      + "\n")
         else:
-            _print_phases(text, outcome, out)
+            _print_phases(text, outcome, applied, out)
     bar.close()
     if mode == "summary":
         elapsed = time.perf_counter() - started

@@ -10,7 +10,7 @@ from typing import Any
 
 from arguard import control
 from arguard.config import Config
-from arguard.respond.responder import Responder
+from arguard.respond.stage import RespondStage, build_respond_stage
 from arguard.statelock import StateLock, StateLocked
 from arguard.status import blocks_section
 from arguard.store import Store
@@ -59,31 +59,29 @@ def offline_status(config: Config, reason: str, config_path: str | None) -> dict
 
 def direct_block(config: Config, target: str, command: str | None,
                  timeout: int | None) -> dict[str, Any]:
-    with _direct(config) as responder:
-        return control.block_reply(responder.block(target, command, timeout))
+    with _direct(config) as stage:
+        return control.block_reply(stage.block(target, command, timeout))
 
 
 def direct_unblock(config: Config, target: str | None, command: str | None) -> dict[str, Any]:
     """Lift `target`'s blocks, or with None every active block (of `command`, or of all)."""
-    with _direct(config) as responder:
-        if target is None:
-            return control.unblock_reply(
-                responder.lift_many(responder.store.active_blocks(command)), None)
-        return control.unblock_reply(responder.unblock(target, command),
-                                     control.no_block_message(target, command))
+    with _direct(config) as stage:
+        return control.unblock_reply(stage.unblock(target, command),
+                                     None if target is None
+                                     else control.no_block_message(target, command))
 
 
 class _direct:
-    """A responder on the real store and backends, under the state lock."""
+    """The respond stage on the real store and backends, under the state lock."""
 
     def __init__(self, config: Config):
         self.config = config
         self.lock = StateLock(config.paths.lock_file)
 
-    def __enter__(self) -> Responder:
+    def __enter__(self) -> RespondStage:
         self.lock.acquire()
         self.store = Store(self.config.paths.database)
-        return Responder(self.config, self.store)
+        return build_respond_stage(self.config, self.store)
 
     def __exit__(self, *exc: object) -> None:
         self.store.close()

@@ -1,4 +1,5 @@
-"""The records that flow between the stages: Line → Event → Alert → Response → Block.
+"""The records that flow between the stages: Line → Event → Alert → Response → Block (and
+Lift, the request to end one).
 
 The per-line records (Line, Predecoded, Event) are plain slotted dataclasses, not frozen ones:
 a frozen dataclass costs about four times as much to construct, and several are made for every
@@ -105,3 +106,10 @@ class Block:
     expires_at: float | None
     offence: int
     state: BlockState = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Lift:
+    """A request to lift one block now (its expiry, an operator, the daemon's exit)."""
+
+    block: Block

@@ -2,11 +2,9 @@
 
 Several files are replayed as one log, their lines merged by time (arguard.timeorder), each
 year-less date dated from its own file. Each line's own timestamp is the time: correlation
-windows use it (the pipeline's line time),
-and the responder and scheduler run on a simulated clock set to it, so blocks are added,
-extended, escalated and lifted when they would have been that day. Nothing touches the
-kernel or any file: the responder runs in dry-run mode on an in-memory store, whose lifted
-rows and forgotten offenders are purged as the replay goes so that memory stays bounded.
+windows use it (the pipeline's line time), and the respond stage runs as a Simulation
+(arguard.respond.stage) on a clock set to it, so blocks are added, extended, escalated and
+lifted when they would have been that day. Nothing touches the kernel or any file.
 """
 
 from __future__ import annotations
@@ -18,36 +16,22 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterable
 
 from arguard.config import Config
 from arguard.linetext import TextCounters
 from arguard.model import Line, Predecoded
 from arguard.pipeline import Pipeline
 from arguard.progress import Progress
-from arguard.respond.policy import Policy
-from arguard.respond.responder import Applied, Responder
-from arguard.respond.scheduler import Scheduler
+from arguard.respond.responder import Applied
+from arguard.respond.stage import Simulation
 from arguard.ruleset.files import Ruleset
-from arguard.store import Store
 from arguard.timeorder import merged_by_time
 
 MAX_LINE_BYTES = 64 * 1024
-#: lines between two purges of the in-memory store
-PURGE_EVERY = 100_000
 #: distinct source addresses counted for the "top sources" summary before pruning
 SOURCE_TALLY_LIMIT = 100_000
 TOP_SOURCES = 10
-
-
-class SimulatedClock:
-    """The replay's "now": the time of the line being replayed."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +61,9 @@ class TimelineEvent:
 class Replay:
     def __init__(self, config: Config, ruleset: Ruleset, out: IO[str], as_json: bool,
                  progress: IO[str] | None = None):
-        self.clock = SimulatedClock()
-        self.store = Store(":memory:")
-        self.responder = Responder(config, self.store, dry_run=True, clock=self.clock)
-        self.scheduler = Scheduler(self.responder)
-        self.policy = Policy(config, self.store, self.responder.targets)
-        self.pipeline = Pipeline(ruleset, line_time=True, decide=self.policy.decide)
-        self.config = config
+        self.simulation = Simulation(config)
+        self.clock = self.simulation.clock
+        self.pipeline = Pipeline(ruleset, line_time=True, decide=self.simulation.policy.decide)
         self.out = out
         self.as_json = as_json
         self.progress = progress
@@ -112,8 +92,8 @@ class Replay:
         outcome = self.pipeline.process(line, pre)
         when = outcome.event.time
         self.lines += 1
-        if when > self.clock.now:
-            self._advance(when)
+        for lifted_at, applied in self.simulation.advance(when):
+            self._emit(applied, lifted_at)
         if self.first is None:
             self.first = when
         self.last = max(self.last or when, when)
@@ -123,38 +103,24 @@ class Replay:
             source = alert.event.fields.get("srcip")
             if source is not None:
                 self._tally(source)
-            if outcome.responses:
-                self._emit_all(self.responder.apply_many(outcome.responses))
-        if self.lines % PURGE_EVERY == 0:
-            self.store.purge_lifted_blocks(self.clock.now)
-            self.store.forget_offenders(self.clock.now - self.config.global_.offender_forget)
-
-    def _advance(self, when: float) -> None:
-        """Move the clock to `when`, lifting every block that expires on the way at its own
-        expiry time."""
-        expiry = self.store.next_expiry()
-        while expiry is not None and expiry <= when:
-            self.clock.now = max(self.clock.now, expiry)
-            self._emit_all(self.scheduler.lift_expired())
-            expiry = self.store.next_expiry()
-        self.clock.now = when
+            self._emit_all(self.simulation.apply(outcome.responses))
 
     def _tally(self, source: str) -> None:
         self.sources[source] += 1
         if len(self.sources) > SOURCE_TALLY_LIMIT:
             self.sources = Counter(dict(self.sources.most_common(SOURCE_TALLY_LIMIT // 10)))
 
-    def _emit_all(self, applied: list[Applied]) -> None:
+    def _emit_all(self, applied: Iterable[Applied]) -> None:
         for item in applied:
-            self._emit(item)
+            self._emit(item, self.clock.now)
 
-    def _emit(self, applied: Applied) -> None:
+    def _emit(self, applied: Applied, when: float) -> None:
         block = applied.block
         timeout = None
         if block is not None and block.expires_at is not None and applied.verb in ("add", "extend"):
-            timeout = block.expires_at - self.clock.now
+            timeout = block.expires_at - when
         event = TimelineEvent(
-            time=self.clock.now, action=applied.verb, command=applied.command,
+            time=when, action=applied.verb, command=applied.command,
             target=applied.target, rule=block.rule_id if block else None, timeout=timeout,
             offence=block.offence if block else None, reason=applied.reason)
         self.actions[(applied.command, applied.verb)] += 1
@@ -162,13 +128,13 @@ class Replay:
                        else event.as_text() + "\n")
 
     def _finish(self, elapsed: float) -> None:
-        still_active = self.store.active_blocks()
+        still_active = self.simulation.active_blocks()
         summary = {
             "lines": self.lines, "first": _iso(self.first), "last": _iso(self.last),
             "alerts": {str(rule): count for rule, count in sorted(self.alerts.items())},
             "responses": {f"{command} {verb}": count
                           for (command, verb), count in sorted(self.actions.items())},
-            "active_at_end": len(still_active),
+            "active_at_end": still_active,
             "top_sources": dict(self.sources.most_common(TOP_SOURCES)),
             "seconds": round(elapsed, 3),
         }
@@ -184,7 +150,7 @@ class Replay:
         write("Responses:\n")
         for (command, verb), count in sorted(self.actions.items()):
             write(f"  {command:16} {verb:6} {count:>9}\n")
-        write(f"Blocks still active at the end: {len(still_active)}\n")
+        write(f"Blocks still active at the end: {still_active}\n")
         write("Top sources (alerts):\n")
         for source, count in self.sources.most_common(TOP_SOURCES):
             write(f"  {source:39} {count:>9}\n")

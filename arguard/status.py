@@ -83,6 +83,8 @@ def render(status: dict[str, Any]) -> str:
     else:
         out.append(f"arguard: not running — {status['reason']}")
     out.append(f"config: {status.get('config') or '(shipped default configuration)'}")
+    if status.get("owner"):
+        out.append(f"owner of its kernel objects: {status['owner']}")
     reload = status.get("reload") or {}
     if reload.get("error"):
         out.append(f"last reload FAILED at {_clock(reload.get('at'))} (old configuration kept):")

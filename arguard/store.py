@@ -1,7 +1,7 @@
 """SQLite state: schema, migrations and every SQL statement arguard runs.
 
 One database (WAL mode) in the state directory holds the timed blocks, the offender memory,
-the read offsets of file sources and the journal cursors.
+the read offsets of file sources, the journal cursors and the instance's owner tag.
 """
 
 from __future__ import annotations
@@ -51,7 +51,19 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at  REAL    NOT NULL
     );
     """,
+    """
+    CREATE TABLE instance (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        owner_tag   TEXT    NOT NULL
+    );
+    """,
 )
+# Statements run when an existing database is upgraded to that version (never when a new one
+# is created): a database older than owner tags belongs to an instance whose kernel objects
+# are untagged (arguard.respond.owner).
+UPGRADES: dict[int, str] = {
+    2: "INSERT INTO instance (id, owner_tag) VALUES (1, '')",
+}
 
 
 class Store:
@@ -83,8 +95,22 @@ class Store:
             for statement in MIGRATIONS[number].split(";"):
                 if statement.strip():
                     self.db.execute(statement)
+            if version > 0 and number + 1 in UPGRADES:
+                self.db.execute(UPGRADES[number + 1])
             self.db.execute(f"PRAGMA user_version = {number + 1}")
             self.db.execute("COMMIT")
+
+    # --- the instance ------------------------------------------------------------------------
+
+    def owner_tag(self) -> str | None:
+        """The owner tag of the instance, None until one is recorded."""
+        row = self.db.execute("SELECT owner_tag FROM instance WHERE id = 1").fetchone()
+        return None if row is None else row[0]
+
+    def record_owner_tag(self, tag: str) -> str:
+        """Record the owner tag unless one is recorded already; the recorded one."""
+        self.db.execute("INSERT OR IGNORE INTO instance (id, owner_tag) VALUES (1, ?)", (tag,))
+        return self.owner_tag()
 
     # --- blocks and offenders (active response) -------------------------------------------
     # At most one row per (command, target) is 'active' (unique partial index); those rows

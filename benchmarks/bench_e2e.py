@@ -96,6 +96,8 @@ def proc_figures(pid: int) -> tuple[int, float]:
 def inside(args: argparse.Namespace) -> int:
     from arguard.config import Command
     from arguard.respond.actions.ipset import IpsetAction
+    from arguard.respond.owner import instance_owner
+    from arguard.store import Store
 
     with tempfile.TemporaryDirectory() as temp:
         directory = Path(temp)
@@ -116,8 +118,10 @@ def inside(args: argparse.Namespace) -> int:
                     return 1
                 time.sleep(0.05)
             time.sleep(0.5)
+            # the daemon's owner: its set is matched by its own rule (ipset action)
+            owner = instance_owner(Store(directory / "state/arguard.db"), directory / "state")
             probe = IpsetAction(Command(name="probe", action="ipset", expect="srcip",
-                                        options={"set_name": SET_NAME}))
+                                        options={"set_name": SET_NAME}), owner)
             latencies = []
             with open(directory / "auth.log", "a", buffering=1) as log:
                 for trial in range(args.trials):

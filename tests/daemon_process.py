@@ -47,7 +47,9 @@ class ArguardProcess:
     datagram socket of ours, so that the test sees READY=1 / STOPPING=1 as systemd would."""
 
     def __init__(self, directory: Path, config: Path, *extra_args: str,
-                 wrapper: list[str] | None = None):
+                 wrapper: list[str] | None = None, module: str = "arguard.cli"):
+        """`module`: what `python -m` runs (a test's launcher may register more actions
+        before running arguard's command line)."""
         self.directory = directory
         self.config = config
         self.notify_path = directory / f"notify-{next(_started)}.sock"
@@ -58,7 +60,7 @@ class ArguardProcess:
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), "PYTHONPATH": str(REPO)}
         self.stderr_path = directory / "daemon.stderr"
         self.process = subprocess.Popen(
-            [*(wrapper or []), sys.executable, "-m", "arguard.cli", "run", "-c", str(config),
+            [*(wrapper or []), sys.executable, "-m", module, "run", "-c", str(config),
              *extra_args],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.stderr_path, "w"))
@@ -91,10 +93,11 @@ class ArguardProcess:
         self.notify.close()
 
 
-def arguard(config: Path, *args: str, check: bool = False,
-            **kwargs) -> subprocess.CompletedProcess:
-    """The CLI, run as the operator would."""
-    result = subprocess.run([sys.executable, "-m", "arguard.cli", *args, "-c", str(config)],
+def arguard(config: Path, *args: str, check: bool = False, module: str = "arguard.cli",
+            wrapper: list[str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI, run as the operator would (`wrapper`, `module`: as for ArguardProcess)."""
+    result = subprocess.run([*(wrapper or []), sys.executable, "-m", module, *args, "-c",
+                             str(config)],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, **kwargs)
     if check:

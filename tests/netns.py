@@ -152,8 +152,10 @@ class ActionProcess:
     the same message."""
 
     def __init__(self, ns: str, action: str, options: dict[str, Any] | None = None,
-                 name: str = "test-command"):
-        spec = json.dumps({"name": name, "action": action, "options": options or {}})
+                 name: str = "test-command", owner: str = ""):
+        """`owner`: the owner tag of the instance the action works for ("": untagged)."""
+        spec = json.dumps({"name": name, "action": action, "options": options or {},
+                           "owner": owner})
         self._process = subprocess.Popen(
             [*exec_prefix(ns), sys.executable, "-m", "tests.netns", "serve", spec],
             cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -207,7 +209,8 @@ def _serve(spec_json: str) -> None:
     """The child side of ActionProcess: build the action, then one JSON call per stdin line,
     one JSON reply per stdout line."""
     from arguard.config import Command, Paths
-    from arguard.respond.actions import ActionError, build_action
+    from arguard.respond.actions import ActionContext, ActionError, build_action
+    from arguard.respond.owner import Owner
 
     spec = json.loads(spec_json)
     command = Command(name=spec["name"], action=spec["action"], expect="srcip",
@@ -217,7 +220,7 @@ def _serve(spec_json: str) -> None:
         print(json.dumps(message), flush=True)
 
     try:
-        action = build_action(command, Paths())
+        action = build_action(command, ActionContext(Paths(), Owner(spec["owner"])))
     except ActionError as error:
         reply(error=str(error))
         return

@@ -297,3 +297,28 @@ def test_durations_are_read_the_same_in_the_config_and_on_the_command_line(tmp_p
                            capture_output=True, text=True)
     assert wrong.returncode == 2
     assert "'10 minutes' is not a duration (600, \"10m\", \"1h30m\", \"7d\")" in wrong.stderr
+
+
+@pytest.mark.parametrize("command,expected", [
+    ('action = "ipset"\n     set_name = "a b"',
+     "arguard.toml:15: set_name 'a b' must be 1 to 30 letters, digits, '_', '.' or '-'"),
+    ('action = "route"\n     route_type = "local"',
+     'arguard.toml:15: route_type must be "blackhole", "unreachable" or "prohibit"'),
+    ('action = "iptables"\n     chain = "arguard"\n     jump_from = ["arguard"]',
+     "arguard.toml:16: jump_from must not name the chain 'arguard' itself"),
+    ('action = "ipset"\n     set_name = "x"\n     sets = 2',
+     "arguard.toml:16: unknown key 'sets' in [command] (action 'ipset' takes: chain, "
+     "jump_from, set_name, target)"),
+    ('action = "webhook"', "arguard.toml:12: a webhook command needs 'url'"),
+    ('action = "disable-account"\n     expect = "srcip"',
+     "arguard.toml:15: expect 'srcip' gives targets of kind ip, but action 'disable-account' "
+     "acts on targets of kind user"),
+])
+def test_command_options_are_checked_by_the_action_with_line(tmp_path, command, expected):
+    result = check(write_config(tmp_path, extra=f"""
+     [[command]]
+     name = "x"
+     {command}
+     """))
+    assert result.returncode == 1
+    assert expected in result.stderr, result.stderr

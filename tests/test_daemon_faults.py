@@ -123,3 +123,42 @@ def test_sigterm_during_a_burst_leaves_kernel_and_table_in_agreement(tmp_path: P
     finally:
         restarted.close()
     assert first <= agree() == set(attackers)
+
+
+KILLED_IN_THE_RENAME = """
+import os, signal, sys
+import arguard.respond.actions.atomicfile as atomicfile
+
+def killed(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomicfile.os.replace = killed   # the temp file is written and fsynced, not yet renamed
+from arguard.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_in_the_middle_of_a_hosts_deny_write(tmp_path: Path):
+    """`arguard block` (daemon down) is killed after writing the new hosts.deny to its temp
+    file and before the rename: the file is intact, the temp file is left. The next start
+    removes it and, from the row written before the write, puts the block in place."""
+    (tmp_path / "auth.log").write_text("")
+    config = hosts_deny_config(tmp_path, SOURCES)
+    before = (tmp_path / "hosts.deny").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_THE_RENAME, "block", ATTACKER,
+                             "--timeout", "1h", "-c", str(config)], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert killed.returncode == -9, killed.stderr
+    [leftover] = [p for p in tmp_path.glob(".hosts.deny.*") if p.name != ".hosts.deny.lock"]
+    assert ATTACKER in leftover.read_text()
+    assert (tmp_path / "hosts.deny").read_bytes() == before
+
+    process = ArguardProcess(tmp_path, config)
+    try:
+        process.wait_notified("READY=1")
+        assert sorted(p.name for p in tmp_path.glob(".hosts.deny*")) == [".hosts.deny.lock"]
+        assert (tmp_path / "hosts.deny").read_bytes().startswith(before)
+        assert deny_targets(tmp_path) == {ATTACKER}
+        assert f"removed {leftover}, left by a write that was interrupted" in process.stderr
+    finally:
+        process.close()

@@ -106,6 +106,26 @@ def test_logtest_shows_the_responses_the_default_configuration_would_run(tmp_pat
     assert objects[6]["responses"] == []
     assert objects[7]["rule"]["id"] == 5763
     assert objects[7]["responses"] == [{"command": "firewall-drop", "target": "203.0.113.9",
-                                        "timeout": 600, "skipped": None}]
+                                        "timeout": 600, "verb": "add",
+                                        "skipped": None}]
     [loopback] = objects[15]["responses"]
     assert loopback["target"] == "127.0.0.1" and "white" in loopback["skipped"]
+
+
+def test_logtest_shows_whether_a_response_adds_or_extends_a_block(tmp_path):
+    """With the shipped responses (firewall-drop, 600 s, then 30 and 60 minutes): 8 failures
+    block the address; 8 more five minutes later, while it is blocked, extend the block;
+    8 more an hour later, after the block was lifted on the lines' own clock, add it again."""
+    lines = "".join(f"Nov 22 {hour}:{minute}:0{i} host sshd[7]: Failed password for root from "
+                    f"203.0.113.9 port 4000{i} ssh2\n"
+                    for hour, minute in (("13", "40"), ("13", "45"), ("14", "50"))
+                    for i in range(8))
+    result = subprocess.run([sys.executable, "-m", "arguard.cli", "logtest"],
+                            input=lines.encode(), capture_output=True,
+                            env={"PATH": "/usr/bin:/bin", "ARGUARD_CONFIG": ""}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    shown = [line for line in result.stdout.decode().splitlines()
+             if line.startswith("**Response")]
+    assert shown == ["**Response: add firewall-drop 203.0.113.9 (600 s, offence 1)",
+                     "**Response: extend firewall-drop 203.0.113.9 (1800 s, offence 2)",
+                     "**Response: add firewall-drop 203.0.113.9 (3600 s, offence 3)"]

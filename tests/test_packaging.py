@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from arguard.cli import build_parser
-from arguard.config import PATH_OPTIONS, Paths, load_config
+from arguard.config import Paths, load_config
+from arguard.respond.actions import action_type
 from tests.conftest import REPO
 
 INSTALL = REPO / "packaging" / "install.sh"
@@ -73,9 +74,10 @@ def test_a_root_install_white_lists_the_ssh_session_and_writes_only_paths_below_
     for name in Paths.__dataclass_fields__:
         assert getattr(config.paths, name).is_relative_to(root), name
     for command in config.commands.values():
-        for key, value in command.options.items():
-            if key in PATH_OPTIONS:
-                assert Path(value).is_relative_to(root), (command.name, key, value)
+        for option in action_type(command.action).options:
+            if option.type.path:
+                value = command.options[option.name]
+                assert Path(value).is_relative_to(root), (command.name, option.name, value)
     written = [value for line in lines if not line.lstrip().startswith("#")
                for value in re.findall(r'"(/[^"]*)"', line)]
     assert len(written) >= 9 and all(Path(v).is_relative_to(root) for v in written), written

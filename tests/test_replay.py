@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tests.conftest import REPO, write_config
+from tests.netns import namespace, run_in
 
 DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
 REPEATER, SECOND, BELOW, FRIEND = "203.0.113.1", "203.0.113.2", "203.0.113.3", "192.0.2.10"
@@ -38,7 +39,8 @@ def generated_day(path: Path) -> None:
     path.write_text("".join(line(when, message) for when, message in sorted(events)))
 
 
-def replay(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
+def replay(tmp_path: Path, *options: str,
+           wrapper: list[str] | None = None) -> subprocess.CompletedProcess:
     config = write_config(tmp_path, extra=f"""
         [global]
         white_list = ["127.0.0.0/8", "{FRIEND}"]
@@ -57,8 +59,8 @@ def replay(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
         """)
     log = tmp_path / "auth.log"
     generated_day(log)
-    return subprocess.run([sys.executable, "-m", "arguard.cli", "replay", "-c", str(config),
-                           *options, str(log)], capture_output=True, text=True,
+    return subprocess.run([*(wrapper or []), sys.executable, "-m", "arguard.cli", "replay",
+                           "-c", str(config), *options, str(log)], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
 
 
@@ -158,3 +160,16 @@ def test_replay_of_an_auth_log_and_an_access_log_gives_the_attacks_in_time_order
     ]
     assert summary["summary"]["first"] == (NEW_YEAR - timedelta(minutes=10)).isoformat()
     assert summary["summary"]["last"] == (NEW_YEAR + timedelta(minutes=5, seconds=7)).isoformat()
+
+
+def test_replay_touches_no_kernel_object(tmp_path: Path):
+    """A replay with the ipset backend, run inside a fresh network namespace, leaves it as
+    it was: no set, no chain, no rule."""
+    with namespace("arguard-replay") as ns:
+        before = run_in(ns, "iptables-legacy", "-S") + run_in(ns, "ip6tables-legacy", "-S")
+        result = replay(tmp_path, "--json", wrapper=["ip", "netns", "exec", ns])
+        assert result.returncode == 0, result.stderr
+        assert '"action": "add"' in result.stdout
+        assert run_in(ns, "ipset", "list", "-n") == ""
+        assert run_in(ns, "iptables-legacy", "-S") + run_in(ns, "ip6tables-legacy", "-S") \
+            == before

@@ -1,25 +1,57 @@
-"""Which responses an alert calls for: bindings, targets, white list, repeated offenders.
+"""Decisions: which responses an alert or an operator asks for, and what each one does to
+the blocks table — add, extend, skip (with the reason) or lift.
 
-A pure decision: no kernel or file is touched here, so `arguard logtest` and `replay` use the
-same Policy as the daemon (with an in-memory store) to show which responses would run. The
-only state is the offender memory in the store, which the decision itself updates: every
-response decided for a valid target is one offence of that target for that command.
+Pure: no kernel or file is touched here, so `arguard logtest` and `replay` decide with the
+same Policy as the daemon (on an in-memory store). Two kinds of decision:
+
+- requests. `decide(alert)` gives one Response per matching binding and target (white list,
+  target checks, repeated offenders); `block_request` and `unblock_request` turn an
+  operator's `arguard block` / `unblock` into the same records. The only state is the
+  offender memory in the store, which `decide` updates: every response decided for a valid
+  target is one offence of that target for that command.
+- transitions. `transition(response, current, …)` and `lift(current)` say what a
+  request does given the block the table holds for it at that moment: the responder asks
+  inside its transaction, so the second alert of a batch for one target extends what the
+  first one added.
 """
 
 from __future__ import annotations
 
-from arguard.config import ADDRESS_FIELDS, ActiveResponse, Command, Config
-from arguard.model import Alert, Response
-from arguard.respond.targets import Checked, Kind, Targets
+import logging
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from arguard.config import ActiveResponse, Command, Config
+from arguard.model import Alert, Block, Lift, Response
+from arguard.respond.actions import action_type
+from arguard.respond.targets import EXPECT_KINDS, Checked, Targets, normalise_address
 from arguard.store import Store
+
+log = logging.getLogger(__name__)
+
+Verb = Literal["add", "extend", "skip", "lift"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one request does.
+
+    add: `block` is the new row, or None for a stateless run (a detached action bound
+    without a timeout: the action runs, nothing is recorded). extend: `block` is the row as
+    extended, `remaining` its seconds left, and `refresh` whether the backend is told the new
+    time. skip: `reason` says why. lift: `block` is the row lifted; `reason` set when the
+    backend is not asked (the command is no longer configured).
+    """
+
+    verb: Verb
+    block: Block | None = None
+    reason: str | None = None
+    remaining: float | None = None
+    refresh: bool = False
 
 
 def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
     return binding.selects(alert.rule)
-
-
-def target_kind(command: Command) -> Kind:
-    return "ip" if command.expect in ADDRESS_FIELDS else "user"
 
 
 def target_field(command: Command, fields: dict[str, str]) -> str | None:
@@ -38,15 +70,31 @@ def escalated_timeout(binding: ActiveResponse, offence: int) -> int | None:
     return minutes * 60
 
 
+def backend_timeout(remaining: float | None) -> int | None:
+    """A whole number of seconds for a backend timeout, rounded up so that the backend never
+    lifts before the table does."""
+    if remaining is None:
+        return None
+    return max(1, int(remaining) + (remaining % 1 > 0))
+
+
+def detached(command: Command) -> bool:
+    """Whether the command's action runs detached (its description says)."""
+    described = action_type(command.action)
+    return described is not None and described.detached
+
+
 class Policy:
-    """Decides the responses for alerts. Without a store, the offender memory lives in an
-    in-memory SQLite database for the lifetime of the Policy (one logtest or replay)."""
+    """Decides the responses for alerts and operator requests. Without a store, the offender
+    memory lives in an in-memory SQLite database for the lifetime of the Policy."""
 
     def __init__(self, config: Config, store: Store | None = None,
                  targets: Targets | None = None):
         self.config = config
         self.store = store if store is not None else Store(":memory:")
         self.targets = targets if targets is not None else Targets(config.global_.white_list)
+
+    # --- requests ------------------------------------------------------------------------
 
     def decide(self, alert: Alert) -> list[Response]:
         """One response per matching binding and target; a second binding for the same
@@ -62,7 +110,7 @@ class Policy:
             if raw is None:
                 checked = Checked("", f"no {command.expect} in the alert")
             else:
-                checked = self.targets.check(target_kind(command), raw)
+                checked = self.targets.check(EXPECT_KINDS[command.expect], raw)
             if (command.name, checked.target) in seen:
                 continue
             seen.add((command.name, checked.target))
@@ -78,3 +126,95 @@ class Policy:
                                            self.config.global_.offender_forget)
         return Response(command.name, checked.target, escalated_timeout(binding, offence),
                         alert, offence=offence)
+
+    def block_request(self, target: str, command: str | None,
+                      timeout: int | None) -> Response:
+        """An operator's block (no alert, not an offence), validated like any target; None
+        timeout is permanent. Without a command, the first bound command of the target's
+        kind."""
+        name = command if command is not None else self._default_command(target)
+        spec = self.config.commands.get(name) if name is not None else None
+        if spec is None:
+            return Response(name or "-", target, timeout, None,
+                            skipped="no such command" if name else "no command configured")
+        checked = self.targets.check(EXPECT_KINDS[spec.expect], target)
+        skipped = checked.refused
+        if skipped is None and timeout is not None and not spec.timeout_allowed:
+            skipped = f"command {name!r} does not allow a timeout (timeout_allowed)"
+        if skipped is None and timeout is not None and timeout <= 0:
+            skipped = "timeout must be positive"
+        return Response(spec.name, checked.target, timeout, None, skipped=skipped)
+
+    def _default_command(self, target: str) -> str | None:
+        """The first command bound in [[active_response]] that acts on this kind of target,
+        else the first configured command of that kind."""
+        kind = "ip" if normalise_address(target) is not None else "user"
+        bound = [r.command for r in self.config.active_responses]
+        for name in [*bound, *self.config.commands]:
+            if EXPECT_KINDS[self.config.commands[name].expect] == kind:
+                return name
+        return None
+
+    def unblock_request(self, target: str | None, command: str | None) -> list[Lift]:
+        """An operator's unblock: the target's active blocks (of one command, or of all);
+        with no target, every active block (of the command, or of all)."""
+        if target is None:
+            return [Lift(block) for block in self.store.active_blocks(command)]
+        target = normalise_address(target) or target
+        names = [command] if command is not None else sorted(self.store.active_block_commands())
+        return [Lift(block) for block in (self.store.active_block(n, target) for n in names)
+                if block is not None]
+
+    # --- transitions -----------------------------------------------------------------------
+
+    def transition(self, response: Response, current: Block | None, active: int,
+                   now: float) -> Decision:
+        """What a response does, given the active block the table holds for its command and
+        target (`current`) and the number of active blocks."""
+        if response.skipped is not None:
+            return Decision("skip", reason=response.skipped)
+        command = self.config.commands.get(response.command)
+        if command is None:
+            return Decision("skip", reason="unknown command")
+        alert = response.alert
+        rule_id = alert.rule.id if alert else None
+        alert_id = alert.id if alert else None
+        expires_at = None if response.timeout is None else now + response.timeout
+        if current is not None:
+            later = _later(current.expires_at, expires_at)
+            offence = response.offence if alert is not None else None
+            block = replace(current, expires_at=later, offence=offence or current.offence,
+                            rule_id=rule_id or current.rule_id,
+                            alert_id=alert_id or current.alert_id)
+            # Refreshes backend-side timeouts (ipset); idempotent for the others.
+            return Decision("extend", block, remaining=None if later is None else later - now,
+                            refresh=later != current.expires_at and not detached(command))
+        if expires_at is None and detached(command):
+            return Decision("add")
+        cap = self.config.global_.max_blocks
+        if active >= cap:
+            log.warning("global.max_blocks (%d) active blocks reached: %s %s not blocked",
+                        cap, command.name, response.target)
+            return Decision("skip", reason=f"cap of {cap} active blocks reached "
+                                           "(global.max_blocks)")
+        return Decision("add", Block(response.target, EXPECT_KINDS[command.expect],
+                                     command.name, rule_id, alert_id, now, expires_at,
+                                     response.offence))
+
+    def lift(self, current: Block | None) -> Decision:
+        """What lifting a block does, given the row the table holds for it now: nothing when
+        it is no longer active; without asking the backend when its command is gone."""
+        if current is None:
+            return Decision("skip", reason="not blocked")
+        if current.command not in self.config.commands:
+            return Decision("lift", current, reason=f"command {current.command!r} is no longer "
+                                                    "configured; any backend entry is left in "
+                                                    "place")
+        return Decision("lift", current)
+
+
+def _later(a: float | None, b: float | None) -> float | None:
+    """The later of two expiry times, where None (permanent) is latest."""
+    if a is None or b is None:
+        return None
+    return max(a, b)

@@ -1,7 +1,9 @@
-"""Applies decided responses: one block per (command, target), recorded before it is acted on.
+"""Transitions: applies what the policy decides to the blocks table and the backends, records
+each outcome (counters, active-responses.log), and at start brings table and backends into
+agreement (`reconcile`).
 
-Ordering is what makes a crash at any point recoverable (the scheduler's `reconcile()` finishes
-the job on the next start):
+Ordering is what makes a crash at any point recoverable (`reconcile()` finishes the job on
+the next start):
 
 - new block: the `blocks` row is written (active) first, then the action adds. A crash in
   between leaves a row whose target the backend lacks: reconcile re-applies it.
@@ -10,55 +12,51 @@ the job on the next start):
   row: reconcile lifts it again (deletes are idempotent).
 
 A failed add marks the row lifted; a failed delete keeps the row active and retries after
-LIFT_RETRY seconds, so a block that is still in place is never forgotten. Every add, extend,
-delete, skip and failure is one line in active-responses.log and one log record.
+LIFT_RETRY seconds, so a block that is still in place is never forgotten.
 
-Script and webhook actions ("detached") can take seconds; the `*_async` methods run them in
-worker threads (asyncio.to_thread) while the native actions (netlink, libiptc, small files)
-run inline. The decision logic is written once, as generators that yield the action calls
-they need (`_Call`); the drivers run a batch of them up to their calls in one transaction
-(so the rows of a batch are committed together, before any of its actions runs), make the
-calls (inline, or in threads for detached ones when async), and resume them in a second
-transaction. Store access always stays in the caller's thread.
+Every request (a Response to add or extend, a Lift) takes one path. `_begin` asks the policy
+what each one does, against the table as it stands, and writes the table ahead of the
+backend, all in one transaction: the rows of a batch are committed together, before any of
+its actions runs. `_invoke` makes each backend call through the one guard (dry run, action
+errors, an action that crashes). `_settle` records the outcomes in a second transaction.
+`apply` makes the calls inline; `apply_async` runs the calls of detached actions (scripts,
+webhooks: they can take seconds) in worker threads. Reconciliation's calls go through the
+same guard. Store access always stays in the caller's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import re
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, replace
-from datetime import datetime
-from pathlib import Path
-from typing import IO, Callable, Generator, Literal, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from arguard.config import Config
-from arguard.model import Alert, Block, Response
-from arguard.respond.actions import Action, ActionError, build_action
-from arguard.respond.policy import target_kind
-from arguard.respond.targets import Targets, normalise_address
+from arguard.model import Alert, Block, Lift, Response
+from arguard.respond.actions import Action, ActionContext, ActionError, build_action
+from arguard.respond.actions.base import BatchAction, OwnerConflict
+from arguard.respond.policy import Decision, Policy, backend_timeout, detached
+from arguard.respond.responselog import ResponseLog, Verb
+from arguard.respond.targets import normalise_address
 from arguard.store import Store
 
 log = logging.getLogger(__name__)
 
-#: actions that run outside the process (scripts, HTTP): in a worker thread when async, and
-#: stateless (run on every alert, nothing recorded) when the binding has no timeout
-DETACHED_ACTIONS = frozenset({"script", "webhook"})
 #: seconds before a failed delete is tried again
 LIFT_RETRY = 60
-#: failure lines kept for `arguard status`
-RECENT_FAILURES = 20
+#: lifted blocks are kept this long as history (seconds)
+HISTORY = 30 * 86_400
 
-Verb = Literal["add", "extend", "delete", "skip", "fail"]
+Request = Response | Lift
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What happened to one response, block or unblock request."""
+    """What happened to one request."""
 
     verb: Verb
     command: str
@@ -67,109 +65,65 @@ class Applied:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One action call that a decision needs."""
+@dataclass(slots=True)
+class Reconciled:
+    """What reconciliation did, per kind of repair."""
 
-    action: Action
-    method: Literal["add", "delete"]
-    target: str
+    lifted: list[Applied] = field(default_factory=list)
+    restored: list[Applied] = field(default_factory=list)
+    removed: list[Applied] = field(default_factory=list)
+    failed: list[Applied] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"lifted": len(self.lifted), "restored": len(self.restored),
+                "removed": len(self.removed), "failed": len(self.failed)}
+
+
+@dataclass(slots=True)
+class _Call:
+    """One backend call (its action is None in a dry run, where nothing is called)."""
+
+    action: Action | None
+    method: Literal["add", "delete", "add_many"]
+    target: str = ""
     timeout: int | None = None
     alert: Alert | None = None
+    items: Sequence[tuple[str, int | None]] = ()
     detached: bool = False
 
 
-# A decision: yields action calls, receives each call's error (None on success).
-_Steps = Generator[_Call, "str | None", Applied]
+@dataclass(slots=True)
+class _Step:
+    """One request between `_begin` and `_settle`."""
 
-_BARE = re.compile(r"[A-Za-z0-9_.:@%/+\[\]-]{1,256}", re.ASCII)
-
-
-def _field(value: object) -> str:
-    """A log field that cannot break the line format: bare when plain, else JSON-quoted
-    (targets and reasons may be attacker-controlled text)."""
-    if value is None:
-        return "-"
-    text = str(value)
-    if _BARE.fullmatch(text):
-        return text
-    return json.dumps(text[:256])
-
-
-class ResponseLog:
-    """active-responses.log: one line per add, extend, delete, skip and failure.
-
-    Opened for append on first write; `reopen()` closes it so that the next write opens the
-    file again (after logrotate moved it; the daemon calls it on SIGHUP). With no path, lines
-    only go to the `logging` record.
-    """
-
-    def __init__(self, path: Path | None, clock: Callable[[], float]):
-        self.path = path
-        self.clock = clock
-        self._file: IO[str] | None = None
-        #: the last failure lines, for `arguard status`
-        self.recent_failures: deque[str] = deque(maxlen=RECENT_FAILURES)
-
-    def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
-              alert_id: str | None = None, timeout: int | float | None = None,
-              offence: int | None = None, reason: str | None = None) -> None:
-        when = datetime.fromtimestamp(self.clock()).astimezone().isoformat(timespec="seconds")
-        if timeout is not None:
-            timeout = int(round(timeout))
-        line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_field(rule_id)} "
-                f"alert={_field(alert_id)} timeout={_field(timeout)} "
-                f"offence={_field(offence)} reason={_field(reason)}")
-        if verb == "fail":
-            self.recent_failures.append(line)
-        log.log(logging.ERROR if verb == "fail" else logging.INFO, "%s", line)
-        if self.path is None:
-            return
-        try:
-            if self._file is None:
-                self._file = self._open(self.path)
-            self._file.write(line + "\n")
-            self._file.flush()
-        except OSError as error:
-            log.error("cannot write %s: %s", self.path, error)
-            self.reopen()
-
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a", encoding="utf-8",
-                    opener=lambda name, flags: os.open(name, flags | os.O_CLOEXEC, 0o640))
-
-    def reopen(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass
-            self._file = None
-
-    close = reopen
+    request: Request
+    decision: Decision
+    now: float
+    call: _Call | None = None
+    #: why the request failed before any backend call (its action cannot be set up)
+    failed: str | None = None
 
 
 class Responder:
-    """Turns responses into blocks and blocks into action calls.
+    """Applies requests through the policy's decisions, and reconciles.
 
-    `actions` maps command names to action objects (tests inject fakes); commands missing
-    from it are built on first use with build_action. `dry_run` decides, records and logs but
-    never calls an action; it should then be given a throwaway store (Store(":memory:")) so
-    that no block it imagines is reconciled into the kernel by a later real run, and it
-    writes no active-responses.log. `clock` is wall-clock time (block expiry times are
-    stored as wall-clock seconds).
+    `actions` maps command names to action objects (tests inject fakes); other commands'
+    actions are built on first use from their description. `dry_run` decides, records and
+    logs but never builds or calls an action; it should then be given a throwaway store
+    (Store(":memory:")) so that no block it imagines is reconciled into the kernel by a later
+    real run, and it writes no active-responses.log. `clock` is wall-clock time (block expiry
+    times are stored as wall-clock seconds).
     """
 
-    def __init__(self, config: Config, store: Store, actions: Mapping[str, Action] | None = None,
-                 dry_run: bool = False, clock: Callable[[], float] = time.time, *,
-                 targets: Targets | None = None):
+    def __init__(self, config: Config, store: Store, policy: Policy, context: ActionContext,
+                 *, actions: Mapping[str, Action] | None = None, dry_run: bool = False,
+                 clock: Callable[[], float] = time.time):
         self.config = config
         self.store = store
+        self.policy = policy
+        self.context = context
         self.dry_run = dry_run
         self.clock = clock
-        self.targets = targets if targets is not None else Targets(config.global_.white_list)
         self.log = ResponseLog(None if dry_run else config.paths.responses_log, clock)
         #: (command, verb) → how many times; failures per command feed `arguard status`
         self.counters: Counter[tuple[str, str]] = Counter()
@@ -177,61 +131,57 @@ class Responder:
         self._active = store.count_active_blocks()
         self._listeners: list[Callable[[float], None]] = []
 
-    # --- public API --------------------------------------------------------------------
+    # --- requests --------------------------------------------------------------------------
 
-    def apply(self, response: Response) -> Applied:
-        return self._drive(self._apply(response))
+    def apply(self, requests: Sequence[Request]) -> list[Applied]:
+        """Apply a batch, every backend call inline."""
+        steps = self._begin(requests)
+        return self._settle(steps, [self._invoke(step.call) for step in steps])
 
-    def apply_many(self, responses: list[Response]) -> list[Applied]:
-        """Apply a batch: the rows of all its new blocks are committed in one transaction,
-        then the actions run, then the outcomes are committed (much faster than one by
-        one; a crash in between is reconciled like a single one)."""
-        return self._drive_many([self._apply(r) for r in responses])
+    async def apply_async(self, requests: Sequence[Request]) -> list[Applied]:
+        """Apply a batch, the calls of detached actions concurrently in worker threads."""
+        steps = self._begin(requests)
+        errors: list[str | None] = [None] * len(steps)
+        threaded = []
+        for index, step in enumerate(steps):
+            if step.call is not None and step.call.detached and not self.dry_run:
+                threaded.append(index)
+            else:
+                errors[index] = self._invoke(step.call)
+        outcomes = await asyncio.gather(*(asyncio.to_thread(self._invoke, steps[i].call)
+                                          for i in threaded))
+        for index, error in zip(threaded, outcomes):
+            errors[index] = error
+        return self._settle(steps, errors)
 
-    def lift(self, block: Block) -> Applied:
-        """Lift one block now (expiry or operator): the action deletes, the row is lifted."""
-        return self._drive(self._lift(block))
+    def lift_expired(self) -> list[Applied]:
+        """Lift every block whose time has come, every call inline."""
+        done: list[Applied] = []
+        while batch := self.store.expired_blocks(self.clock()):
+            done.extend(self.apply([Lift(block) for block in batch]))
+        return done
 
-    def lift_many(self, blocks: list[Block]) -> list[Applied]:
-        return self._drive_many([self._lift(b) for b in blocks])
+    async def lift_expired_async(self) -> list[Applied]:
+        """Lift every block whose time has come, letting the loop in between large batches."""
+        done: list[Applied] = []
+        while batch := self.store.expired_blocks(self.clock()):
+            done.extend(await self.apply_async([Lift(block) for block in batch]))
+            await asyncio.sleep(0)
+        return done
 
-    def block(self, target: str, command: str | None = None,
-              timeout: int | None = None) -> Applied:
-        """Manual block (`arguard block`): validated like any target; None timeout is
-        permanent. Without a command, the first bound command of the target's kind."""
-        return self._drive(self._apply(self._manual(target, command, timeout)))
+    def on_exit(self) -> list[Applied]:
+        """With global.unblock_on_exit, lift every active block (the daemon calls this when
+        it stops); by default blocks stay in place and backend timeouts keep them honest."""
+        if not self.config.global_.unblock_on_exit:
+            return []
+        return self.apply([Lift(block) for block in self.store.active_blocks()])
 
-    def unblock(self, target: str, command: str | None = None) -> list[Applied]:
-        """Lift the target's active blocks (of one command, or of all)."""
-        return self.lift_many(self._blocks_of(target, command))
+    # --- the stage around it ---------------------------------------------------------------
 
-    def list_blocks(self) -> list[Block]:
-        return self.store.active_blocks()
-
-    async def apply_async(self, response: Response) -> Applied:
-        return await self._drive_async(self._apply(response))
-
-    async def apply_many_async(self, responses: list[Response]) -> list[Applied]:
-        """apply_many, with script and webhook actions run concurrently in worker threads."""
-        return await self._drive_many_async([self._apply(r) for r in responses])
-
-    async def lift_async(self, block: Block) -> Applied:
-        return await self._drive_async(self._lift(block))
-
-    async def lift_many_async(self, blocks: list[Block]) -> list[Applied]:
-        return await self._drive_many_async([self._lift(b) for b in blocks])
-
-    async def block_async(self, target: str, command: str | None = None,
-                          timeout: int | None = None) -> Applied:
-        return await self._drive_async(self._apply(self._manual(target, command, timeout)))
-
-    async def unblock_async(self, target: str, command: str | None = None) -> list[Applied]:
-        return await self.lift_many_async(self._blocks_of(target, command))
-
-    def subscribe(self, listener: Callable[[float], None]) -> None:
-        """Call `listener(expires_at)` whenever a block gets a new expiry time (the scheduler
-        uses it to wake up early for a block that expires sooner than it planned)."""
-        self._listeners.append(listener)
+    def detached(self, command: str) -> bool:
+        """Whether the command's action runs detached (unknown commands are not)."""
+        spec = self.config.commands.get(command)
+        return spec is not None and detached(spec)
 
     def action(self, command: str) -> Action | None:
         """The action of a configured command, built on first use; None when the command is
@@ -242,27 +192,35 @@ class Responder:
         if spec is None:
             return None
         try:
-            action = build_action(spec, self.config.paths)
+            action = build_action(spec, self.context)
         except ImportError as error:
             raise ActionError(f"backend for action {spec.action!r} unavailable: {error}") from error
         self._actions[command] = action
         return action
 
+    def next_expiry(self) -> float | None:
+        return self.store.next_expiry()
+
+    def subscribe(self, listener: Callable[[float], None]) -> None:
+        """Call `listener(expires_at)` whenever a block gets a new expiry time (the scheduler
+        uses it to wake up early for a block that expires sooner than it planned)."""
+        self._listeners.append(listener)
+
+    def purge(self) -> None:
+        """Forget offenders quiet for global.offender_forget and lifted blocks older than
+        HISTORY."""
+        now = self.clock()
+        forgotten = self.store.forget_offenders(now - self.config.global_.offender_forget)
+        dropped = self.store.purge_lifted_blocks(now - HISTORY)
+        if forgotten or dropped:
+            log.info("forgot %d quiet offenders, dropped %d old lifted blocks",
+                     forgotten, dropped)
+
     @property
     def active_count(self) -> int:
         return self._active
 
-    def record(self, verb: Verb, command: str, target: str, reason: str | None = None,
-               block: Block | None = None, timeout: float | None = None) -> Applied:
-        """Count and log one event (also used by reconciliation)."""
-        self.counters[(command, verb)] += 1
-        self.log.write(verb, command, target, reason=reason, timeout=timeout,
-                       rule_id=block.rule_id if block else None,
-                       alert_id=block.alert_id if block else None,
-                       offence=block.offence if block else None)
-        return Applied(verb, command, target, block, reason)
-
-    def reconfigure(self, config: Config) -> None:
+    def reconfigure(self, config: Config, policy: Policy) -> None:
         """Switch to a reloaded configuration (white list, cap, commands, log path). Actions
         of commands that changed or went away are dropped and rebuilt on next use; blocks
         already in place are kept."""
@@ -270,7 +228,7 @@ class Responder:
             if config.commands.get(name) != self.config.commands.get(name):
                 del self._actions[name]
         self.config = config
-        self.targets = Targets(config.global_.white_list)
+        self.policy = policy
         if not self.dry_run and self.log.path != config.paths.responses_log:
             self.log.reopen()
             self.log.path = config.paths.responses_log
@@ -278,215 +236,261 @@ class Responder:
     def reopen_log(self) -> None:
         self.log.reopen()
 
-    # --- decisions ---------------------------------------------------------------------
+    # --- the one path ----------------------------------------------------------------------
 
-    def _apply(self, response: Response) -> _Steps:
-        alert = response.alert
-        rule_id = alert.rule.id if alert else None
-        alert_id = alert.id if alert else None
-
-        def record(verb: Verb, reason: str | None = None, block: Block | None = None,
-                   timeout: float | None = response.timeout) -> Applied:
-            self.counters[(response.command, verb)] += 1
-            self.log.write(verb, response.command, response.target, rule_id=rule_id,
-                           alert_id=alert_id, timeout=timeout, offence=response.offence,
-                           reason=reason)
-            return Applied(verb, response.command, response.target, block, reason)
-
-        if response.skipped is not None:
-            return record("skip", response.skipped)
-        command = self.config.commands.get(response.command)
-        if command is None:
-            return record("skip", "unknown command")
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         try:
-            action = self.action(command.name)
-        except ActionError as error:
-            return record("fail", str(error))
-        assert action is not None
-        detached = command.action in DETACHED_ACTIONS
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._active = self.store.count_active_blocks()  # rolled back
+            raise
+
+    def _begin(self, requests: Sequence[Request]) -> list[_Step]:
         now = self.clock()
-        expires_at = None if response.timeout is None else now + response.timeout
+        with self._transaction():
+            return [self._begin_lift(request, now) if isinstance(request, Lift)
+                    else self._begin_response(request, now) for request in requests]
 
-        existing = self.store.active_block(command.name, response.target)
-        if existing is not None:
-            later = _later(existing.expires_at, expires_at)
-            offence = response.offence if alert is not None else None
-            self.store.update_block(command.name, response.target, later, offence,
-                                    rule_id, alert_id)
-            block = replace(existing, expires_at=later, offence=offence or existing.offence,
-                            rule_id=rule_id or existing.rule_id,
-                            alert_id=alert_id or existing.alert_id)
-            remaining = None if later is None else later - now
-            if later != existing.expires_at:
-                self._notify(later)
-                if not detached:
-                    # Refreshes backend-side timeouts (ipset); idempotent for the others.
-                    error = yield _Call(action, "add", response.target, backend_timeout(remaining),
-                                        alert)
-                    if error is not None:
-                        return record("fail", f"extend: {error}", block, remaining)
-            return record("extend", None, block, remaining)
+    def _begin_response(self, response: Response, now: float) -> _Step:
+        current = None
+        if response.skipped is None and response.command in self.config.commands:
+            current = self.store.active_block(response.command, response.target)
+        decision = self.policy.transition(response, current, self._active, now)
+        step = _Step(response, decision, now)
+        if decision.verb == "skip":
+            return step
+        try:
+            action = None if self.dry_run else self.action(response.command)
+        except ActionError as error:
+            step.failed = str(error)
+            return step
+        block, alert = decision.block, response.alert
+        if decision.verb == "extend":
+            assert block is not None and current is not None
+            self.store.update_block(block.command, block.target, block.expires_at,
+                                    block.offence, block.rule_id, block.alert_id)
+            if block.expires_at != current.expires_at:
+                self._notify(block.expires_at)
+            if decision.refresh:
+                step.call = _Call(action, "add", response.target,
+                                  backend_timeout(decision.remaining), alert)
+            return step
+        if block is not None:
+            self.store.insert_block(block)
+            self._active += 1
+            self._notify(block.expires_at)
+        step.call = _Call(action, "add", response.target, response.timeout, alert,
+                          detached=self.detached(response.command))
+        return step
 
-        if expires_at is None and detached:
-            error = yield _Call(action, "add", response.target, None, alert, detached)
+    def _begin_lift(self, request: Lift, now: float) -> _Step:
+        block = request.block
+        current = self.store.active_block(block.command, block.target)
+        decision = self.policy.lift(current)
+        step = _Step(request, decision, now)
+        if decision.verb == "skip" or decision.reason is not None:
+            return step
+        assert current is not None
+        if current.expires_at is None or current.expires_at > now:
+            self.store.update_block(current.command, current.target, now)
+        try:
+            action = None if self.dry_run else self.action(current.command)
+        except ActionError as error:
+            step.failed = str(error)
+            return step
+        step.call = _Call(action, "delete", current.target,
+                          detached=self.detached(current.command))
+        return step
+
+    def _invoke(self, call: _Call | None) -> str | None:
+        """Make one backend call; the error message, or None on success (and in a dry run)."""
+        if call is None or self.dry_run:
+            return None
+        assert call.action is not None
+        try:
+            if call.method == "add":
+                call.action.add(call.target, call.timeout, call.alert)
+            elif call.method == "delete":
+                call.action.delete(call.target)
+            else:
+                assert isinstance(call.action, BatchAction)
+                call.action.add_many(call.items)
+        except ActionError as error:
+            return str(error) or type(error).__name__
+        except Exception as error:  # a bug in an action must not take the daemon down
+            log.exception("action %s(%s) crashed", call.method,
+                          call.target or f"{len(call.items)} targets")
+            return f"internal error: {type(error).__name__}: {error}"
+        return None
+
+    def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
+        with self._transaction():
+            return [self._settle_lift(step, error) if isinstance(step.request, Lift)
+                    else self._settle_response(step, error)
+                    for step, error in zip(steps, errors)]
+
+    def _settle_response(self, step: _Step, error: str | None) -> Applied:
+        response = step.request
+        assert isinstance(response, Response)
+        decision, block = step.decision, step.decision.block
+
+        def record(verb: Verb, reason: str | None = None, recorded: Block | None = None,
+                   timeout: float | None = response.timeout) -> Applied:
+            return self._record(verb, response.command, response.target, block=recorded,
+                                reason=reason, timeout=timeout, response=response)
+
+        if decision.verb == "skip":
+            return record("skip", decision.reason)
+        if step.failed is not None:
+            return record("fail", step.failed)
+        if decision.verb == "extend":
+            if error is not None:
+                return record("fail", f"extend: {error}", block, decision.remaining)
+            return record("extend", None, block, decision.remaining)
+        if block is None:
             return record("fail" if error else "add", error)
-
-        if self._active >= self.config.global_.max_blocks:
-            log.warning("global.max_blocks (%d) active blocks reached: %s %s not blocked",
-                        self.config.global_.max_blocks, command.name, response.target)
-            return record("skip", f"cap of {self.config.global_.max_blocks} active blocks "
-                                  "reached (global.max_blocks)")
-        block = Block(response.target, target_kind(command), command.name, rule_id,
-                      alert_id, now, expires_at, response.offence)
-        self.store.insert_block(block)
-        self._active += 1
-        if expires_at is not None:
-            self._notify(expires_at)
-        error = yield _Call(action, "add", response.target, response.timeout, alert, detached)
         if error is not None:
-            self.store.lift_block(command.name, response.target)
+            self.store.lift_block(block.command, block.target)
             self._active -= 1
             return record("fail", error, replace(block, state="lifted"))
         return record("add", None, block)
 
-    def _lift(self, block: Block) -> _Steps:
-        current = self.store.active_block(block.command, block.target)
-        if current is None:
-            return self.record("skip", block.command, block.target, "not blocked")
-        now = self.clock()
-        if current.expires_at is None or current.expires_at > now:
-            self.store.update_block(current.command, current.target, now)
-        spec = self.config.commands.get(current.command)
-        if spec is None:
-            self.store.lift_block(current.command, current.target)
-            self._active -= 1
-            return self.record("fail", current.command, current.target,
-                               f"command {current.command!r} is no longer configured; "
-                               "any backend entry is left in place", current)
-        try:
-            action = self.action(current.command)
-        except ActionError as setup_error:
-            error: str | None = str(setup_error)
-        else:
-            assert action is not None
-            error = yield _Call(action, "delete", current.target,
-                                detached=spec.action in DETACHED_ACTIONS)
-        if error is not None:
-            retry = now + LIFT_RETRY
+    def _settle_lift(self, step: _Step, error: str | None) -> Applied:
+        request = step.request
+        assert isinstance(request, Lift)
+        decision, current = step.decision, step.decision.block
+        if decision.verb == "skip":
+            return self._record("skip", request.block.command, request.block.target,
+                                reason=decision.reason)
+        assert current is not None
+        error = step.failed or error
+        if error is not None and decision.reason is None:
+            retry = step.now + LIFT_RETRY
             self.store.update_block(current.command, current.target, retry)
             self._notify(retry)
-            return self.record("fail", current.command, current.target,
-                               f"{error}; retrying in {LIFT_RETRY} s", current)
+            return self._record("fail", current.command, current.target, block=current,
+                                reason=f"{error}; retrying in {LIFT_RETRY} s")
         self.store.lift_block(current.command, current.target)
         self._active -= 1
-        return self.record("delete", current.command, current.target, None,
-                           replace(current, state="lifted"))
+        if decision.reason is not None:  # the command is gone: its backend was not asked
+            return self._record("fail", current.command, current.target, block=current,
+                                reason=decision.reason)
+        return self._record("delete", current.command, current.target,
+                            block=replace(current, state="lifted"))
 
-    def _manual(self, target: str, command: str | None, timeout: int | None) -> Response:
-        """A Response for an operator's block request (no alert, not an offence)."""
-        name = command if command is not None else self._default_command(target)
-        spec = self.config.commands.get(name) if name is not None else None
-        if spec is None:
-            return Response(name or "-", target, timeout, None,
-                            skipped="no such command" if name else "no command configured")
-        checked = self.targets.check(target_kind(spec), target)
-        skipped = checked.refused
-        if skipped is None and timeout is not None and not spec.timeout_allowed:
-            skipped = f"command {name!r} does not allow a timeout (timeout_allowed)"
-        if skipped is None and timeout is not None and timeout <= 0:
-            skipped = "timeout must be positive"
-        return Response(spec.name, checked.target, timeout, None, skipped=skipped)
+    def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
+                reason: str | None = None, timeout: float | None = None,
+                response: Response | None = None) -> Applied:
+        """Count and log one outcome; its rule, alert and offence are those of the response
+        that asked for it, else those of the block."""
+        self.counters[(command, verb)] += 1
+        if response is not None:
+            alert = response.alert
+            rule_id, alert_id = (alert.rule.id, alert.id) if alert else (None, None)
+            offence: int | None = response.offence
+        elif block is not None:
+            rule_id, alert_id, offence = block.rule_id, block.alert_id, block.offence
+        else:
+            rule_id = alert_id = offence = None
+        self.log.write(verb, command, target, rule_id=rule_id, alert_id=alert_id,
+                       timeout=timeout, offence=offence, reason=reason)
+        return Applied(verb, command, target, block, reason)
 
-    def _default_command(self, target: str) -> str | None:
-        """The first command bound in [[active_response]] that acts on this kind of target,
-        else the first configured command of that kind."""
-        kind = "ip" if normalise_address(target) is not None else "user"
-        bound = [r.command for r in self.config.active_responses]
-        for name in [*bound, *self.config.commands]:
-            if target_kind(self.config.commands[name]) == kind:
-                return name
-        return None
-
-    def _blocks_of(self, target: str, command: str | None) -> list[Block]:
-        target = normalise_address(target) or target
-        names = [command] if command is not None else sorted(self.store.active_block_commands())
-        return [b for b in (self.store.active_block(n, target) for n in names) if b is not None]
-
-    def _notify(self, expires_at: float) -> None:
+    def _notify(self, expires_at: float | None) -> None:
+        if expires_at is None:
+            return
         for listener in self._listeners:
             listener(expires_at)
 
-    # --- running the action calls --------------------------------------------------------
+    # --- reconciliation --------------------------------------------------------------------
 
-    def _invoke(self, call: _Call) -> str | None:
-        """Run one action call; the error message, or None on success."""
+    def reconcile(self) -> Reconciled:
+        """Bring the backends and the table into agreement (run once at start): expired
+        blocks are lifted; blocks the table holds but the backend lost (reboot, flushed set)
+        are put back with their remaining time; entries this instance owns in the backend
+        that the table does not know are removed. OwnerConflict (a backend object of
+        another instance) is raised: the daemon refuses to start."""
+        result = Reconciled(lifted=self.lift_expired())
         if self.dry_run:
-            return None
-        try:
-            if call.method == "add":
-                call.action.add(call.target, call.timeout, call.alert)
+            return result
+        # Commands may share a backend (one hosts.deny, one set): an entry is only "unknown"
+        # when no command of the same action has an active block for that target.
+        known: dict[str, set[str]] = {}
+        for block in self.store.active_blocks():
+            spec = self.config.commands.get(block.command)
+            if spec is not None:
+                known.setdefault(spec.action, set()).add(block.target)
+        for name in sorted(set(self.config.commands) | self.store.active_block_commands()):
+            command = self.config.commands.get(name)
+            if command is None:
+                count = len(self.store.active_blocks(name))
+                log.warning("%d active blocks of command %r, which is no longer configured: "
+                            "they are lifted from the table at expiry, their backend entries "
+                            "are left in place", count, name)
+                continue
+            if self.detached(name):
+                continue  # scripts and webhooks cannot be observed
+            try:
+                action = self.action(name)
+                assert action is not None
+                lost, unknown = self._differences(name, action,
+                                                  known.get(command.action, set()))
+            except OwnerConflict:
+                raise
+            except (ActionError, OSError) as error:
+                result.failed.append(self._record("fail", name, "*",
+                                                  reason=f"reconcile: {error}"))
+                continue
+            self._restore(name, action, lost, result)
+            for target in sorted(unknown):
+                error = self._invoke(_Call(action, "delete", target))
+                if error is not None:
+                    result.failed.append(self._record(
+                        "fail", name, target,
+                        reason=f"reconcile: cannot remove unknown entry: {error}"))
+                else:
+                    result.removed.append(self._record(
+                        "delete", name, target, reason="reconcile: not in the blocks table"))
+        if any(result.counts().values()):
+            log.info("reconciled blocks with the backends: %s", result.counts())
+        return result
+
+    def _differences(self, name: str, action: Action,
+                     known: set[str]) -> tuple[list[Block], set[str]]:
+        """The command's blocks its backend lost, and the backend's entries no command of
+        its action knows."""
+        blocks = self.store.active_blocks(name)
+        listed = action.list_targets()
+        if listed is None:
+            return [b for b in blocks if not action.check(b.target)], set()
+        present = {normalise_address(t) or t for t in listed}
+        return [b for b in blocks if b.target not in present], present - known
+
+    def _restore(self, name: str, action: Action, lost: list[Block],
+                 result: Reconciled) -> None:
+        """Put lost blocks back with their remaining time; in one batch when the action
+        has `add_many`."""
+        now = self.clock()
+        items = [(b, backend_timeout(None if b.expires_at is None else b.expires_at - now))
+                 for b in lost]
+        if items and isinstance(action, BatchAction):
+            error = self._invoke(_Call(action, "add_many",
+                                       items=[(b.target, timeout) for b, timeout in items]))
+            if error is None:
+                result.restored.extend(
+                    self._record("add", name, b.target, block=b, timeout=timeout,
+                                 reason="reconcile: restored") for b, timeout in items)
+                return
+            log.warning("%s: batch restore failed (%s); restoring one by one", name, error)
+        for block, timeout in items:
+            error = self._invoke(_Call(action, "add", block.target, timeout))
+            if error is not None:
+                result.failed.append(self._record(
+                    "fail", name, block.target, block=block, timeout=timeout,
+                    reason=f"reconcile: cannot restore: {error}"))
             else:
-                call.action.delete(call.target)
-        except ActionError as error:
-            return str(error) or type(error).__name__
-        except Exception as error:  # a bug in an action must not take the daemon down
-            log.exception("action %s(%s) crashed", call.method, call.target)
-            return f"internal error: {type(error).__name__}: {error}"
-        return None
-
-    def _drive(self, steps: _Steps) -> Applied:
-        return self._drive_many([steps])[0]
-
-    async def _drive_async(self, steps: _Steps) -> Applied:
-        return (await self._drive_many_async([steps]))[0]
-
-    def _drive_many(self, batch: list[_Steps]) -> list[Applied]:
-        results, pending = self._advance(batch, {i: None for i in range(len(batch))}, {})
-        while pending:
-            errors = {i: self._invoke(call) for i, call in pending.items()}
-            results, pending = self._advance(batch, errors, results)
-        return [results[i] for i in range(len(batch))]
-
-    async def _drive_many_async(self, batch: list[_Steps]) -> list[Applied]:
-        results, pending = self._advance(batch, {i: None for i in range(len(batch))}, {})
-        while pending:
-            errors = {i: self._invoke(call) for i, call in pending.items()
-                      if not call.detached or self.dry_run}
-            detached = [i for i in pending if i not in errors]
-            outcomes = await asyncio.gather(*(asyncio.to_thread(self._invoke, pending[i])
-                                              for i in detached))
-            errors.update(zip(detached, outcomes))
-            results, pending = self._advance(batch, errors, results)
-        return [results[i] for i in range(len(batch))]
-
-    def _advance(self, batch: list[_Steps], sends: dict[int, str | None],
-                 results: dict[int, Applied]) -> tuple[dict[int, Applied], dict[int, _Call]]:
-        """Run the decisions in `sends` up to their next action call, in one transaction:
-        the rows a batch needs are committed together, before any of its actions runs."""
-        pending: dict[int, _Call] = {}
-        try:
-            with self.store.transaction():
-                for i, value in sends.items():
-                    try:
-                        pending[i] = batch[i].send(value)
-                    except StopIteration as done:
-                        results[i] = done.value
-        except BaseException:
-            self._active = self.store.count_active_blocks()  # rolled back
-            raise
-        return results, pending
-
-
-def _later(a: float | None, b: float | None) -> float | None:
-    """The later of two expiry times, where None (permanent) is latest."""
-    if a is None or b is None:
-        return None
-    return max(a, b)
-
-
-def backend_timeout(remaining: float | None) -> int | None:
-    """A whole number of seconds for a backend timeout, rounded up so that the backend never
-    lifts before the table does."""
-    if remaining is None:
-        return None
-    return max(1, int(remaining) + (remaining % 1 > 0))
+                result.restored.append(self._record(
+                    "add", name, block.target, block=block, timeout=timeout,
+                    reason="reconcile: restored"))

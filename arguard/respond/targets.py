@@ -6,6 +6,10 @@ that one attacker is one block and "1.2.3.4" never matches "1.2.3.45"), user nam
 strict pattern. The white list is applied first; loopback, unspecified, multicast and broadcast
 addresses and the host's own addresses are never acted on, whatever the configuration says.
 Every refusal carries a short reason for active-responses.log and `arguard logtest`.
+
+A target has a kind, given by the alert field a command expects (EXPECT_KINDS); each action
+declares the kinds it acts on. Adding a kind is a line in EXPECT_KINDS and a check in
+Targets.check.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Literal
 
-from arguard.respond.actions.loopsafe import outside_event_loop
-
 log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Kind = Literal["ip", "user"]
+TargetKind = Literal["ip", "user"]
+
+#: the kind of target each value of a command's `expect` names
+EXPECT_KINDS: dict[str, TargetKind] = {
+    "srcip": "ip", "dstip": "ip", "srcuser": "user", "dstuser": "user", "user": "user",
+}
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+",
                        re.ASCII)
@@ -56,27 +63,22 @@ def _unmap(address: Address) -> Address:
     return address
 
 
-@outside_event_loop
-def read_own_addresses() -> frozenset[Address]:
-    """The addresses of every interface in the current network namespace (netlink)."""
-    from pyroute2 import IPRoute  # netlink only when an address is actually checked
-
-    addresses = set()
-    with IPRoute() as ipr:
-        for message in ipr.get_addr():
-            text = message.get("IFA_LOCAL") or message.get("IFA_ADDRESS")
-            if text:
-                addresses.add(_unmap(ipaddress.ip_address(text.split("%")[0])))
-    return frozenset(addresses)
+def own_address(text: str) -> Address:
+    """One of the host's interface addresses as netlink reports it, in its normal form."""
+    return _unmap(ipaddress.ip_address(text.split("%")[0]))
 
 
 class OwnAddresses:
     """The host's own addresses, cached for `max_age` seconds so that a DHCP renewal or a
     new interface is picked up without a netlink dump per alert; `refresh()` forces a new
-    read (the daemon calls it on reload)."""
+    read (the daemon calls it on reload). By default they are read over netlink
+    (arguard.respond.actions.host)."""
 
     def __init__(self, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 read: Callable[[], frozenset[Address]] = read_own_addresses):
+                 read: Callable[[], frozenset[Address]] | None = None):
+        if read is None:
+            from arguard.respond.actions.host import read_own_addresses
+            read = read_own_addresses
         self.max_age = max_age
         self.clock = clock
         self.read = read
@@ -109,7 +111,7 @@ class Targets:
         self.white_list = tuple(white_list)
         self.own_addresses = own_addresses if own_addresses is not None else OwnAddresses()
 
-    def check(self, kind: Kind, text: str | None) -> Checked:
+    def check(self, kind: TargetKind, text: str | None) -> Checked:
         if kind == "ip":
             return self.check_address(text)
         return check_user(text)

@@ -95,7 +95,8 @@ def test_jail_becomes_a_frequency_rule_and_an_active_response(imported: Path):
     assert [r["rule"]["id"] for r in results] == [100001, 100001, 100001, 100003,
                                                   100001, 100001, 100003]
     assert results[3]["responses"] == [{"command": "f2b-myssh", "target": "203.0.113.5",
-                                        "timeout": 3600, "skipped": None}]
+                                        "timeout": 3600, "verb": "add",
+                                        "skipped": None}]
     [ignored] = results[6]["responses"]
     assert ignored["target"] == "192.0.2.10" and "white" in ignored["skipped"]
     fragment = tomllib.loads((imported.parent / "conf.d/60-fail2ban.toml").read_text())

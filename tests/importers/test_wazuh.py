@@ -117,7 +117,7 @@ def test_frequency_same_source_ip_and_active_response(config):
     assert events[3]["rule"]["level"] == 10
     assert events[3]["responses"] == [{"command": "wazuh-firewall-drop",
                                        "target": "192.0.2.100",
-                                       "timeout": 600, "skipped": None}]
+                                       "timeout": 600, "verb": "add", "skipped": None}]
 
 
 def test_var_substitution_user_and_srcip_conditions_and_overwrite(config):
@@ -127,7 +127,7 @@ def test_var_substitution_user_and_srcip_conditions_and_overwrite(config):
     ])
     assert (events[0]["rule"]["id"], events[0]["rule"]["level"]) == (100102, 10)
     assert events[0]["responses"] == [{"command": "notify", "target": "198.51.100.7",
-                                       "timeout": None, "skipped": None}]
+                                       "timeout": None, "verb": "add", "skipped": None}]
     assert (events[1]["rule"]["id"], events[1]["rule"]["level"]) == (100103, 2)
     assert "(local level)" in events[1]["rule"]["description"]
 

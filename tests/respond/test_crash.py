@@ -26,9 +26,9 @@ from typing import Iterator
 import pytest
 
 from arguard.config import load_config
-from arguard.respond.actions import build_action
-from arguard.respond.responder import Responder
-from arguard.respond.scheduler import Scheduler
+from arguard.respond.actions import ActionContext, build_action
+from arguard.respond.owner import instance_owner
+from arguard.respond.stage import build_respond_stage
 from arguard.store import Store
 from tests.conftest import REPO
 from tests.netns import require_netns
@@ -45,7 +45,6 @@ class Crashing:
 
     def __init__(self, action, point: str | None):
         self.action, self.point = action, point
-        self.kind = action.kind
 
     def _maybe_die(self, when: str) -> None:
         if self.point == when:
@@ -71,22 +70,22 @@ class Crashing:
 def child(config_path: str, operation: str, *args: str) -> None:
     config = load_config(Path(config_path))
     offset = float(os.environ.get("CLOCK_OFFSET", "0"))
-    actions = {name: Crashing(build_action(command, config.paths),
-                              os.environ.get("CRASH_AT"))
+    store = Store(config.paths.database)
+    context = ActionContext(config.paths, instance_owner(store, config.paths.state_dir))
+    actions = {name: Crashing(build_action(command, context), os.environ.get("CRASH_AT"))
                for name, command in config.commands.items() if name == "block"}
-    responder = Responder(config, Store(config.paths.database), actions,
-                          clock=lambda: time.time() + offset)
-    scheduler = Scheduler(responder)
+    stage = build_respond_stage(config, store, clock=lambda: time.time() + offset,
+                                actions=actions)
     if operation == "block":
-        print(responder.block(args[0], "block", int(args[1])).verb)
+        print(stage.block(args[0], "block", int(args[1])).verb)
     elif operation == "unblock":
-        print([a.verb for a in responder.unblock(args[0], "block")])
+        print([a.verb for a in stage.unblock(args[0], "block")])
     elif operation == "expire":
-        print([a.verb for a in scheduler.lift_expired()])
+        print([a.verb for a in stage.responder.lift_expired()])
     elif operation == "start":
-        print(json.dumps(scheduler.reconcile().counts()))
+        print(json.dumps(stage.responder.reconcile().counts()))
     elif operation == "list":
-        print(json.dumps(sorted(responder.action("block").list_targets())))
+        print(json.dumps(sorted(stage.responder.action("block").list_targets())))
 
 
 # --- the tests ------------------------------------------------------------------------------

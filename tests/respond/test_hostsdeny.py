@@ -16,6 +16,7 @@ import pytest
 from arguard.config import Command
 from arguard.respond.actions.base import ActionError
 from arguard.respond.actions.hostsdeny import BEGIN, END, HostsDenyAction
+from arguard.respond.owner import Owner
 
 ADMIN_LINES = (b"# /etc/hosts.deny: list of hosts that are _not_ allowed to access the system.\n"
                b"#   see hosts_access(5)\n"
@@ -215,3 +216,51 @@ def test_concurrent_processes_never_lose_a_line(deny: Path):
     assert [p.wait() for p in procs] == [0] * len(procs)
     assert hd.list_targets() == {f"2001:db8::{i:x}" for i in range(1, 101)}
     assert deny.read_bytes().startswith(ADMIN_LINES)
+
+
+# --- owners: instances sharing one file ---------------------------------------------------
+
+def owned(path: Path, tag: str, state_dir: Path | None = None) -> HostsDenyAction:
+    return HostsDenyAction(Command(name="host-deny", action="hosts-deny", expect="srcip",
+                                   options={"path": str(path)}), Owner(tag), state_dir)
+
+
+def test_instances_sharing_the_file_keep_each_others_lines(deny: Path, tmp_path: Path):
+    untagged, other = action(deny), owned(deny, "1a2b3c4d", tmp_path / "state")
+    untagged.add("192.0.2.1", None, None)
+    other.add("192.0.2.1", None, None)
+    other.add("192.0.2.2", None, None)
+    data = deny.read_bytes()
+    assert data.startswith(ADMIN_LINES + BEGIN + b"ALL: 192.0.2.1\n" + END)
+    assert data.endswith(b"# BEGIN arguard:1a2b3c4d -- entries between these lines are "
+                         b"managed by arguard (state directory " + bytes(tmp_path) +
+                         b"/state)\nALL: 192.0.2.1\nALL: 192.0.2.2\n# END arguard:1a2b3c4d\n")
+    assert untagged.list_targets() == {"192.0.2.1"}
+    assert other.list_targets() == {"192.0.2.1", "192.0.2.2"}
+    untagged.delete("192.0.2.1")
+    assert untagged.list_targets() == set() and other.check("192.0.2.1")
+    other.delete("192.0.2.1")
+    other.delete("192.0.2.2")
+    assert deny.read_bytes() == ADMIN_LINES
+
+
+def test_a_damaged_block_of_another_instance_is_not_ours_to_report(deny: Path):
+    damaged = ADMIN_LINES + b"# BEGIN arguard:1a2b3c4d -- managed by arguard\nALL: 192.0.2.9\n"
+    deny.write_bytes(damaged)
+    hd = action(deny)
+    hd.add("192.0.2.1", None, None)
+    assert hd.list_targets() == {"192.0.2.1"}
+    with pytest.raises(ActionError, match="arguard:1a2b3c4d' block is damaged"):
+        owned(deny, "1a2b3c4d").list_targets()
+
+
+def test_temp_files_of_interrupted_writes_are_removed_when_built(deny: Path):
+    leftover = deny.parent / ".hosts.deny.k3x_9q2z"
+    leftover.write_bytes(ADMIN_LINES + BEGIN)
+    keep = [deny.parent / ".hosts.deny.bak", deny.parent / "hosts.deny.k3x_9q2z"]
+    for path in keep:
+        path.write_bytes(b"not ours\n")
+    action(deny)
+    assert not leftover.exists()
+    assert all(path.exists() for path in keep)
+    assert deny.read_bytes() == ADMIN_LINES

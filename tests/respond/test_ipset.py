@@ -221,3 +221,25 @@ def test_the_kernel_lifts_a_block_when_its_timeout_runs_out(peers):
         while connect(client, "10.200.0.1", PORT, timeout=0.5) != "connected":
             assert time.monotonic() < deadline, "the 2 s block was never lifted"
         assert action.list_targets() == set()
+
+
+# --- owners ---------------------------------------------------------------------------------
+
+def test_another_instance_refuses_a_set_that_is_not_its_own(ns, ipset):
+    """One entry per address cannot serve two instances: the second one, with the same
+    set_name, is refused and told why (OwnerConflict, an ActionError: the daemon refuses to
+    start); with a set of its own it works beside the first."""
+    ipset.add("203.0.113.5", 600)
+    with pytest.raises(ActionError, match=f"ipset '{SET}' belongs to another arguard "
+                                            "instance, the untagged instance"):
+        ActionProcess(ns, "ipset", {"set_name": SET}, owner="1a2b3c4d")
+    with ActionProcess(ns, "ipset", {"set_name": "other"}, owner="1a2b3c4d") as other:
+        other.add("203.0.113.6", 600)
+        assert other.list_targets() == {"203.0.113.6"}
+        assert other.check("203.0.113.6")
+        with pytest.raises(ActionError, match="the instance tagged 1a2b3c4d"):
+            ActionProcess(ns, "ipset", {"set_name": "other"})
+    assert ('-A arguard-ipset -m set --match-set other src -m comment --comment '
+            '"arguard:1a2b3c4d" -j DROP') in rules(ns)
+    assert f"-A arguard-ipset -m set --match-set {SET} src -j DROP" in rules(ns)
+    assert ipset.list_targets() == {"203.0.113.5"} and members(ns).keys() == {"203.0.113.5"}

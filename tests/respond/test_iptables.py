@@ -121,3 +121,25 @@ def test_rejects_what_is_not_one_address_and_bad_options(ns, iptables):
                     {"jump_from": ["arguard"]}):
         with pytest.raises(ActionError):
             ActionProcess(ns, "iptables", options)
+
+
+def test_instances_sharing_the_chain_keep_each_others_rules(ns, iptables):
+    """The untagged instance's rules are as arguard always wrote them; another instance's
+    carry its owner. Each lists and deletes only its own, for one address too."""
+    with ActionProcess(ns, "iptables", owner="1a2b3c4d") as other:
+        iptables.add("203.0.113.5", 600)
+        other.add("203.0.113.5", 600)
+        other.add("2001:db8::6", 600)
+        assert rules(ns) == [
+            '-A arguard -s 203.0.113.5/32 -m comment --comment "arguard:1a2b3c4d" -j DROP',
+            "-A arguard -s 203.0.113.5/32 -j DROP"]
+        assert rules(ns, 6) == [
+            '-A arguard -s 2001:db8::6/128 -m comment --comment "arguard:1a2b3c4d" -j DROP']
+        assert iptables.list_targets() == {"203.0.113.5"}
+        assert other.list_targets() == {"203.0.113.5", "2001:db8::6"}
+        iptables.delete("203.0.113.5")
+        assert other.check("203.0.113.5") and not iptables.check("203.0.113.5")
+        other.delete("203.0.113.5")
+        other.delete("2001:db8::6")
+    assert rules(ns) == rules(ns, 6) == []
+    assert jumps(ns) == ["-A INPUT -j arguard"]

@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from arguard.model import Block, Response
+from arguard.model import Block, Lift, Response
 from arguard.respond.actions import ActionError
 from arguard.respond.policy import Policy
-from arguard.respond.responder import LIFT_RETRY, Responder
+from arguard.respond.responder import LIFT_RETRY, Applied
+from arguard.respond.stage import RespondStage, build_respond_stage
 from arguard.store import Store
 from tests.respond.test_policy import make_alert, make_config
 
@@ -82,10 +83,10 @@ def setup(tmp_path):
         fake = FakeAction(store)
         notify = FakeAction(store, "notify")
         clock = Clock()
-        responder = Responder(config, store, {"firewall-drop": fake, "notify": notify,
-                                              "deny-dst": FakeAction(), "lock-user": FakeAction()},
-                              dry_run=dry_run, clock=clock)
-        return responder, fake, notify, clock
+        stage = build_respond_stage(config, store, dry_run=dry_run, clock=clock, actions={
+            "firewall-drop": fake, "notify": notify, "deny-dst": FakeAction(),
+            "lock-user": FakeAction()})
+        return stage, fake, notify, clock
     return build
 
 
@@ -95,78 +96,93 @@ def response(target: str = "203.0.113.5", timeout: int | None = 600, offence: in
                     skipped)
 
 
-def log_lines(responder: Responder) -> list[str]:
-    path = responder.config.paths.responses_log
+def log_lines(stage: RespondStage) -> list[str]:
+    path = stage.responder.config.paths.responses_log
     return path.read_text().splitlines() if path.exists() else []
 
 
+def apply(stage: RespondStage, request: Response | Lift) -> Applied:
+    """One request through the stage's responder."""
+    [applied] = stage.responder.apply([request])
+    return applied
+
+
+async def apply_async(stage: RespondStage, request: Response | Lift) -> Applied:
+    [applied] = await stage.responder.apply_async([request])
+    return applied
+
+
+def blocks(stage: RespondStage) -> list[Block]:
+    return stage.responder.store.active_blocks()
+
+
 def test_a_new_block_is_recorded_before_the_action_runs(setup):
-    responder, fake, _, clock = setup()
-    applied = responder.apply(response(alert_id="1000.7"))
+    stage, fake, _, clock = setup()
+    applied = apply(stage, response(alert_id="1000.7"))
     assert applied.verb == "add"
     assert fake.calls == [("add", "203.0.113.5", 600)]
     # the row was already active when the backend was asked
     assert fake.rows_seen[0].state == "active"
-    [block] = responder.list_blocks()
+    [block] = blocks(stage)
     assert (block.target, block.kind, block.rule_id, block.alert_id, block.expires_at,
             block.offence) == ("203.0.113.5", "ip", 5712, "1000.7", 1600.0, 1)
-    [line] = log_lines(responder)
+    [line] = log_lines(stage)
     assert " firewall-drop add 203.0.113.5 rule=5712 alert=1000.7 timeout=600 offence=1 " \
            "reason=-" in line
 
 
 def test_a_repeat_while_blocked_extends_and_counts_as_an_offence(setup):
-    responder, fake, _, clock = setup()
-    responder.apply(response())
+    stage, fake, _, clock = setup()
+    apply(stage, response())
     clock.now += 100
-    applied = responder.apply(response(timeout=1800, offence=2))
+    applied = apply(stage, response(timeout=1800, offence=2))
     assert applied.verb == "extend"
-    [block] = responder.list_blocks()
+    [block] = blocks(stage)
     assert (block.expires_at, block.offence) == (1100.0 + 1800, 2)
     # the backend is refreshed with the remaining time (ipset keeps kernel timeouts)
     assert fake.calls == [("add", "203.0.113.5", 600), ("add", "203.0.113.5", 1800)]
-    assert "firewall-drop extend 203.0.113.5" in log_lines(responder)[1]
-    assert "offence=2" in log_lines(responder)[1]
+    assert "firewall-drop extend 203.0.113.5" in log_lines(stage)[1]
+    assert "offence=2" in log_lines(stage)[1]
 
 
 def test_an_extension_never_shortens_a_block(setup):
-    responder, fake, _, clock = setup()
-    responder.apply(response(timeout=3600))
+    stage, fake, _, clock = setup()
+    apply(stage, response(timeout=3600))
     clock.now += 10
-    assert responder.apply(response(timeout=600, offence=2)).verb == "extend"
-    assert responder.list_blocks()[0].expires_at == 1000.0 + 3600
+    assert apply(stage, response(timeout=600, offence=2)).verb == "extend"
+    assert blocks(stage)[0].expires_at == 1000.0 + 3600
     assert len(fake.calls) == 1  # nothing changed, nothing asked of the backend
 
 
 def test_a_permanent_response_makes_the_block_permanent(setup):
-    responder, _, _, _ = setup()
-    responder.apply(response(timeout=600))
-    responder.apply(response(timeout=None, offence=2))
-    assert responder.list_blocks()[0].expires_at is None
+    stage, _, _, _ = setup()
+    apply(stage, response(timeout=600))
+    apply(stage, response(timeout=None, offence=2))
+    assert blocks(stage)[0].expires_at is None
 
 
 def test_a_failed_add_lifts_the_row_and_is_logged_loudly(setup, caplog):
-    responder, fake, _, _ = setup()
+    stage, fake, _, _ = setup()
     fake.fail = ActionError("kernel said no")
-    applied = responder.apply(response())
+    applied = apply(stage, response())
     assert applied.verb == "fail" and applied.reason == "kernel said no"
-    assert responder.list_blocks() == []
-    assert responder.active_count == 0
-    assert "firewall-drop fail 203.0.113.5" in log_lines(responder)[0]
-    assert 'reason="kernel said no"' in log_lines(responder)[0]
-    assert responder.counters[("firewall-drop", "fail")] == 1
+    assert blocks(stage) == []
+    assert stage.responder.active_count == 0
+    assert "firewall-drop fail 203.0.113.5" in log_lines(stage)[0]
+    assert 'reason="kernel said no"' in log_lines(stage)[0]
+    assert stage.responder.counters[("firewall-drop", "fail")] == 1
     assert any(r.levelname == "ERROR" for r in caplog.records)
     # the next alert tries again
     fake.fail = None
-    assert responder.apply(response()).verb == "add"
+    assert apply(stage, response()).verb == "add"
 
 
 def test_a_batch_commits_all_its_rows_before_any_action_runs(setup):
-    responder, fake, _, _ = setup()
+    stage, fake, _, _ = setup()
     committed: list[list[str]] = []
 
     def add(target, timeout, alert):
-        reader = Store(responder.config.paths.database)  # sees committed rows only
+        reader = Store(stage.responder.config.paths.database)  # sees committed rows only
         committed.append([b.target for b in reader.active_blocks()])
         reader.close()
         if target == "203.0.113.3":
@@ -176,101 +192,101 @@ def test_a_batch_commits_all_its_rows_before_any_action_runs(setup):
     fake.add = add
     batch = [response("203.0.113.1"), response("203.0.113.2"), response("203.0.113.1", offence=2),
              response("203.0.113.3"), response("127.0.0.1", skipped="loopback")]
-    assert [a.verb for a in responder.apply_many(batch)] == [
+    assert [a.verb for a in stage.responder.apply(batch)] == [
         "add", "add", "extend", "fail", "skip"]
     assert committed == [["203.0.113.1", "203.0.113.2", "203.0.113.3"]] * 3
-    assert [b.target for b in responder.list_blocks()] == ["203.0.113.1", "203.0.113.2"]
-    assert responder.list_blocks()[0].offence == 2
-    assert responder.active_count == 2
+    assert [b.target for b in blocks(stage)] == ["203.0.113.1", "203.0.113.2"]
+    assert blocks(stage)[0].offence == 2
+    assert stage.responder.active_count == 2
 
 
 def test_a_crashing_action_does_not_take_the_responder_down(setup):
-    responder, fake, _, _ = setup()
+    stage, fake, _, _ = setup()
     fake.fail = TypeError("bug")
-    applied = responder.apply(response())
+    applied = apply(stage, response())
     assert applied.verb == "fail" and "TypeError: bug" in applied.reason
-    assert responder.list_blocks() == []
+    assert blocks(stage) == []
 
 
 def test_the_global_cap_skips_new_blocks_but_still_extends(setup, caplog):
-    responder, fake, _, clock = setup("""
+    stage, fake, _, clock = setup("""
         [global]
         max_blocks = 2
     """)
-    verbs = [responder.apply(response(f"203.0.113.{i}")).verb for i in (1, 2, 3)]
+    verbs = [apply(stage, response(f"203.0.113.{i}")).verb for i in (1, 2, 3)]
     assert verbs == ["add", "add", "skip"]
-    assert "cap of 2 active blocks reached" in log_lines(responder)[2]
+    assert "cap of 2 active blocks reached" in log_lines(stage)[2]
     assert "max_blocks (2) active blocks reached" in caplog.text
-    assert responder.apply(response("203.0.113.1", offence=2)).verb == "extend"
+    assert apply(stage, response("203.0.113.1", offence=2)).verb == "extend"
     # a lifted block makes room
-    responder.unblock("203.0.113.1")
-    assert responder.apply(response("203.0.113.3")).verb == "add"
+    stage.unblock("203.0.113.1")
+    assert apply(stage, response("203.0.113.3")).verb == "add"
 
 
 def test_skipped_responses_are_logged_with_their_reason(setup):
-    responder, fake, _, _ = setup()
-    applied = responder.apply(response("127.0.0.1", skipped="loopback"))
+    stage, fake, _, _ = setup()
+    applied = apply(stage, response("127.0.0.1", skipped="loopback"))
     assert applied.verb == "skip"
     assert fake.calls == []
-    assert "firewall-drop skip 127.0.0.1 rule=5712" in log_lines(responder)[0]
-    assert log_lines(responder)[0].endswith("reason=loopback")
+    assert "firewall-drop skip 127.0.0.1 rule=5712" in log_lines(stage)[0]
+    assert log_lines(stage)[0].endswith("reason=loopback")
 
 
 def test_attacker_text_cannot_forge_log_lines(setup):
-    responder, _, _, _ = setup()
-    responder.apply(response("1.2.3.4\n2026 firewall-drop delete 5.6.7.8",
+    stage, _, _, _ = setup()
+    apply(stage, response("1.2.3.4\n2026 firewall-drop delete 5.6.7.8",
                              skipped="not an IP address"))
-    [line] = log_lines(responder)
+    [line] = log_lines(stage)
     assert '"1.2.3.4\\n2026 firewall-drop delete 5.6.7.8"' in line
 
 
 def test_the_log_is_reopened_after_rotation(setup):
-    responder, _, _, _ = setup()
-    path = responder.config.paths.responses_log
-    responder.apply(response("203.0.113.1"))
+    stage, _, _, _ = setup()
+    path = stage.responder.config.paths.responses_log
+    apply(stage, response("203.0.113.1"))
     path.rename(path.with_suffix(".log.1"))
-    responder.apply(response("203.0.113.2"))  # still written to the rotated file
-    responder.reopen_log()
-    responder.apply(response("203.0.113.3"))
+    apply(stage, response("203.0.113.2"))  # still written to the rotated file
+    stage.responder.reopen_log()
+    apply(stage, response("203.0.113.3"))
     assert "203.0.113.2" in path.with_suffix(".log.1").read_text()
-    assert ["203.0.113.3" in line for line in log_lines(responder)] == [True]
+    assert ["203.0.113.3" in line for line in log_lines(stage)] == [True]
 
 
 def test_lift_deletes_then_marks_the_row_lifted(setup):
-    responder, fake, _, clock = setup()
-    responder.apply(response())
-    [block] = responder.list_blocks()
-    applied = responder.lift(block)
+    stage, fake, _, clock = setup()
+    apply(stage, response())
+    [block] = blocks(stage)
+    applied = apply(stage, Lift(block))
     assert applied.verb == "delete"
     assert fake.calls[-1] == ("delete", "203.0.113.5")
-    assert responder.list_blocks() == []
-    assert "firewall-drop delete 203.0.113.5" in log_lines(responder)[-1]
-    assert responder.lift(block).verb == "skip"  # already lifted
+    assert blocks(stage) == []
+    assert "firewall-drop delete 203.0.113.5" in log_lines(stage)[-1]
+    assert apply(stage, Lift(block)).verb == "skip"  # already lifted
 
 
 def test_a_failed_delete_keeps_the_block_and_retries(setup):
-    responder, fake, _, clock = setup()
-    responder.apply(response())
-    [block] = responder.list_blocks()
+    stage, fake, _, clock = setup()
+    apply(stage, response())
+    [block] = blocks(stage)
     fake.fail = ActionError("busy")
     clock.now = 2_000.0
-    assert responder.lift(block).verb == "fail"
-    [kept] = responder.list_blocks()
+    assert apply(stage, Lift(block)).verb == "fail"
+    [kept] = blocks(stage)
     assert kept.expires_at == 2_000.0 + LIFT_RETRY
-    assert f"retrying in {LIFT_RETRY} s" in log_lines(responder)[-1]
+    assert f"retrying in {LIFT_RETRY} s" in log_lines(stage)[-1]
 
 
 def test_manual_block_unblock_and_list(setup):
-    responder, fake, _, _ = setup()
-    applied = responder.block("::ffff:203.0.113.9", timeout=120)
+    stage, fake, _, _ = setup()
+    applied = stage.block("::ffff:203.0.113.9", timeout=120)
     assert (applied.verb, applied.command, applied.target) == ("add", "firewall-drop",
                                                                "203.0.113.9")
-    assert responder.block("203.0.113.10").block.expires_at is None  # permanent
-    assert [b.target for b in responder.list_blocks()] == ["203.0.113.9", "203.0.113.10"]
-    assert responder.list_blocks()[0].alert_id is None
-    [lifted] = responder.unblock("::ffff:203.0.113.10")
+    assert stage.block("203.0.113.10").block.expires_at is None  # permanent
+    assert [b.target for b in blocks(stage)] == ["203.0.113.9", "203.0.113.10"]
+    assert blocks(stage)[0].alert_id is None
+    [lifted] = stage.unblock("::ffff:203.0.113.10")
     assert lifted.verb == "delete"
-    assert responder.unblock("203.0.113.77") == []
+    assert stage.unblock("203.0.113.77") == []
     assert "203.0.113.9" in fake.entries and "203.0.113.10" not in fake.entries
 
 
@@ -281,59 +297,59 @@ def test_manual_block_unblock_and_list(setup):
     ("evil.example", "firewall-drop", 60, "hostname, not an IP address"),
 ])
 def test_manual_blocks_are_validated(setup, target, command, timeout, reason):
-    responder, fake, _, _ = setup()
-    applied = responder.block(target, command, timeout)
+    stage, fake, _, _ = setup()
+    applied = stage.block(target, command, timeout)
     assert (applied.verb, applied.reason) == ("skip", reason)
     assert fake.calls == []
 
 
 def test_manual_block_of_a_user_picks_a_user_command(setup):
-    responder, _, _, _ = setup()
-    assert responder.block("mallory", timeout=60).command == "lock-user"
+    stage, _, _, _ = setup()
+    assert stage.block("mallory", timeout=60).command == "lock-user"
 
 
 def test_dry_run_decides_and_logs_but_never_acts(setup, caplog):
-    responder, fake, _, _ = setup(dry_run=True)
+    stage, fake, _, _ = setup(dry_run=True)
     caplog.set_level("INFO")
-    assert responder.apply(response()).verb == "add"
-    assert responder.apply(response(offence=2, timeout=1800)).verb == "extend"
-    assert responder.lift(responder.list_blocks()[0]).verb == "delete"
+    assert apply(stage, response()).verb == "add"
+    assert apply(stage, response(offence=2, timeout=1800)).verb == "extend"
+    assert apply(stage, Lift(blocks(stage)[0])).verb == "delete"
     assert fake.calls == []
-    assert not responder.config.paths.responses_log.exists()
+    assert not stage.responder.config.paths.responses_log.exists()
     assert "firewall-drop add 203.0.113.5" in caplog.text
 
 
 def test_policy_and_responder_together(setup):
     """Repeated alerts for one attacker: one block, extended with escalating timeouts."""
-    responder, fake, _, clock = setup()
-    policy = Policy(responder.config, responder.store)
+    stage, fake, _, clock = setup()
+    policy = Policy(stage.responder.config, stage.responder.store)
     verbs = []
     for step in range(3):
         clock.now = 1_000.0 + step
         for decided in policy.decide(make_alert(time=clock.now, srcip="203.0.113.5")):
-            verbs.append(responder.apply(decided).verb)
+            verbs.append(apply(stage, decided).verb)
     assert verbs == ["add", "extend", "extend"]
-    [block] = responder.list_blocks()
+    [block] = blocks(stage)
     assert (block.offence, block.expires_at) == (3, 1_002.0 + 3600)
     assert len(fake.entries) == 1
 
 
 def test_stateless_detached_responses_run_every_time(setup):
-    responder, _, notify, _ = setup()
+    stage, _, notify, _ = setup()
     for _ in range(2):
-        assert responder.apply(response(command="notify", timeout=None)).verb == "add"
+        assert apply(stage, response(command="notify", timeout=None)).verb == "add"
     assert len(notify.calls) == 2
-    assert responder.list_blocks() == []
+    assert blocks(stage) == []
 
 
 def test_async_runs_detached_actions_in_a_worker_thread(setup):
-    responder, fake, notify, _ = setup()
+    stage, fake, notify, _ = setup()
 
     async def main():
         loop_thread = threading.get_ident()
-        native = await responder.apply_async(response())
-        detached = await responder.apply_async(response(command="notify", timeout=60))
-        lifted = await responder.unblock_async("203.0.113.5", "notify")
+        native = await apply_async(stage, response())
+        detached = await apply_async(stage, response(command="notify", timeout=60))
+        lifted = await stage.unblock_async("203.0.113.5", "notify")
         return loop_thread, native, detached, lifted
 
     loop_thread, native, detached, [lifted] = asyncio.run(main())
@@ -344,7 +360,7 @@ def test_async_runs_detached_actions_in_a_worker_thread(setup):
 
 
 def test_a_slow_detached_action_does_not_block_the_loop(setup):
-    responder, _, notify, _ = setup()
+    stage, _, notify, _ = setup()
     release = threading.Event()
     original_add = notify.add
 
@@ -355,9 +371,9 @@ def test_a_slow_detached_action_does_not_block_the_loop(setup):
     notify.add = slow_add
 
     async def main():
-        pending = asyncio.create_task(responder.apply_async(response(command="notify")))
+        pending = asyncio.create_task(apply_async(stage, response(command="notify")))
         # the loop keeps working while the action waits: it handles another response
-        other = await responder.apply_async(response("203.0.113.6"))
+        other = await apply_async(stage, response("203.0.113.6"))
         release.set()
         return other, await pending
 
@@ -370,25 +386,25 @@ def test_with_a_real_hosts_deny_file(tmp_path):
     config = make_config(tmp_path, BINDINGS)
     hosts_deny = tmp_path / "hosts.deny"
     hosts_deny.write_text("# keep me\nALL: 203.0.113.55\n")
-    responder = Responder(config, Store(config.paths.database))
-    responder.apply(response("203.0.113.5"))
+    stage = build_respond_stage(config, Store(config.paths.database))
+    apply(stage, response("203.0.113.5"))
     assert "ALL: 203.0.113.5\n" in hosts_deny.read_text()
-    responder.unblock("203.0.113.5")
+    stage.unblock("203.0.113.5")
     lines = hosts_deny.read_text().splitlines()
     assert lines[:2] == ["# keep me", "ALL: 203.0.113.55"]
     assert "ALL: 203.0.113.5" not in lines
 
 
 def test_reconfigure_applies_a_new_white_list_and_rebuilds_changed_actions(setup, tmp_path):
-    responder, fake, notify, _ = setup()
-    responder.apply(response("203.0.113.5"))
+    stage, fake, notify, _ = setup()
+    apply(stage, response("203.0.113.5"))
     reloaded = make_config(tmp_path, BINDINGS.replace('url = "http://192.0.2.1/hook"',
                                                       'url = "http://192.0.2.2/hook"'), """
         [global]
         white_list = ["203.0.113.0/24"]
     """)
-    responder.reconfigure(reloaded)
-    assert responder.block("203.0.113.9").reason == "white-listed"
-    assert responder.action("firewall-drop") is fake  # unchanged command, same backend
-    assert responder.action("notify") is not notify  # changed: built anew
-    assert [b.target for b in responder.list_blocks()] == ["203.0.113.5"]
+    stage.reconfigure(reloaded)
+    assert stage.block("203.0.113.9").reason == "white-listed"
+    assert stage.responder.action("firewall-drop") is fake  # unchanged command, same backend
+    assert stage.responder.action("notify") is not notify  # changed: built anew
+    assert [b.target for b in blocks(stage)] == ["203.0.113.5"]

@@ -110,3 +110,25 @@ def test_a_blackholed_peer_cannot_connect_until_unblocked():
             assert connect(client, "10.200.0.1", port, timeout=0.5) == "timeout"
             action.delete("10.200.0.2")
             assert connect(client, "10.200.0.1", port) == "connected"
+
+
+def test_instances_keep_each_others_routes(ns, route):
+    """Another instance's routes have its own metric; for one address both routes exist,
+    and each instance lists and deletes only its own."""
+    with ActionProcess(ns, "route", owner="1a2b3c4d") as other:
+        metric = 0x80000000 | 0x1a2b3c4d
+        other.add("203.0.113.5", 600)
+        assert route.list_targets() == set() and not route.check("203.0.113.5")
+        route.delete("203.0.113.5")  # nothing of its own: the other route stays
+        assert routes(ns) == [f"blackhole 203.0.113.5 proto {ROUTE_PROTOCOL} metric {metric}"]
+        route.add("203.0.113.5", 600)
+        other.add("2001:db8::5", 600)
+        assert routes(ns) == [f"blackhole 203.0.113.5 proto {ROUTE_PROTOCOL}",
+                              f"blackhole 203.0.113.5 proto {ROUTE_PROTOCOL} metric {metric}"]
+        assert routes(ns, 6) == [f"blackhole 2001:db8::5 dev lo proto {ROUTE_PROTOCOL} "
+                                 f"metric {metric} pref medium"]
+        assert route.list_targets() == {"203.0.113.5"}
+        assert other.list_targets() == {"203.0.113.5", "2001:db8::5"}
+        other.delete("203.0.113.5")
+        assert routes(ns) == [f"blackhole 203.0.113.5 proto {ROUTE_PROTOCOL}"]
+        assert route.check("203.0.113.5")

@@ -1,39 +1,53 @@
-"""Response actions, one module per backend, built from [[command]] tables.
+"""Response actions: the registry, one line per action (docs/actions.md: how to add one).
 
-Each backend is imported only when a command that uses it is built, so that commands which
-never act (`arguard logtest`, `check-config`, dry runs) never load libiptc or netlink code.
+Each action module declares `ACTION` (arguard.respond.actions.base.ActionType): its kinds of
+target, whether it runs detached, its options with their types and defaults, and how it is
+built. A module is imported when a command that uses it is loaded, and its kernel libraries
+only when the action is built, so that commands which never act (`arguard logtest`,
+`check-config`, dry runs) never load libiptc or netlink code.
 """
 
 from __future__ import annotations
 
-from arguard.config import Command, Paths
-from arguard.respond.actions.base import Action, ActionError
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["Action", "ActionError", "build_action"]
+from arguard.respond.actions.base import Action, ActionContext, ActionError, ActionType
+
+if TYPE_CHECKING:
+    from arguard.config import Command
+
+__all__ = ["ACTIONS", "Action", "ActionContext", "ActionError", "EXECUTABLE_ACTION",
+           "action_type", "build_action", "builtin_actions"]
+
+#: action name (what a [[command]] writes as `action = …`) → the module that declares it
+ACTIONS: dict[str, str] = {
+    "ipset": "arguard.respond.actions.ipset",
+    "iptables": "arguard.respond.actions.iptables",
+    "route": "arguard.respond.actions.route",
+    "hosts-deny": "arguard.respond.actions.hostsdeny",
+    "disable-account": "arguard.respond.actions.account",
+    "webhook": "arguard.respond.actions.webhook",
+    "script": "arguard.respond.actions.script",
+}
+#: the action of a [[command]] that names an `executable` instead of an `action`
+EXECUTABLE_ACTION = "script"
 
 
-def build_action(command: Command, paths: Paths) -> Action:
+def action_type(name: str) -> ActionType | None:
+    """The description of a registered action; None for a name nobody registered."""
+    module = ACTIONS.get(name)
+    return None if module is None else importlib.import_module(module).ACTION
+
+
+def builtin_actions() -> list[str]:
+    """The names a [[command]] may give as `action`."""
+    return [name for name in ACTIONS if name != EXECUTABLE_ACTION]
+
+
+def build_action(command: Command, context: ActionContext) -> Action:
     """The action object for one configured command."""
-    match command.action:
-        case "iptables":
-            from arguard.respond.actions.iptables import IptablesAction
-            return IptablesAction(command)
-        case "ipset":
-            from arguard.respond.actions.ipset import IpsetAction
-            return IpsetAction(command)
-        case "route":
-            from arguard.respond.actions.route import RouteAction
-            return RouteAction(command)
-        case "hosts-deny":
-            from arguard.respond.actions.hostsdeny import HostsDenyAction
-            return HostsDenyAction(command)
-        case "disable-account":
-            from arguard.respond.actions.account import AccountAction
-            return AccountAction(command)
-        case "webhook":
-            from arguard.respond.actions.webhook import WebhookAction
-            return WebhookAction(command)
-        case "script":
-            from arguard.respond.actions.script import ScriptAction
-            return ScriptAction(command, paths.ar_bin_dir)
-    raise ValueError(f"command {command.name!r}: unknown action {command.action!r}")
+    described = action_type(command.action)
+    if described is None:
+        raise ActionError(f"command {command.name!r}: unknown action {command.action!r}")
+    return described.build(command, context)

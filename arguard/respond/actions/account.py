@@ -3,7 +3,8 @@
 Locking prefixes the hash field of the account's shadow line with one `!`; unlocking
 removes exactly that one character, so the hash is restored as it was. Only the account's
 own line changes; the others are kept byte for byte, and the file is replaced atomically
-(temp file, fsync, rename) with its mode and owner kept.
+(temp file, fsync, rename: arguard.respond.actions.atomicfile) with its mode and owner
+kept; temp files a crash left are removed when the action is built.
 
 Shadow lock. shadow-utils (passwd, usermod, vipw) and glibc's `lckpwdf()` agree on one
 lock: an fcntl write lock on `/etc/.pwd.lock`. For the real `/etc/shadow` arguard calls
@@ -32,16 +33,21 @@ import fcntl
 import os
 import threading
 import time
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from arguard.config import Command
-from arguard.model import Alert
-from arguard.respond.actions.base import ActionError
-from arguard.respond.actions.hostsdeny import write_atomically
+from arguard.respond.actions.atomicfile import remove_leftovers, write_atomically
+from arguard.respond.actions.base import INTEGER, PATH, ActionError, ActionType, Option
 from arguard.respond.targets import check_user
+
+if TYPE_CHECKING:
+    from arguard.config import Command
+    from arguard.model import Alert
+
+log = logging.getLogger(__name__)
 
 SYSTEM_SHADOW = Path("/etc/shadow")
 
@@ -61,14 +67,16 @@ def check_account_name(name: str) -> str:
 
 
 class AccountAction:
-    kind: Literal["ip", "user"] = "user"
-
     def __init__(self, command: Command, lock_timeout: float = 15.0):
         """`lock_timeout`: how long to wait for the shadow lock (lckpwdf waits 15 s)."""
-        self.shadow = Path(command.options.get("shadow", str(SYSTEM_SHADOW)))
-        self.passwd = Path(command.options.get("passwd", "/etc/passwd"))
-        self.min_uid = int(command.options.get("min_uid", 1000))
+        options = ACTION.options_of(command)
+        self.shadow = Path(options["shadow"])
+        self.passwd = Path(options["passwd"])
+        self.min_uid: int = options["min_uid"]
         self.lock_timeout = lock_timeout
+        with self._shadow_lock():
+            for leftover in remove_leftovers(self.shadow):
+                log.warning("removed %s, left by a write that was interrupted", leftover)
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
         name = self._lockable(target)
@@ -205,3 +213,15 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ActionError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+ACTION = ActionType(
+    summary="lock a local account's password as `passwd -l` does (never root, never a UID "
+            "below min_uid)",
+    kinds=("user",),
+    build=lambda command, context: AccountAction(command),
+    options=(Option("shadow", PATH, str(SYSTEM_SHADOW), "the shadow file"),
+             Option("passwd", PATH, "/etc/passwd", "the passwd file the UIDs are read from"),
+             Option("min_uid", INTEGER, 1000, "the lowest UID arguard may lock")),
+    default_expect="dstuser",
+)

@@ -21,8 +21,13 @@ early by the kernel. Adding an address that is already a member sets its timeout
 Sets are created when missing, with room for MAXELEM entries; a set of the same name made by
 someone else is used if it is a hash:ip set of the right family with timeout support, and
 refused with an explanation otherwise. The chain, the jumps into it and the set-matching
-rules are created when missing (python-iptables / libiptc, see the iptables action for the
-legacy-xtables notes), at start and whenever a set had to be created again.
+rules are created when missing (python-iptables / libiptc, arguard.respond.actions.xtables),
+at start and whenever a set had to be created again.
+
+Owner: a set belongs to the instance whose set-matching rule matches it (the rule carries
+its owner, see xtables). One entry per address cannot serve two instances — one would lift
+what the other still blocks — so an instance whose set is matched by another instance's rule
+refuses to start (OwnerConflict), saying which set and how to give it its own.
 
 Netlink: sets are created and checked with pyroute2's `IPSet`. The per-address commands
 (add, delete, test) and the listing are built and read with `struct` on a plain
@@ -45,53 +50,27 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING
 
-import iptc
-from pyroute2 import IPSet
-from pyroute2.ipset import AlreadyExists
-from pyroute2.netlink import (
-    NETLINK_NETFILTER,
-    NLA_F_NESTED,
-    NLA_F_NET_BYTEORDER,
-    NLM_F_ACK,
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
+from arguard.respond.actions.base import (
+    STRING,
+    ActionError,
+    ActionType,
+    Address,
+    Option,
+    OwnerConflict,
+    parse_address,
 )
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_IPSET
-from pyroute2.netlink.nfnetlink.ipset import (
-    IPSET_CMD_ADD,
-    IPSET_CMD_DEL,
-    IPSET_CMD_LIST,
-    IPSET_CMD_TEST,
-    IPSET_ERR_EXIST,
-    IPSET_ERR_INVALID_FAMILY,
-    IPSET_ERR_PROTOCOL,
-    IPSET_ERR_TIMEOUT,
-    IPSET_ERR_TYPE_SPECIFIC,
-    IPSET_FLAG_LIST_HEADER,
-)
-
-from arguard.config import Command
-from arguard.model import Alert
-from arguard.respond.actions.base import ActionError
-from arguard.respond.actions.hostsdeny import Address, parse_address
-from arguard.respond.actions.iptables import (
-    TARGETS,
-    Table,
-    chain_in_place,
-    chain_name,
-    delete_all,
-    ensure_chain,
-    jump_chains,
-    new_rule,
-    rule_target,
-    xtables,
-)
+from arguard.respond.actions.iptables import JUMP_FROM, TARGET, check_jumps, chain_option
 from arguard.respond.actions.loopsafe import outside_event_loop
+from arguard.respond.owner import UNTAGGED, Owner, describe_tag
+
+if TYPE_CHECKING:
+    from pyroute2 import IPSet
+
+    from arguard.config import Command
+    from arguard.model import Alert
+    from arguard.respond.actions.xtables import Rule, Table
 
 #: room in each set; the kernel allocates per entry, this is only a ceiling
 MAXELEM = 1 << 20
@@ -103,8 +82,27 @@ BATCH = 1024
 #: seconds to wait for the kernel's answer to one request
 REPLY_TIMEOUT = 5.0
 
-# Attribute numbers from linux/netfilter/ipset/ip_set.h (pyroute2 names them only inside
-# its message classes).
+# Netlink and ipset numbers (kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h,
+# linux/netfilter/ipset/ip_set.h), written here so that this module loads without pyroute2.
+NETLINK_NETFILTER = 12
+NLM_F_REQUEST = 1
+NLM_F_ACK = 4
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLA_F_NESTED = 1 << 15
+NLA_F_NET_BYTEORDER = 1 << 14
+NFNL_SUBSYS_IPSET = 6
+IPSET_CMD_LIST = 7
+IPSET_CMD_ADD = 9
+IPSET_CMD_DEL = 10
+IPSET_CMD_TEST = 11
+IPSET_FLAG_LIST_HEADER = 4
+IPSET_ERR_PROTOCOL = 4097
+IPSET_ERR_EXIST = 4103
+IPSET_ERR_INVALID_FAMILY = 4106
+IPSET_ERR_TIMEOUT = 4107
+IPSET_ERR_TYPE_SPECIFIC = 4352
 IPSET_ATTR_PROTOCOL = 1
 IPSET_ATTR_SETNAME = 2
 IPSET_ATTR_DATA = 7
@@ -130,17 +128,15 @@ _KERNEL_ERRORS = {
 
 
 class IpsetAction:
-    kind: Literal["ip", "user"] = "ip"
-
-    def __init__(self, command: Command):
-        name = command.options.get("set_name", "arguard")
-        if not isinstance(name, str) or not _SET_NAME.fullmatch(name):
-            raise ActionError(f"command {command.name!r}: set_name {name!r} must be 1 to 30 "
-                              "letters, digits, '_', '.' or '-'")
+    def __init__(self, command: Command, owner: Owner = UNTAGGED):
+        options = ACTION.options_of(command)
+        name = options["set_name"]
+        self.command = command.name
         self.sets = {4: name, 6: f"{name}6"}
-        self.chain = chain_name(command, "arguard-ipset")
-        self.jump_from = jump_chains(command, self.chain)
-        self.target = rule_target(command)
+        self.chain: str = options["chain"]
+        self.jump_from: tuple[str, ...] = tuple(options["jump_from"])
+        self.target: str = options["target"]
+        self.owner = owner
         self._netlink = _Netlink(self._setup())
 
     # --- the Action contract -------------------------------------------------------------
@@ -168,6 +164,8 @@ class IpsetAction:
 
     def check(self, target: str) -> bool:
         """Whether the address is a member and its set's rule is reachable."""
+        from arguard.respond.actions import xtables
+
         address = parse_address(target)
         error = self._netlink.request(IPSET_CMD_TEST, self.sets[address.version],
                                       [_entry(address, None)])
@@ -175,10 +173,10 @@ class IpsetAction:
             return False
         if error:
             raise self._error("test", address.version, error)
-        with xtables(address.version) as table:
-            return (chain_in_place(table, self.chain, self.jump_from)
+        with xtables.xtables(address.version) as table:
+            return (xtables.chain_in_place(table, self.chain, self.jump_from)
                     and self._set_rule(table, address.version, self.target)
-                    in iptc.Chain(table, self.chain).rules)
+                    in xtables.chain(table, self.chain).rules)
 
     def list_targets(self) -> set[str] | None:
         """The members of both sets (entries whose kernel timeout ran out are not listed)."""
@@ -194,8 +192,13 @@ class IpsetAction:
 
     @outside_event_loop
     def _setup(self) -> int:
-        """Create the sets when missing (check them when present), then the rules; the
-        kernel's ipset protocol version."""
+        """Create the sets when missing (check them when present), make sure no other
+        instance's rule matches them, then the rules; the kernel's ipset protocol version."""
+        from pyroute2 import IPSet
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        from arguard.respond.actions import xtables
+
         try:
             with IPSet() as ipset:
                 protocol = ipset.get_proto_version()[0].get_attr("IPSET_ATTR_PROTOCOL")
@@ -205,23 +208,34 @@ class IpsetAction:
             raise ActionError(f"cannot set up ipsets {self._names()}: {_reason(error)}") \
                 from error
         for version in (4, 6):
-            with xtables(version) as table:
-                chain = ensure_chain(table, self.chain, self.jump_from)
-                for other in TARGETS:
+            with xtables.xtables(version) as table:
+                self._refuse_foreign(table, version)
+                chain = xtables.ensure_chain(table, self.chain, self.jump_from)
+                for other in xtables.TARGETS:
                     if other != self.target:
-                        delete_all(chain, self._set_rule(table, version, other))
+                        xtables.delete_all(chain, self._set_rule(table, version, other))
                 rule = self._set_rule(table, version, self.target)
                 if rule not in chain.rules:
                     chain.append_rule(rule)
         return protocol
 
-    def _set_rule(self, table: Table, version: int, target: str) -> iptc.Rule:
-        """`-m set --match-set <set> src -j <target>`"""
-        rule = new_rule(table)
-        match = rule.create_match("set")
-        match.match_set = [self.sets[version], "src"]
-        rule.target = rule.create_target(target)
-        return rule
+    def _refuse_foreign(self, table: Table, version: int) -> None:
+        """A set belongs to the instance whose rule matches it: one entry per address
+        cannot serve two instances (one would lift what the other still blocks)."""
+        from arguard.respond.actions import xtables
+
+        name = self.sets[version]
+        for tag, chain in xtables.set_rule_owners(table, name).items():
+            if tag != self.owner.tag:
+                raise OwnerConflict(
+                    f"ipset {name!r} belongs to another arguard instance, "
+                    f"{describe_tag(tag)}: its rule in chain {chain!r} matches the set; "
+                    f"give command {self.command!r} a set_name (and chain) of its own")
+
+    def _set_rule(self, table: Table, version: int, target: str) -> Rule:
+        from arguard.respond.actions import xtables
+
+        return xtables.set_rule(table, self.sets[version], target, self.owner)
 
     # --- netlink ---------------------------------------------------------------------------
 
@@ -345,6 +359,8 @@ def _kernel_timeout(timeout: int | None) -> int:
 
 
 def _create_set(ipset: IPSet, name: str, family: int) -> None:
+    from pyroute2.ipset import AlreadyExists
+
     try:
         ipset.create(name, stype="hash:ip", family=family, exclusive=False, timeout=0,
                      maxelem=MAXELEM)
@@ -382,8 +398,8 @@ def _spans(data: bytes, start: int, end: int, *kinds: int) -> Iterator[tuple[int
         start += (length + 3) & ~3
 
 
-def _reason(error: NetlinkError | OSError) -> str:
-    code = error.code if isinstance(error, NetlinkError) else error.errno
+def _reason(error: Exception) -> str:
+    code = getattr(error, "code", None) or getattr(error, "errno", None)  # Netlink-, OSError
     return _strerror(code) if code else str(error)
 
 
@@ -391,3 +407,21 @@ def _strerror(code: int) -> str:
     if code == errno.EPERM:
         return "operation not permitted (arguard needs CAP_NET_ADMIN)"
     return f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
+
+
+def _set_name_problem(name: str) -> str | None:
+    return None if _SET_NAME.fullmatch(name) else \
+        "must be 1 to 30 letters, digits, '_', '.' or '-'"
+
+
+ACTION = ActionType(
+    summary="blocked addresses are members of a kernel hash set (IPv4 and IPv6) matched by "
+            "one iptables rule per family, each entry with the block's timeout",
+    kinds=("ip",),
+    build=lambda command, context: IpsetAction(command, context.owner),
+    options=(Option("set_name", STRING, "arguard", "the IPv4 set; the IPv6 set is this name "
+                    "with 6 appended", check=_set_name_problem),
+             chain_option("arguard-ipset", "the chain holding the set-matching rules"),
+             JUMP_FROM, TARGET),
+    check=check_jumps,
+)

@@ -4,239 +4,136 @@
     -I INPUT -j arguard                        (and FORWARD, … : option jump_from)
     -A arguard -s 203.0.113.5/32 -j DROP       (ip6tables: -s 2001:db8::5/128)
 
-Every rule in arguard's own chain (option `chain`) is arguard's: `list_targets()` reports
-the sources of its one-address rules and `delete` removes them, so the admin's own rules,
-elsewhere, are never touched. The chain and the jumps into it are created when missing (at
-start and again on every add, so a flushed INPUT chain is repaired by the next block).
+The rules in arguard's own chain (option `chain`) that have exactly this shape and carry
+this instance as their owner (arguard.respond.actions.xtables) are this instance's:
+`list_targets()` reports their sources and `delete` removes them, so the admin's own rules,
+elsewhere or of another shape, and another instance's rules are never touched. The chain
+and the jumps into it are created when missing (at start and again on every add, so a
+flushed INPUT chain is repaired by the next block).
 
 This is the per-rule backend: each change re-reads and rewrites the whole filter table (that
 is how libiptc works), so its cost grows with the number of rules; the `ipset` action is the
-default because its cost does not (see benchmarks/bench_ipset.py).
-
-python-iptables drives libiptc, that is the *legacy* xtables interface: on an nftables-era
-system (`iptables` = iptables-nft) arguard's rules are listed by `iptables-legacy -S` and
-`ip6tables-legacy -S`; the kernel evaluates both. The helpers below are shared with the ipset
-action, whose one set-matching rule per family lives in a chain of its own.
-
-python-iptables keeps one cached libiptc handle per table for the whole process; each
-transaction here re-reads it from the kernel first (other processes change the table too),
-with autocommit off so that a change is committed once, or not at all. Transactions hold the
-xtables lock file that iptables-legacy uses, so the two never overwrite each other's changes.
+default because its cost does not (see benchmarks/bench_ipset.py). The option declarations
+below (`CHAIN_OPTION`, `JUMP_FROM`, `TARGET`) are shared with the ipset action, whose one
+set-matching rule per family lives in a chain of its own.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import ipaddress
-import os
 import re
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import iptc
+from arguard.respond.actions.base import (
+    STRING,
+    STRINGS,
+    ActionType,
+    Option,
+    Problem,
+    parse_address,
+)
+from arguard.respond.owner import UNTAGGED, Owner
 
-from arguard.config import Command
-from arguard.model import Alert
-from arguard.respond.actions.base import ActionError
-from arguard.respond.actions.hostsdeny import Address, parse_address
-
-TARGETS = ("DROP", "REJECT")
-#: seconds to wait for the xtables lock held by another process (iptables-legacy, …)
-LOCK_WAIT = 5.0
+if TYPE_CHECKING:
+    from arguard.config import Command
+    from arguard.model import Alert
 
 # A user-defined chain name as iptables accepts it (at most 28 characters), not a built-in
 # target or chain name.
 _CHAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}")
 _RESERVED = {"ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "INPUT", "OUTPUT", "FORWARD",
              "PREROUTING", "POSTROUTING"}
-_process_lock = threading.Lock()
-
-Table = iptc.Table | iptc.Table6
-Rule = iptc.Rule | iptc.Rule6
 
 
-def chain_name(command: Command, default: str) -> str:
-    """The command's `chain` option (or `default`), validated."""
-    name = command.options.get("chain", default)
-    if not isinstance(name, str) or not _CHAIN.fullmatch(name) or name in _RESERVED:
-        raise ActionError(f"command {command.name!r}: chain {name!r} is not a usable iptables "
-                          "chain name (letters, digits, '_', '.', '-'; at most 28 characters; "
-                          "not a built-in name)")
-    return name
+def _chain_problem(name: str) -> str | None:
+    if not _CHAIN.fullmatch(name) or name in _RESERVED:
+        return ("is not a usable iptables chain name (letters, digits, '_', '.', '-'; at most "
+                "28 characters; not a built-in name)")
+    return None
 
 
-def jump_chains(command: Command, chain: str) -> tuple[str, ...]:
-    """The command's `jump_from` option (default INPUT), validated."""
-    parents = command.options.get("jump_from", ["INPUT"])
-    if (not isinstance(parents, (list, tuple)) or not parents
-            or not all(isinstance(p, str) and _CHAIN.fullmatch(p) for p in parents)
-            or chain in parents):
-        raise ActionError(f"command {command.name!r}: jump_from must be a non-empty list of "
-                          f"chain names other than {chain!r}, e.g. [\"INPUT\", \"FORWARD\"]")
-    return tuple(parents)
+def _jump_from_problem(parents: list[str]) -> str | None:
+    if not parents or not all(_CHAIN.fullmatch(p) for p in parents):
+        return "must be a non-empty list of chain names, e.g. [\"INPUT\", \"FORWARD\"]"
+    return None
 
 
-def rule_target(command: Command) -> str:
-    """The command's `target` option: DROP (default) or REJECT."""
-    target = command.options.get("target", "DROP")
-    if target not in TARGETS:
-        raise ActionError(f"command {command.name!r}: target must be DROP or REJECT, "
-                          f"not {target!r}")
-    return target
+def chain_option(default: str, meaning: str) -> Option:
+    return Option("chain", STRING, default, meaning, check=_chain_problem)
 
 
-@contextmanager
-def xtables(version: int) -> Iterator[Table]:
-    """The filter table of one IP version, freshly read from the kernel; committed when the
-    block ends without an exception, discarded otherwise. libiptc errors become ActionError."""
-    tool = "iptables-legacy" if version == 4 else "ip6tables-legacy"
-    with _process_lock, _xtables_lock():
-        try:
-            table = iptc.Table(iptc.Table.FILTER) if version == 4 else iptc.Table6(
-                iptc.Table6.FILTER)
-            table.autocommit = False
-            table.refresh()  # drop whatever an earlier failed block left; read the kernel now
-            yield table
-            table.commit()
-        except iptc.IPTCError as error:
-            raise ActionError(f"{tool} filter table: {error}") from error
+JUMP_FROM = Option("jump_from", STRINGS, ["INPUT"],
+                   "the chains that jump to arguard's chain, first in each",
+                   check=_jump_from_problem)
+TARGET = Option("target", STRING, "DROP", "what a blocked packet gets", choices=("DROP", "REJECT"))
 
 
-@contextmanager
-def _xtables_lock() -> Iterator[None]:
-    """The lock iptables-legacy takes (flock on /run/xtables.lock, or $XTABLES_LOCKFILE)."""
-    path = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as error:
-        raise ActionError(f"cannot open the xtables lock {path}: {error.strerror}") from error
-    try:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise ActionError(f"cannot lock {path}: {error.strerror}") from error
-                if time.monotonic() > deadline:
-                    raise ActionError(f"the xtables lock {path} has been held by another "
-                                      f"process for {LOCK_WAIT:g} s") from None
-                time.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
-
-
-def new_rule(table: Table) -> Rule:
-    return iptc.Rule6() if isinstance(table, iptc.Table6) else iptc.Rule()  # Table6 < Table
-
-
-def ensure_chain(table: Table, chain: str, jump_from: Sequence[str]) -> iptc.Chain:
-    """Create `chain` if missing and make sure each chain of `jump_from` jumps to it (the
-    jump goes first, so that a block wins over the admin's ACCEPT rules)."""
-    if not table.is_chain(chain):
-        table.create_chain(chain)
-    jump = new_rule(table)
-    jump.target = jump.create_target(chain)
-    for parent in jump_from:
-        if not table.is_chain(parent):
-            raise ActionError(f"jump_from: there is no chain {parent!r} in the filter table")
-        parent_chain = iptc.Chain(table, parent)
-        if jump not in parent_chain.rules:
-            parent_chain.insert_rule(jump)
-    return iptc.Chain(table, chain)
-
-
-def chain_in_place(table: Table, chain: str, jump_from: Sequence[str]) -> bool:
-    """Whether `chain` exists and every chain of `jump_from` jumps to it."""
-    if not table.is_chain(chain):
-        return False
-    jump = new_rule(table)
-    jump.target = jump.create_target(chain)
-    return all(table.is_chain(parent) and jump in iptc.Chain(table, parent).rules
-               for parent in jump_from)
+def check_jumps(options: Mapping[str, Any]) -> Iterable[Problem]:
+    """jump_from must not name the chain it jumps to."""
+    if options["chain"] in options["jump_from"]:
+        yield "jump_from", f"jump_from must not name the chain {options['chain']!r} itself"
 
 
 class IptablesAction:
-    kind: Literal["ip", "user"] = "ip"
+    def __init__(self, command: Command, owner: Owner = UNTAGGED):
+        from arguard.respond.actions import xtables
 
-    def __init__(self, command: Command):
-        self.chain = chain_name(command, "arguard")
-        self.jump_from = jump_chains(command, self.chain)
-        self.target = rule_target(command)
+        options = ACTION.options_of(command)
+        self.chain: str = options["chain"]
+        self.jump_from: tuple[str, ...] = tuple(options["jump_from"])
+        self.target: str = options["target"]
+        self.owner = owner
         for version in (4, 6):
-            with xtables(version) as table:
-                ensure_chain(table, self.chain, self.jump_from)
+            with xtables.xtables(version) as table:
+                xtables.ensure_chain(table, self.chain, self.jump_from)
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
         """Insert the rule (at the top of the chain). An equal rule, or one with the other
         target (the command's target was changed), is removed first, so the address has
-        exactly one rule; the timeout is kept by arguard, iptables has none."""
+        exactly one rule of this owner; the timeout is kept by arguard, iptables has none."""
+        from arguard.respond.actions import xtables
+
         address = parse_address(target)
-        with xtables(address.version) as table:
-            chain = ensure_chain(table, self.chain, self.jump_from)
-            _delete_rules(chain, address)
-            chain.insert_rule(_address_rule(table, address, self.target))
+        with xtables.xtables(address.version) as table:
+            chain = xtables.ensure_chain(table, self.chain, self.jump_from)
+            xtables.delete_address_rules(chain, address, self.owner)
+            chain.insert_rule(xtables.address_rule(table, address, self.target, self.owner))
 
     def delete(self, target: str) -> None:
+        from arguard.respond.actions import xtables
+
         address = parse_address(target)
-        with xtables(address.version) as table:
+        with xtables.xtables(address.version) as table:
             if table.is_chain(self.chain):
-                _delete_rules(iptc.Chain(table, self.chain), address)
+                xtables.delete_address_rules(xtables.chain(table, self.chain), address,
+                                             self.owner)
 
     def check(self, target: str) -> bool:
         """Whether a rule for the address is in the chain and the chain is jumped to."""
+        from arguard.respond.actions import xtables
+
         address = parse_address(target)
-        with xtables(address.version) as table:
-            return (chain_in_place(table, self.chain, self.jump_from)
-                    and address in _rule_sources(iptc.Chain(table, self.chain)))
+        with xtables.xtables(address.version) as table:
+            return (xtables.chain_in_place(table, self.chain, self.jump_from)
+                    and address in xtables.address_rule_sources(
+                        xtables.chain(table, self.chain), self.owner))
 
     def list_targets(self) -> set[str] | None:
+        from arguard.respond.actions import xtables
+
         targets: set[str] = set()
         for version in (4, 6):
-            with xtables(version) as table:
+            with xtables.xtables(version) as table:
                 if table.is_chain(self.chain):
-                    targets.update(map(str, _rule_sources(iptc.Chain(table, self.chain))))
+                    targets.update(map(str, xtables.address_rule_sources(
+                        xtables.chain(table, self.chain), self.owner)))
         return targets
 
 
-def _address_rule(table: Table, address: Address, target: str) -> Rule:
-    rule = new_rule(table)
-    rule.src = f"{address}/{address.max_prefixlen}"
-    rule.target = rule.create_target(target)
-    return rule
-
-
-def delete_all(chain: iptc.Chain, rule: Rule) -> None:
-    """Delete every copy of `rule` from the chain (libiptc compares whole rules, in C: no
-    walk over the chain in Python)."""
-    while True:
-        try:
-            chain.delete_rule(rule)
-        except iptc.IPTCError:
-            return  # no (more) such rule
-
-
-def _delete_rules(chain: iptc.Chain, address: Address) -> None:
-    """Delete every DROP or REJECT rule for exactly this source address."""
-    for target in TARGETS:
-        delete_all(chain, _address_rule(chain.table, address, target))
-
-
-def _rule_sources(chain: iptc.Chain) -> set[Address]:
-    """Source addresses of the chain's one-address DROP/REJECT rules without other matches."""
-    sources = set()
-    for rule in chain.rules:
-        if rule.matches or rule.target.name not in TARGETS:
-            continue
-        address, _, mask = rule.src.partition("/")
-        prefix = int(mask) if mask.isdigit() else bin(int(ipaddress.ip_address(mask))).count("1")
-        parsed = ipaddress.ip_address(address)
-        if prefix == parsed.max_prefixlen:
-            sources.add(parsed)
-    return sources
+ACTION = ActionType(
+    summary="one DROP or REJECT rule per blocked address in an iptables chain of arguard's",
+    kinds=("ip",),
+    build=lambda command, context: IptablesAction(command, context.owner),
+    options=(chain_option("arguard", "the chain holding the rules"), JUMP_FROM, TARGET),
+    check=check_jumps,
+)

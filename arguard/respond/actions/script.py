@@ -57,13 +57,15 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from arguard.alerts import alert_to_dict, format_time
-from arguard.config import ADDRESS_FIELDS, Command
-from arguard.model import Alert
-from arguard.respond.actions.base import ActionError
-from arguard.respond.targets import check_user, normalise_address
+from arguard.respond.actions.base import NUMBER, ActionError, ActionType, Option
+from arguard.respond.targets import EXPECT_KINDS, TargetKind, check_user, normalise_address
+
+if TYPE_CHECKING:
+    from arguard.config import Command
+    from arguard.model import Alert
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,8 @@ class ScriptAction:
             raise ActionError(f"command {command.name!r} has no executable")
         self.command = command
         self.bin_dir = Path(ar_bin_dir)
-        self.kind: Literal["ip", "user"] = "ip" if command.expect in ADDRESS_FIELDS else "user"
-        self.exec_timeout = float(command.options.get("exec_timeout", 60))
+        self.kind: TargetKind = EXPECT_KINDS[command.expect]
+        self.exec_timeout = float(ACTION.options_of(command)["exec_timeout"])
         self.reply_timeout = min(reply_timeout, self.exec_timeout)
         self.is_active = is_active or (lambda keys: False)
         self.output_limit = output_limit
@@ -465,3 +467,14 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+ACTION = ActionType(
+    summary="run a custom active-response executable from paths.ar_bin_dir with Wazuh's 4.x "
+            "JSON protocol (a [[command]] with `executable = …`)",
+    kinds=("ip", "user"),
+    build=lambda command, context: ScriptAction(command, context.paths.ar_bin_dir),
+    options=(Option("exec_timeout", NUMBER, 60, "seconds before the script's process group "
+                    "is killed"),),
+    detached=True,
+)

@@ -29,13 +29,16 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from arguard.alerts import alert_to_dict
-from arguard.config import ADDRESS_FIELDS, Command
-from arguard.model import Alert
-from arguard.respond.actions.base import ActionError
+from arguard.respond.actions.base import INTEGER, NUMBER, REQUIRED, STRING, ActionError, \
+    ActionType, Option
+
+if TYPE_CHECKING:
+    from arguard.config import Command
+    from arguard.model import Alert
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +56,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class WebhookAction:
     def __init__(self, command: Command, backoff: float = 1.0):
         """`backoff`: seconds before the first retry, doubled for each further one."""
-        options = command.options
+        options = ACTION.options_of(command)
         self.name = command.name
-        self.url = str(options.get("url") or "")
-        if not _is_http_url(self.url):
-            raise ActionError(f"command {command.name!r}: webhook url must be an "
-                              "http:// or https:// URL with a host")
-        self.format = str(options.get("format", "json"))
-        if self.format not in ("json", "slack"):
-            raise ActionError(f"command {command.name!r}: unknown webhook format "
-                              f"{self.format!r}")
-        self.retries = max(0, int(options.get("retries", 3)))
-        self.request_timeout = float(options.get("request_timeout", 5))
+        self.url: str = options["url"]
+        self.format: str = options["format"]
+        self.retries = max(0, options["retries"])
+        self.request_timeout = float(options["request_timeout"])
         self.backoff = backoff
         self.extra_args = list(command.extra_args)
-        self.kind: Literal["ip", "user"] = "ip" if command.expect in ADDRESS_FIELDS else "user"
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
@@ -151,3 +147,22 @@ def _safe_url(url: str) -> str:
     """The URL without credentials, path or query (tokens live there) for error messages."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+def _url_problem(url: str) -> str | None:
+    return None if _is_http_url(url) else "must be an http:// or https:// URL with a host"
+
+
+ACTION = ActionType(
+    summary="tell an HTTP(S) endpoint about each response (Wazuh's 4.x message as JSON, or a "
+            "Slack-style text)",
+    kinds=("ip", "user"),
+    build=lambda command, context: WebhookAction(command),
+    options=(Option("url", STRING, REQUIRED, "where to POST", check=_url_problem),
+             Option("format", STRING, "json", "the body: Wazuh's message, or Slack's "
+                    "{\"text\": …}", choices=("json", "slack")),
+             Option("retries", INTEGER, 3, "attempts after the first on connection errors, "
+                    "timeouts, 5xx and 429"),
+             Option("request_timeout", NUMBER, 5, "seconds each request may take")),
+    detached=True,
+)
