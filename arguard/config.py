@@ -22,6 +22,20 @@ from arguard.errors import ConfigError, Place, Problem
 from arguard.model import RuleInfo
 from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
 from arguard.respond.targets import EXPECT_KINDS
+from arguard.schema import (
+    BOOLEAN,
+    DURATION,
+    INTEGER,
+    MINUTES,
+    PATH,
+    REQUIRED,
+    RULE_IDS,
+    STRING,
+    STRINGS,
+    TABLE,
+    Option,
+    Table,
+)
 from arguard.tomlfile import TomlFile
 
 DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
@@ -133,6 +147,19 @@ class ActiveResponse:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    #: (host, port) of the Prometheus endpoint; None: no endpoint
+    listen: tuple[str, int] | None = None
+    #: node_exporter textfile written every `interval` seconds; None: none
+    textfile: Path | None = None
+    interval: int = 15
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen is not None or self.textfile is not None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     paths: Paths
@@ -142,6 +169,121 @@ class Config:
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
+    metrics: MetricsSettings = MetricsSettings()
+
+# --- the schema: every table and key the loader accepts (docs/configuration.md is made
+# from it, by arguard.configdoc) -------------------------------------------------------------
+
+PATHS = Table("paths", False, (
+    "Where arguard keeps its state, logs and control socket, and where it finds drop-in "
+    "files. Relative paths are relative to the configuration file's directory, so a test or "
+    "a user can keep a whole arguard in one directory. A change takes effect at the next "
+    "restart."), (
+    Option("state_dir", PATH, str(Paths.state_dir),
+           "arguard.db (blocks, offences and their log lines, offenders, read offsets) and "
+           "the daemon's lock file"),
+    Option("log_dir", PATH, str(Paths.log_dir),
+           "alerts.json (Wazuh's alert format) and active-responses.log"),
+    Option("run_dir", PATH, str(Paths.run_dir), "control.sock, the CLI's way to the daemon"),
+    Option("decoders_d", PATH, str(Paths.decoders_d), "drop-in decoder files (*.toml)"),
+    Option("rules_d", PATH, str(Paths.rules_d), "drop-in rule files (*.toml)"),
+    Option("ar_bin_dir", PATH, str(Paths.ar_bin_dir),
+           "the custom response executables a `[[command]]` names with `executable`"),
+))
+RULESET = Table("ruleset", False, "Which decoder and rule files load.", (
+    Option("shipped", BOOLEAN, True,
+           "load the package's decoders and rules before the drop-ins; false: drop-ins only"),
+))
+GLOBAL = Table("global", False, "Settings of the respond stage as a whole.", (
+    Option("white_list", STRINGS, [],
+           "addresses and CIDRs (IPv4, IPv6, `::ffff:` forms folded) never acted on, "
+           "whatever the logs say"),
+    Option("max_blocks", INTEGER, GlobalSettings.max_blocks,
+           "active blocks at most; past this new blocks are skipped and logged"),
+    Option("offender_forget", DURATION, GlobalSettings.offender_forget,
+           "quiet time after which an offender's count starts again at 1 (seconds or a "
+           "duration)"),
+    Option("unblock_on_exit", BOOLEAN, GlobalSettings.unblock_on_exit,
+           "lift every block when the daemon stops; by default blocks stay in place"),
+))
+SOURCE = Table("source", True, (
+    "A log to follow: a file (`path`, globs allowed) or the systemd journal (`journal`), "
+    "exactly one of them."), (
+    Option("path", STRING, None,
+           "a log file, or a glob (`/var/log/nginx/*access.log`); rotation, truncation and "
+           "symlinks are followed, offsets kept by device and inode"),
+    Option("journal", TABLE, None,
+           "follow the systemd journal through journalctl: `journal = { matches = "
+           "[\"_COMM=sshd\"] }` (the keys of [source.journal] below)"),
+    Option("start_at", STRING, Source.start_at,
+           "where a file never read before starts: its end (new lines only) or its "
+           "beginning", choices=("end", "beginning")),
+    Option("max_line_bytes", INTEGER, Source.max_line_bytes,
+           "longer lines are cut (and counted), at least 256"),
+    Option("poll", BOOLEAN, Source.poll,
+           "watch the file by polling instead of inotify (network file systems)"),
+))
+SOURCE_JOURNAL = Table("source.journal", False, "The `journal` table of a `[[source]]`.", (
+    Option("matches", STRINGS, [],
+           "journalctl matches, `FIELD=value` (`_COMM=sshd`, `_SYSTEMD_UNIT=nginx.service`); "
+           "none: the whole journal"),
+    Option("directory", PATH, None,
+           "a journal directory (journalctl --directory); none: the system journal"),
+))
+COMMAND = Table("command", True, (
+    "A response arguard can apply: a built-in action (`action`, with the action's options "
+    "below) or a custom executable (`executable`, the `script` action), exactly one of "
+    "them."), (
+    Option("name", STRING, REQUIRED,
+           "what `[[active_response]]`, `arguard block --command` and the logs call it"),
+    Option("action", STRING, None, "a built-in action: one of the actions below"),
+    Option("executable", STRING, None,
+           "a program in paths.ar_bin_dir (a bare file name), run with Wazuh's 4.x JSON "
+           "protocol on stdin: the `script` action"),
+    Option("expect", STRING, "srcip",
+           "the alert field it acts on (its kind of target: srcip, dstip an address; "
+           "srcuser, dstuser, user an account); default: the action's (srcip, dstuser for "
+           "disable-account)", choices=tuple(EXPECT_KINDS)),
+    Option("timeout_allowed", BOOLEAN, Command.timeout_allowed,
+           "whether blocks of this command may be timed (active_response.timeout)"),
+    Option("extra_args", STRINGS, [],
+           "executable commands: given to the program as `parameters.extra_args` (argv with "
+           "legacy_args)"),
+    Option("legacy_args", BOOLEAN, Command.legacy_args,
+           "executable commands: `ACTION USER IP ALERT_ID` as argv, the pre-4.x protocol"),
+))
+ACTIVE_RESPONSE = Table("active_response", True, (
+    "Binds a command to rules. `rules_id` OR (`level` AND `rules_group`); a selection that "
+    "selects no loaded alerting rule is an error."), (
+    Option("command", STRING, REQUIRED, "the `[[command]]` to apply"),
+    Option("location", STRING, "local", "where: arguard runs on one host",
+           choices=("local",)),
+    Option("rules_id", RULE_IDS, [], "rule ids whose alerts it responds to"),
+    Option("level", INTEGER, None, "alerts of this level (0-16) or higher"),
+    Option("rules_group", STRING, None,
+           "alerts of rules in this group, or in any of several separated by `|`"),
+    Option("timeout", DURATION, None,
+           "how long a block lasts (seconds or a duration); none: permanent"),
+    Option("repeated_offenders", MINUTES, [],
+           "the timeouts of the 2nd, 3rd, 4th and later offences (as Wazuh: integers are "
+           "minutes); needs timeout"),
+    Option("disabled", BOOLEAN, False, "keep the binding in the file but do not use it"),
+))
+METRICS = Table("metrics", False, (
+    "Prometheus metrics of the running daemon (docs/metrics.md): an HTTP endpoint, a "
+    "node_exporter textfile, or both. None by default."), (
+    Option("listen", STRING, None,
+           "`host:port` of the HTTP endpoint (`127.0.0.1:9811`, `[::1]:9811`); it serves "
+           "/metrics"),
+    Option("textfile", PATH, None,
+           "a file for node_exporter's textfile collector "
+           "(`/var/lib/node_exporter/textfile_collector/arguard.prom`), replaced atomically"),
+    Option("interval", DURATION, MetricsSettings.interval,
+           "how often the textfile is written (seconds or a duration)"),
+))
+#: every table of the configuration file, in the order the reference shows them
+TABLES: tuple[Table, ...] = (PATHS, GLOBAL, RULESET, SOURCE, SOURCE_JOURNAL, COMMAND,
+                             ACTIVE_RESPONSE, METRICS)
 
 
 def shipped_dir(kind: str) -> Path:
@@ -170,23 +312,6 @@ def load_config(path: Path | None) -> Config:
     return _Loader(ConfigDocument.load(path), is_default=False).load()
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-               dict: "a table", float: "a number"}
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    if isinstance(kind, tuple):
-        return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kind)
-    return _TYPE_NAMES.get(kind, kind.__name__)
-
-
-def _is_type(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False
-    return isinstance(value, kinds)
-
-
 class _Loader:
     def __init__(self, doc: TomlFile | ConfigDocument, is_default: bool):
         self.doc = doc
@@ -198,20 +323,34 @@ class _Loader:
              key: str | None = None) -> None:
         self.problems.append(self.doc.problem(message, table, index, key))
 
-    def check_keys(self, data: dict, allowed: Mapping[str, Any], table: str,
-                   index: int | None = None) -> None:
+    def check(self, data: dict, schema: Table, index: int | None = None,
+              within: str | None = None) -> dict[str, Any]:
+        """The keys of `data` that the schema knows with values of the right type (and among
+        its choices); each other key is reported once. `within`: the key of the parent
+        table that holds this one (an inline table such as `journal = {…}`)."""
+        table = schema.name.split(".")[0]
+        valid: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in allowed:
-                self.fail(f"unknown key {key!r} in [{table}]", table, index, key)
-            elif not _is_type(value, allowed[key]):
-                self.fail(f"{table}.{key} must be {_type_name(allowed[key])}", table, index, key)
+            option = schema.key(key)
+            where = within or key
+            if option is None:
+                self.fail(f"unknown key {key!r} in [{schema.name}]", table, index, where)
+            elif not option.type.accepts(value):
+                self.fail(f"{schema.name}.{key} must be {option.type.name}", table, index,
+                          where)
+            elif option.choices and value not in option.choices:
+                self.fail(f"{schema.name}.{key} must be {option.choices_text}", table, index,
+                          where)
+            else:
+                valid[key] = value
+        return valid
 
-    def table(self, name: str) -> dict:
-        value = self.doc.data.get(name, {})
+    def table(self, schema: Table) -> dict[str, Any]:
+        value = self.doc.data.get(schema.name, {})
         if not isinstance(value, dict):
-            self.fail(f"[{name}] must be a table", key=name)
+            self.fail(f"[{schema.name}] must be a table", key=schema.name)
             return {}
-        return value
+        return self.check(value, schema)
 
     def array(self, name: str) -> list[dict]:
         value = self.doc.data.get(name, [])
@@ -222,13 +361,11 @@ class _Loader:
 
     def duration(self, data: dict, key: str, table: str, index: int | None,
                  default: int | None) -> int | None:
-        """A duration key (`600`, `"10m"`, `"1h30m"`, `"7d"`) in seconds; a value of the
-        wrong type was reported by check_keys already."""
-        value = data.get(key)
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
+        """A duration (`600`, `"10m"`, `"1h30m"`, `"7d"`) of checked `data`, in seconds."""
+        if key not in data:
             return default
         try:
-            return parse_duration(value)
+            return parse_duration(data[key])
         except ValueError as error:
             self.fail(f"{table}.{key} must be {error}", table, index, key)
             return default
@@ -237,14 +374,14 @@ class _Loader:
         return (self.base / value) if not os.path.isabs(value) else Path(value)
 
     def load(self) -> Config:
-        known = {"paths", "global", "ruleset", "source", "command", "active_response"}
+        known = {schema.name for schema in TABLES if "." not in schema.name}
         for key in self.doc.data:
             if key not in known:
                 self.fail(f"unknown top-level key or table {key!r}", key=key)
         paths = self.load_paths()
         global_ = self.load_global()
-        ruleset = self.table("ruleset")
-        self.check_keys(ruleset, {"shipped": bool}, "ruleset")
+        ruleset = self.table(RULESET)
+        metrics = self.load_metrics()
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
         commands: dict[str, Command] = {}
@@ -268,30 +405,24 @@ class _Loader:
             path=None if self.is_default else self.doc.path,
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
-            shipped_ruleset=bool(ruleset.get("shipped", True)),
-            fragments=getattr(self.doc, "fragments", ()),
+            shipped_ruleset=ruleset.get("shipped", True),
+            fragments=getattr(self.doc, "fragments", ()), metrics=metrics,
         )
 
     def load_paths(self) -> Paths:
-        data = self.table("paths")
-        names = Paths.__dataclass_fields__
-        self.check_keys(data, {name: str for name in names}, "paths")
-        return Paths(**{k: self.path(v) for k, v in data.items()
-                        if k in names and isinstance(v, str)})
+        return Paths(**{k: self.path(v) for k, v in self.table(PATHS).items()})
 
     def load_global(self) -> GlobalSettings:
-        data = self.table("global")
-        self.check_keys(data, {"white_list": list, "max_blocks": int,
-                               "offender_forget": (int, str), "unblock_on_exit": bool}, "global")
+        data = self.table(GLOBAL)
         networks = []
-        for entry in data.get("white_list", []) if isinstance(data.get("white_list"), list) else []:
+        for entry in data.get("white_list", []):
             network = parse_network(entry)
             if network is None:
                 self.fail(f"white_list entry {entry!r} is not an IP address or CIDR",
                           "global", key="white_list")
             else:
                 networks.append(network)
-        if isinstance(data.get("max_blocks"), int) and data["max_blocks"] <= 0:
+        if data.get("max_blocks", 1) <= 0:
             self.fail("global.max_blocks must be positive", "global", key="max_blocks")
         defaults = GlobalSettings()
         return GlobalSettings(
@@ -302,97 +433,91 @@ class _Loader:
             unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
         )
 
-    def load_source(self, index: int, data: dict) -> Source | None:
+    def load_metrics(self) -> MetricsSettings:
+        data = self.table(METRICS)
+        listen = None
+        if "listen" in data:
+            listen = parse_endpoint(data["listen"])
+            if listen is None:
+                self.fail(f"metrics.listen {data['listen']!r} must be host:port "
+                          "(127.0.0.1:9811, [::1]:9811)", "metrics", key="listen")
+        return MetricsSettings(
+            listen=listen,
+            textfile=self.path(data["textfile"]) if "textfile" in data else None,
+            interval=self.duration(data, "interval", "metrics", None,
+                                   MetricsSettings.interval))
+
+    def load_source(self, index: int, raw: dict) -> Source | None:
         before = len(self.problems)
-        self.check_keys(data, {"path": str, "journal": dict, "start_at": str,
-                               "max_line_bytes": int, "poll": bool}, "source", index)
-        has_path, has_journal = "path" in data, "journal" in data
-        if has_path == has_journal:
+        data = self.check(raw, SOURCE, index)
+        if ("path" in raw) == ("journal" in raw):
             self.fail("a [[source]] needs exactly one of 'path' or 'journal'", "source", index)
         matches: tuple[str, ...] | None = None
         directory: str | None = None
-        if isinstance(data.get("journal"), dict):
-            journal = data["journal"]
-            unknown = set(journal) - {"matches", "directory"}
-            if unknown:
-                self.fail(f"unknown key {sorted(unknown)[0]!r} in source.journal",
-                          "source", index, "journal")
+        if "journal" in data:
+            journal = self.check(data["journal"], SOURCE_JOURNAL, index, within="journal")
             if "directory" in journal:
-                if isinstance(journal["directory"], str) and journal["directory"]:
-                    directory = str(self.path(journal["directory"]))
-                else:
-                    self.fail("journal.directory must be a directory path",
-                              "source", index, "journal")
+                directory = str(self.path(journal["directory"]))
             if shutil.which(JOURNALCTL) is None:
                 self.fail(f"a journal source needs {JOURNALCTL}, which is not installed (not "
                           "found in PATH); install systemd's journalctl or follow a log file "
                           "instead", "source", index, "journal")
-            raw = journal.get("matches", [])
-            if not isinstance(raw, list) or not all(
-                    isinstance(m, str) and regex.fullmatch(r"[A-Z0-9_]+=.*", m) for m in raw):
-                self.fail("journal.matches must be a list of FIELD=value strings",
-                          "source", index, "journal")
-            else:
-                matches = tuple(raw)
-        if data.get("start_at", "end") not in ("end", "beginning"):
-            self.fail("start_at must be \"end\" or \"beginning\"", "source", index, "start_at")
-        if isinstance(data.get("max_line_bytes"), int) and data["max_line_bytes"] < 256:
+            wrong = [m for m in journal.get("matches", [])
+                     if not regex.fullmatch(r"[A-Z0-9_]+=.*", m)]
+            if wrong:
+                self.fail(f"journal match {wrong[0]!r} is not FIELD=value", "source", index,
+                          "journal")
+            matches = tuple(journal.get("matches", ()))
+        if data.get("max_line_bytes", 256) < 256:
             self.fail("max_line_bytes must be at least 256", "source", index, "max_line_bytes")
         if len(self.problems) > before:
             return None
         path = data.get("path")
+        defaults = Source()
         return Source(
             path=str(self.path(path)) if path else None,
             journal_matches=matches,
-            start_at=data.get("start_at", "end"),
-            max_line_bytes=data.get("max_line_bytes", 65_536),
-            poll=data.get("poll", False),
+            start_at=data.get("start_at", defaults.start_at),
+            max_line_bytes=data.get("max_line_bytes", defaults.max_line_bytes),
+            poll=data.get("poll", defaults.poll),
             journal_directory=directory,
         )
 
-    def load_command(self, index: int, data: dict) -> Command | None:
+    def load_command(self, index: int, raw: dict) -> Command | None:
         """A [[command]]: its own keys here; the action's options, and which targets it
         acts on, as the action's description (arguard.respond.actions) says."""
         before = len(self.problems)
-        base_keys: dict[str, Any] = {"name": str, "action": str, "executable": str,
-                                     "expect": str, "timeout_allowed": bool,
-                                     "extra_args": list, "legacy_args": bool}
-        self.check_keys({k: v for k, v in data.items() if k in base_keys}, base_keys,
-                        "command", index)
+        own = {k: v for k, v in raw.items() if COMMAND.key(k) is not None}
+        data = self.check(own, COMMAND, index)
         action = data.get("action")
         executable = data.get("executable")
         name = data.get("name")
-        if not isinstance(name, str) or not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-            self.fail("command needs a 'name' of letters, digits, '-', '_' or '.'",
-                      "command", index, "name" if "name" in data else None)
+        if "name" not in raw:
+            self.fail("command needs a 'name'", "command", index)
+        elif name is not None and not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            self.fail("command name must be letters, digits, '-', '_' or '.'", "command",
+                      index, "name")
         described = None
-        if (action is None) == (executable is None):
+        if ("action" in raw) == ("executable" in raw):
             self.fail("a [[command]] needs exactly one of 'action' (built-in) or 'executable'",
                       "command", index)
         elif executable is not None:
             described = action_type(EXECUTABLE_ACTION)
             action = EXECUTABLE_ACTION
-        elif isinstance(action, str) and action in builtin_actions():
+            if "/" in executable or executable in (".", "..") or not executable.strip():
+                self.fail("executable must be a bare file name inside paths.ar_bin_dir "
+                          "(no '/')", "command", index, "executable")
+        elif action is not None and action in builtin_actions():
             described = action_type(action)
-        elif isinstance(action, str):
+        elif action is not None:
             self.fail(f"unknown action {action!r}; built-in actions are "
                       + ", ".join(builtin_actions()), "command", index, "action")
-        if isinstance(executable, str) and (
-                "/" in executable or executable in (".", "..") or not executable.strip()):
-            self.fail("executable must be a bare file name inside paths.ar_bin_dir "
-                      "(no '/')", "command", index, "executable")
         expect = data.get("expect", described.default_expect if described else "srcip")
-        if expect not in EXPECT_KINDS:
-            self.fail(f"expect must be one of {', '.join(EXPECT_KINDS)}",
-                      "command", index, "expect")
-        elif described is not None and EXPECT_KINDS[expect] not in described.kinds:
+        if described is not None and EXPECT_KINDS[expect] not in described.kinds:
             self.fail(f"expect {expect!r} gives targets of kind {EXPECT_KINDS[expect]}, but "
                       f"action {action!r} acts on targets of kind "
                       + " or ".join(described.kinds), "command", index, "expect")
-        extra_args = data.get("extra_args", [])
-        if isinstance(extra_args, list) and not all(isinstance(a, str) for a in extra_args):
-            self.fail("extra_args must be a list of strings", "command", index, "extra_args")
-        given = {k: v for k, v in data.items() if k not in base_keys}
+        given = {k: v for k, v in raw.items() if k not in own}
         if described is not None:
             for key, message in described.problems(action, given):
                 self.fail(message, "command", index, key)
@@ -405,43 +530,35 @@ class _Loader:
         return Command(
             name=name, action=action, expect=expect,
             timeout_allowed=data.get("timeout_allowed", False), executable=executable,
-            extra_args=tuple(extra_args), legacy_args=data.get("legacy_args", False),
-            options=MappingProxyType(options),
+            extra_args=tuple(data.get("extra_args", ())),
+            legacy_args=data.get("legacy_args", False), options=MappingProxyType(options),
         )
 
-    def load_response(self, index: int, data: dict, commands: Mapping[str, Command],
+    def load_response(self, index: int, raw: dict, commands: Mapping[str, Command],
                       reported: set[str]) -> ActiveResponse | None:
         """An [[active_response]]. Each mistake is reported once: a key of the wrong type
-        by check_keys only, a command whose own table is wrong at that table only."""
+        by `check` only, a command whose own table is wrong at that table only."""
         table = "active_response"
         before = len(self.problems)
-        self.check_keys(data, {"command": str, "location": str, "rules_id": (list, int),
-                               "level": int, "rules_group": str, "timeout": (int, str),
-                               "repeated_offenders": list, "disabled": bool}, table, index)
+        data = self.check(raw, ACTIVE_RESPONSE, index)
         command = data.get("command")
         timeout = self.duration(data, "timeout", table, index, None)
-        if "command" not in data:
+        if "command" not in raw:
             self.fail("active_response needs 'command'", table, index)
-        elif isinstance(command, str) and command not in commands and command not in reported:
+        elif command is not None and command not in commands and command not in reported:
             self.fail(f"active_response names unknown command {command!r}", table, index,
                       "command")
-        elif isinstance(command, str) and command in commands and "timeout" in data \
-                and not commands[command].timeout_allowed:
+        elif command in commands and "timeout" in raw and not commands[command].timeout_allowed:
             self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
                       table, index, "timeout")
-        if data.get("location", "local") != "local":
-            self.fail("location must be \"local\" (arguard runs on one host)",
-                      table, index, "location")
         rules_id = data.get("rules_id", [])
-        rules_id = [rules_id] if _is_type(rules_id, int) else rules_id
-        if isinstance(rules_id, list) and not all(_is_type(r, int) for r in rules_id):
-            self.fail("rules_id must be rule ids (integers)", table, index, "rules_id")
-        if not data.get("rules_id") and "level" not in data and "rules_group" not in data:
+        rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
+        if not raw.get("rules_id") and "level" not in raw and "rules_group" not in raw:
             self.fail("active_response needs rules_id, level or rules_group", table, index)
-        if _is_type(data.get("level"), int) and not 0 <= data["level"] <= 16:
+        if not 0 <= data.get("level", 0) <= 16:
             self.fail("level must be 0-16", table, index, "level")
         offenders = self.repeated_offenders(data, index)
-        if offenders and "timeout" not in data:
+        if offenders and "timeout" not in raw:
             self.fail("repeated_offenders needs a timeout", table, index, "repeated_offenders")
         if len(self.problems) > before or data.get("disabled", False):
             return None
@@ -456,16 +573,10 @@ class _Loader:
     def repeated_offenders(self, data: dict, index: int) -> tuple[int, ...]:
         """Minutes for the 2nd, 3rd, … offence: integers (minutes, as in Wazuh) or durations
         of whole minutes ("30m", "2h", "1d")."""
-        entries = data.get("repeated_offenders", [])
-        if not isinstance(entries, list):
-            return ()
         minutes: list[int] = []
-        for entry in entries:
-            if _is_type(entry, int) and entry > 0:
-                minutes.append(entry)
-                continue
+        for entry in data.get("repeated_offenders", []):
             try:
-                seconds = parse_duration(entry) if isinstance(entry, str) else 0
+                seconds = entry * 60 if isinstance(entry, int) else parse_duration(entry)
             except ValueError:
                 seconds = 0
             if seconds <= 0 or seconds % 60:
@@ -475,6 +586,14 @@ class _Loader:
                 return ()
             minutes.append(seconds // 60)
         return tuple(minutes)
+
+
+def parse_endpoint(text: str) -> tuple[str, int] | None:
+    """`host:port` or `[v6]:port` as (host, port); None when it is neither."""
+    match = regex.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]+)):(\d{1,5})", text)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        return None
+    return (match.group(1) or match.group(2), int(match.group(3)))
 
 
 def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

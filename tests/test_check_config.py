@@ -229,11 +229,13 @@ def test_a_mistake_in_a_command_is_not_reported_again_by_its_responses(tmp_path)
     ('timeout = "10 minutes"', 'active_response.timeout must be a duration (600, "10m", '
                                '"1h30m", "7d")'),
     ('timeout = 0', "active_response.timeout must be a positive duration"),
-    ('timeout = true', "active_response.timeout must be an integer or a string"),
+    ('timeout = true', 'active_response.timeout must be a duration (600, "10m", "1h30m", '
+                       '"7d")'),
     ('timeout = 600\nrepeated_offenders = ["90s"]',
      "repeated_offenders must be positive minutes (30) or durations of whole minutes"),
-    ('timeout = 600\nrules_id = "5763"', "active_response.rules_id must be a list or an "
-                                         "integer"),
+    ('timeout = 600\nrules_id = "5763"', "active_response.rules_id must be a rule id or a "
+                                         "list of rule ids"),
+    ('timeout = 600\nexpect = 5', "unknown key 'expect' in [active_response]"),
 ])
 def test_a_wrong_value_is_one_error(tmp_path, binding, expected):
     config = write_config(tmp_path, extra=DROP + textwrap.dedent("""

@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 
 from arguard.respond.actions import ACTIONS
-from arguard.respond.actions.base import PATH, STRING, ActionType, Option
+from arguard.respond.actions.base import ActionType
+from arguard.schema import PATH, STRING, Option
 
 NAME = "recorder"
 

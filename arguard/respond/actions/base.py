@@ -20,11 +20,12 @@ responder logs it, counts it and writes it to active-responses.log.
 from __future__ import annotations
 
 import copy
-import enum
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from arguard.schema import REQUIRED, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command, Paths
@@ -95,67 +96,6 @@ def parse_address(text: str) -> Address:
 
 
 # --- self-description ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class OptionType:
-    """A type an option value may have, named as the configuration reference names it."""
-
-    name: str
-    accepts: Callable[[Any], bool]
-    #: a path, made absolute relative to the configuration file's directory
-    path: bool = False
-
-
-def _plain(*kinds: type) -> Callable[[Any], bool]:
-    def accepts(value: Any) -> bool:
-        return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
-    return accepts
-
-
-STRING = OptionType("a string", _plain(str))
-PATH = OptionType("a path", _plain(str), path=True)
-INTEGER = OptionType("an integer", _plain(int))
-NUMBER = OptionType("a number", _plain(int, float))
-BOOLEAN = OptionType("true or false", _plain(bool))
-STRINGS = OptionType("a list of strings",
-                     lambda value: isinstance(value, list) and all(isinstance(v, str)
-                                                                   for v in value))
-
-
-class _Required(enum.Enum):
-    REQUIRED = "required"
-
-
-#: the default of an option that must be given
-REQUIRED = _Required.REQUIRED
-
-
-@dataclass(frozen=True)
-class Option:
-    """One key of a [[command]] table that an action reads."""
-
-    name: str
-    type: OptionType
-    default: Any
-    #: one line for the configuration reference
-    meaning: str
-    #: the only values allowed (empty: any value of the type)
-    choices: tuple[Any, ...] = ()
-    #: what is wrong with a value of the right type ("must be …", "is not …"), or None
-    check: Callable[[Any], str | None] | None = None
-
-    def problem(self, value: Any) -> str | None:
-        if not self.type.accepts(value):
-            return f"{self.name} must be {self.type.name}"
-        if self.choices and value not in self.choices:
-            names = [f'"{c}"' for c in self.choices]
-            return f"{self.name} must be {', '.join(names[:-1])} or {names[-1]}"
-        if self.check is not None:
-            problem = self.check(value)
-            if problem is not None:
-                return f"{self.name} {value!r} {problem}"
-        return None
-
 
 #: a problem with a command's options: (the key it is about, or None for the table; message)
 Problem = tuple["str | None", str]

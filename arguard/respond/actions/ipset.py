@@ -53,17 +53,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions.base import (
-    STRING,
     ActionError,
     ActionType,
     Address,
-    Option,
     OwnerConflict,
     parse_address,
 )
 from arguard.respond.actions.iptables import JUMP_FROM, TARGET, check_jumps, chain_option
 from arguard.respond.actions.loopsafe import outside_event_loop
 from arguard.respond.owner import UNTAGGED, Owner, describe_tag
+from arguard.schema import STRING, Option
 
 if TYPE_CHECKING:
     from pyroute2 import IPSet

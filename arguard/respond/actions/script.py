@@ -60,8 +60,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from arguard.alerts import alert_to_dict, format_time
-from arguard.respond.actions.base import NUMBER, ActionError, ActionType, Option
+from arguard.respond.actions.base import ActionError, ActionType
 from arguard.respond.targets import EXPECT_KINDS, TargetKind, check_user, normalise_address
+from arguard.schema import NUMBER, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command
