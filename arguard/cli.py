@@ -141,6 +141,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if status["running"] else EXIT_NOT_RUNNING
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from arguard.explain import explain, render
+
+    config, ruleset = _load(args)
+    record = explain(config, ruleset, args.target)
+    sys.stdout.write(json.dumps(record, indent=2) + "\n" if args.json else render(record))
+    return EXIT_OK
+
+
 def cmd_block(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon, direct_block
 
@@ -294,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status,
                  "daemon state, sources, active blocks, alerts per rule (exit 3: not running)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    explain_ = add("explain", cmd_explain,
+                   "why a target is blocked: each offence with its time, rule, alert and the "
+                   "log lines that led to it, the expiry, and the next offence's timeout")
+    explain_.add_argument("target", metavar="TARGET", help="an IP address or a user name")
+    explain_.add_argument("--json", action="store_true", help="machine-readable output")
     block = add("block", cmd_block, "block a target now (through the daemon, or directly "
                                     "when it is not running)")
     block.add_argument("target", metavar="TARGET", help="an IP address or a user name")

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from arguard import __version__, control, sdnotify
 from arguard.alerts import AlertLog
@@ -37,6 +37,9 @@ from arguard.ruleset.files import Ruleset, load_ruleset
 from arguard.sources.manager import SourceManager
 from arguard.status import blocks_section
 from arguard.store import Store
+
+if TYPE_CHECKING:
+    from arguard.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class Daemon:
         self.line_errors = 0
         self.rule_counts: Counter[int] = Counter()
         self.last_reload: dict[str, Any] = {"at": None, "error": None}
+        #: "ok" / "refused" → how many reloads (metrics)
+        self.reloads: Counter[str] = Counter()
+        self.metrics: Metrics | None = None
         self._watched = self._watched_files()
         self._stopping = asyncio.Event()
         self._exit_code = 0
@@ -94,6 +100,12 @@ class Daemon:
                 claim.close()
             raise
         server = await control.serve(self.config.paths.control_socket, self.handle)
+        if self.config.metrics.enabled:
+            from arguard.metrics import Metrics
+
+            self.metrics = Metrics(self, self.config.metrics)
+            self.responder.timed = self.metrics.observe
+            await self.metrics.start()
         core = [loop.create_task(self.respond.scheduler.run(), name="expiry"),
                 loop.create_task(self._watch_files(), name="config watch"),
                 loop.create_task(self._report_status(), name="status")]
@@ -117,6 +129,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*core, *self._background, return_exceptions=True)
         self.responder.on_exit()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if claim is not None:
             claim.close()
         self.alert_log.close()
@@ -228,18 +242,23 @@ class Daemon:
             except ConfigError as error:
                 message = "\n".join(str(p) for p in error.problems)
                 self.last_reload = {"at": time.time(), "error": message}
+                self.reloads["refused"] += 1
                 for problem in error.problems:
                     log.error("reload (%s) refused, old configuration kept: %s", reason, problem)
                 return {"ok": False, "error": message}
             except OSError as error:
                 message = f"{error.filename or self.config_path}: {error.strerror or error}"
                 self.last_reload = {"at": time.time(), "error": message}
+                self.reloads["refused"] += 1
                 log.error("reload (%s) refused, old configuration kept: %s", reason, message)
                 return {"ok": False, "error": message}
             notes = []
             if config.paths != self.config.paths:
                 notes.append("[paths] changed: takes effect at the next restart")
-                config = _with_paths(config, self.config)
+                config = replace(config, paths=self.config.paths)
+            if config.metrics != self.config.metrics:
+                notes.append("[metrics] changed: takes effect at the next restart")
+                config = replace(config, metrics=self.config.metrics)
             old = self.config
             self.config = config
             self.respond.reconfigure(config)
@@ -252,6 +271,7 @@ class Daemon:
                 await self._start_sources()
             self._watched = self._watched_files()
             self.last_reload = {"at": time.time(), "error": None}
+            self.reloads["ok"] += 1
             log.info("reloaded (%s): %d decoders, %d rules, %d sources%s", reason,
                      len(ruleset.decoders), len(ruleset.rules.rules), len(config.sources),
                      "".join("; " + n for n in notes))
@@ -334,7 +354,14 @@ class Daemon:
             "responses": _response_counters(self.responder.counters),
             "failures": list(self.responder.log.recent_failures),
             "reload": self.last_reload,
+            "metrics": None if self.metrics is None else self._metrics_status(),
         }
+
+    def _metrics_status(self) -> dict[str, Any]:
+        settings = self.config.metrics
+        return {"listen": None if settings.listen is None else "%s:%d" % settings.listen,
+                "textfile": None if settings.textfile is None else str(settings.textfile),
+                "error": self.metrics.error if self.metrics is not None else None}
 
     def _with_rates(self, sources: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """Add lines/s per source, over the time since the previous sample (at least
@@ -401,10 +428,6 @@ def _response_counters(counters: Counter[tuple[str, str]]) -> dict[str, dict[str
     for (command, verb), count in sorted(counters.items()):
         result.setdefault(command, {})[verb] = count
     return result
-
-
-def _with_paths(config: Config, running: Config) -> Config:
-    return replace(config, paths=running.paths)
 
 
 def run_daemon(config_path: Path | None, dry_run: bool) -> int:

@@ -68,6 +68,6 @@ class Pipeline:
         self.firedtimes[rule.id] += 1
         self._alerts += 1
         alert = Alert(id=f"{int(when)}.{self._alerts}", rule=rule.info, event=event,
-                      firedtimes=self.firedtimes[rule.id])
+                      firedtimes=self.firedtimes[rule.id], previous=evaluation.previous)
         responses = self.decide(alert) if self.decide is not None else []
         return Outcome(event, evaluation, alert, responses)

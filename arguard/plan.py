@@ -26,7 +26,8 @@ def describe(config: Config, ruleset: Ruleset, ssh_client: str | None) -> list[s
             how_long += ", repeat offenders " + ", ".join(
                 format_duration(minutes * 60) for minutes in binding.repeated_offenders)
         lines.append(f"  {command.name} ({command.action}) acts on the {command.expect} of "
-                     f"the alerts of {_selection(binding)} ({len(rules)} rules), {how_long}:")
+                     f"the alerts of {_selection(binding)} ({len(rules)} "
+                     f"{'rule' if len(rules) == 1 else 'rules'}), {how_long}:")
         for rule in rules[:SHOWN_RULES]:
             lines.append(f"    {rule.id:>7}  level {rule.level:>2}  {rule.description}")
         if len(rules) > SHOWN_RULES:

@@ -85,6 +85,12 @@ def render(status: dict[str, Any]) -> str:
     out.append(f"config: {status.get('config') or '(shipped default configuration)'}")
     if status.get("owner"):
         out.append(f"owner of its kernel objects: {status['owner']}")
+    metrics = status.get("metrics")
+    if metrics:
+        where = [f"http://{metrics['listen']}/metrics"] if metrics.get("listen") else []
+        where += [metrics["textfile"]] if metrics.get("textfile") else []
+        out.append("metrics: " + ", ".join(where)
+                   + (f" — {metrics['error']}" if metrics.get("error") else ""))
     reload = status.get("reload") or {}
     if reload.get("error"):
         out.append(f"last reload FAILED at {_clock(reload.get('at'))} (old configuration kept):")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 
 
 def check(config_path) -> subprocess.CompletedProcess:
@@ -324,3 +324,49 @@ def test_command_options_are_checked_by_the_action_with_line(tmp_path, command, 
      """))
     assert result.returncode == 1
     assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command,key,expected", [
+    ('action = "ipset"\nexpect = 5', "expect", "command.expect must be a string"),
+    ('action = "ipset"\nexpect = "src"', "expect",
+     'command.expect must be "srcip", "dstip", "srcuser", "dstuser" or "user"'),
+    ('name = 7\naction = "ipset"', "name", "command.name must be a string"),
+    ('action = "ipsett"', "action", "unknown action 'ipsett'"),
+])
+def test_a_wrong_command_key_is_one_error(tmp_path, command, key, expected):
+    body = command if command.startswith("name") else 'name = "x"\n' + command
+    config = write_config(tmp_path, extra="\n[[command]]\n" + body + "\n")
+    result = check(config)
+    assert result.returncode == 1
+    [error] = errors_of(result)
+    assert error.startswith(f"error: {config}:{line_of(config, key + ' =')}: {expected}"), \
+        result.stderr
+
+
+def test_check_config_says_what_it_will_do_and_whether_the_ssh_session_is_safe(tmp_path):
+    config = write_config(tmp_path, extra=DROP + """
+        [global]
+        white_list = ["198.51.100.0/24"]
+
+        [[active_response]]
+        command = "drop"
+        rules_id = [5763]
+        timeout = "10m"
+        repeated_offenders = ["1h"]
+        """)
+
+    def run(ssh: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "arguard.cli", "check-config", "-c",
+                                 str(config)], capture_output=True, text=True,
+                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                     "SSH_CONNECTION": ssh})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    safe = run("198.51.100.9 50000 192.0.2.1 22")
+    assert ("  drop (ipset) acts on the srcip of the alerts of rules 5763 (1 rule), for 10m, "
+            "repeat offenders 1h:\n       5763  level 10  sshd: password brute force") in safe
+    assert "Never blocked (white list): 198.51.100.0/24\n" in safe
+    assert "This SSH session's address 198.51.100.9 is on the white list." in safe
+    assert "WARNING: this SSH session's address 203.0.113.9 is NOT on the white list" in \
+        run("203.0.113.9 50000 192.0.2.1 22")

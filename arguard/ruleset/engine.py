@@ -27,10 +27,17 @@ DEFAULT_MAX_KEYS = 100_000
 _DIFFERENT_HISTORY = 64  # counted events kept per key for different_* rules
 
 
+#: characters of a counted event's line kept in a correlation window (for the lines behind
+#: an alert: `arguard explain`); a longer line is kept cut
+KEPT_LINE_CHARS = 1024
+
+
 @dataclass(slots=True)
 class Evaluation:
     rule: Rule | None
     chain: tuple[Rule, ...]
+    #: the lines of the events a frequency rule counted before this one, oldest first
+    previous: tuple[str, ...] = ()
 
 
 _NO_RULE = Evaluation(None, ())
@@ -61,7 +68,8 @@ def _key(rule: Rule, event: Event) -> tuple[str, ...] | None:
 
 
 class _Windows:
-    """Per correlation key, the recent counted events of one frequency rule."""
+    """Per correlation key, the recent counted events of one frequency rule: (time, values
+    of its different_* fields, its line)."""
 
     __slots__ = ("rule", "keys", "max_keys", "history")
 
@@ -80,16 +88,16 @@ class _Windows:
             window.popleft()
         if different is None:
             return len(window) + 1
-        return len({values for _, values in window} | {different})
+        return len({entry[1] for entry in window} | {different})
 
-    def add(self, key: tuple, now: float, different: tuple | None) -> None:
+    def add(self, key: tuple, now: float, different: tuple | None, line: str) -> None:
         keys = self.keys
         window = keys.get(key)
         if window is None:
             window = keys[key] = deque(maxlen=self.history)
         else:
             keys.move_to_end(key)
-        window.append((now, different))
+        window.append((now, different, line[:KEPT_LINE_CHARS]))
         horizon = now - self.rule.timeframe
         while keys:
             oldest_key, oldest = next(iter(keys.items()))
@@ -98,8 +106,10 @@ class _Windows:
             else:
                 break
 
-    def reset(self, key: tuple) -> None:
-        self.keys.pop(key, None)
+    def take(self, key: tuple) -> tuple[str, ...]:
+        """Start the key's count again; the lines it had counted."""
+        window = self.keys.pop(key, None)
+        return () if window is None else tuple(entry[2] for entry in window)
 
 
 class _IgnoreTable:
@@ -345,7 +355,7 @@ class Engine:
             return _NO_RULE
         final = chain[-1]
         evaluation = Evaluation(final, tuple(chain))
-        self._after(final, evaluation.chain, event)
+        evaluation.previous = self._after(final, evaluation.chain, event)
         return evaluation
 
     def _entries_after(self, entries: tuple, rule: Rule) -> tuple:
@@ -394,13 +404,16 @@ class Engine:
             self._stateful_tested = True
         return self._matches(rule, event)
 
-    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> None:
+    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> tuple[str, ...]:
+        """Count the event for the rules watching its rule, start the counts of the
+        frequency rules it fired again; the lines those had counted."""
         now = event.time
+        previous: tuple[str, ...] = ()
         for rule in chain:
             if rule.frequency is not None:
                 key = _key(rule, event)
                 if key is not None:
-                    self.windows[rule.id].reset(key)
+                    previous = self.windows[rule.id].take(key) or previous
         if final.ignore:
             key = _key(final, event)
             if key is not None:
@@ -414,7 +427,9 @@ class Engine:
         for watcher in watchers:
             key = _key(watcher, event)
             if key is not None:
-                self.windows[watcher.id].add(key, now, self._different(watcher, event))
+                self.windows[watcher.id].add(key, now, self._different(watcher, event),
+                                             event.line.text)
+        return previous
 
     @staticmethod
     def _different(rule: Rule, event: Event) -> tuple | None:
