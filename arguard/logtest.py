@@ -113,7 +113,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     for text in iter_text_lines(bar.reader(source, counters), MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
         simulation.advance(outcome.event.time)
-        applied = simulation.apply(outcome.responses)
+        applied = simulation.apply(outcome.responses) if outcome.responses else []
         if mode == "summary":
             if outcome.event.decoder is not None:
                 decoded += 1

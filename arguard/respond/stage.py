@@ -102,17 +102,19 @@ class Simulation:
         """Move the clock to `when` (never back), lifting every block that expires on the
         way at its own expiry time; the lifts with their times. Called for every line, so
         the next expiry is remembered rather than asked of the store each time."""
+        clock = self.clock
         lifted: list[tuple[float, Applied]] = []
         while self._next_expiry is not None and self._next_expiry <= when:
-            self.clock.now = max(self.clock.now, self._next_expiry)
-            lifted.extend((self.clock.now, applied)
+            clock.now = max(clock.now, self._next_expiry)
+            lifted.extend((clock.now, applied)
                           for applied in self.stage.responder.lift_expired())
             self._next_expiry = self.stage.responder.next_expiry()
-        self.clock.now = max(self.clock.now, when)
+        if when > clock.now:
+            clock.now = when
         self._advances += 1
         if self._advances % PURGE_EVERY == 0:
-            self.store.purge_lifted_blocks(self.clock.now)
-            self.store.forget_offenders(self.clock.now - self.config.global_.offender_forget)
+            self.store.purge_lifted_blocks(clock.now)
+            self.store.forget_offenders(clock.now - self.config.global_.offender_forget)
         return lifted
 
     def apply(self, responses: Sequence[Response]) -> list[Applied]:
