@@ -172,20 +172,23 @@ class _DaemonCollector:
         yield from _daemon_metrics(daemon)
 
 
-def _counter(name: str, documentation: str, labels: list[str],
-             values: dict[tuple[str, ...], float]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=labels)
+def _family(kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str,
+            documentation: str, labels: list[str],
+            values: dict[tuple[str, ...], float]) -> Metric:
+    family = kind(name, documentation, labels=labels)
     for key, value in sorted(values.items()):
         family.add_metric(list(key), value)
     return family
+
+
+def _counter(name: str, documentation: str, labels: list[str],
+             values: dict[tuple[str, ...], float]) -> Metric:
+    return _family(CounterMetricFamily, name, documentation, labels, values)
 
 
 def _gauge(name: str, documentation: str, labels: list[str],
-           values: dict[tuple[str, ...], float]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=labels)
-    for key, value in sorted(values.items()):
-        family.add_metric(list(key), value)
-    return family
+           values: dict[tuple[str, ...], float]) -> Metric:
+    return _family(GaugeMetricFamily, name, documentation, labels, values)
 
 
 def _source_metrics(daemon: Daemon) -> Iterator[Metric]:
