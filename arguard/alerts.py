@@ -1,4 +1,9 @@
-"""Alerts as JSON objects with Wazuh's alerts.json field names, and the alerts.json writer."""
+"""Alerts as JSON objects with Wazuh's alerts.json field names, and the alerts.json writer.
+
+As in Wazuh (src/analysisd/format/json_extended.c, W_JSON_ParseGroups), a rule's compliance
+groups (`pci_dss_11.5`, `gdpr_II_5.1.f`, …) are shown as `rule.pci_dss`, `rule.gdpr`, … and
+not in `rule.groups`; a file integrity alert shows its fields as `syscheck` instead of `data`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from arguard.model import Alert, Event, RuleInfo
+from arguard.syscheck import is_syscheck, syscheck_object
 
 _HOSTNAME = socket.gethostname()
 
@@ -37,6 +43,24 @@ class _SecondCache:
 
 
 _seconds = _SecondCache()
+
+#: group prefix → the rule key it is shown under (Wazuh's add_group* functions, their order)
+_COMPLIANCE = (("pci_dss_", "pci_dss"), ("cis_", "cis"), ("gdpr_", "gdpr"), ("gpg13_", "gpg13"),
+               ("hipaa_", "hipaa"), ("nist_800_53_", "nist_800_53"), ("tsc_", "tsc"))
+
+
+def rule_groups(groups: tuple[str, ...]) -> dict[str, list[str]]:
+    """`groups` and the compliance lists as the alert's rule shows them: {"groups": plain
+    groups, "pci_dss": ["11.5"], …}, compliance keys in the order they first appear."""
+    result: dict[str, list[str]] = {"groups": []}
+    for group in groups:
+        for prefix, key in _COMPLIANCE:
+            if group.startswith(prefix):
+                result.setdefault(key, []).append(group[len(prefix):])
+                break
+        else:
+            result["groups"].append(group)
+    return result
 
 
 def format_time(when: float) -> str:
@@ -76,7 +100,7 @@ def alert_to_dict(alert: Alert) -> dict:
             "description": rule.description,
             "id": str(rule.id),
             "firedtimes": alert.firedtimes,
-            "groups": list(rule.groups),
+            **rule_groups(rule.groups),
         },
         "agent": {"id": "000", "name": event.pre.hostname or _HOSTNAME},
         "manager": {"name": _HOSTNAME},
@@ -88,10 +112,12 @@ def alert_to_dict(alert: Alert) -> dict:
     predecoder = predecoder_dict(event)
     if predecoder:
         result["predecoder"] = predecoder
+    if is_syscheck(event):
+        result["syscheck"] = syscheck_object(event.fields)
     decoder = decoder_dict(event)
     if decoder:
         result["decoder"] = decoder
-    if event.fields:
+    if event.fields and not is_syscheck(event):
         result["data"] = dict(event.fields)
     result["location"] = event.line.location
     return result
@@ -112,7 +138,7 @@ class _RuleFragments:
         if cached is None or cached[0] is not rule:
             head = _encode_object({"level": rule.level, "description": rule.description,
                                    "id": str(rule.id)})
-            tail = ", " + _encode_object({"groups": list(rule.groups)})[1:-1]
+            tail = ", " + _encode_object(rule_groups(rule.groups))[1:-1]
             if rule.mitre:
                 tail += ", " + _encode_object({"mitre": {"id": list(rule.mitre)}})[1:-1]
             cached = (rule, head[:-1] + ', "firedtimes": ', tail + "}")
@@ -146,10 +172,13 @@ def alert_to_json(alert: Alert) -> str:
     predecoder = predecoder_dict(event)
     if predecoder:
         parts += ', "predecoder": ', _string_object(predecoder)
+    syscheck = is_syscheck(event)
+    if syscheck:
+        parts += ', "syscheck": ', _encode_object(syscheck_object(event.fields))
     decoder = decoder_dict(event)
     if decoder:
         parts += ', "decoder": ', _string_object(decoder)
-    if event.fields:
+    if event.fields and not syscheck:
         parts += ', "data": ', _string_object(event.fields)
     parts += ', "location": ', encode_basestring(event.line.location), "}"
     return "".join(parts)

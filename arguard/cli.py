@@ -18,6 +18,9 @@ DESCRIPTION = ("arguard: detects attacks in the host's logs with Wazuh-compatibl
                "rules and blocks them natively (ipset, iptables, routes, hosts.deny, accounts).")
 EXIT_OK, EXIT_CONFIG, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_REFUSED = 0, 1, 2, 3, 4
 EXIT_TESTS_FAILED = 5
+EXIT_CHANGES = 6
+#: seconds `integrity accept` waits for the daemon (it reads every file it accepts)
+ACCEPT_TIMEOUT = 600.0
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
@@ -29,7 +32,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     import os
 
     from arguard.firstinstall import ssh_client_address
-    from arguard.plan import describe
+    from arguard.overview import describe
+    from arguard.respond.actions import host_notes
 
     config, ruleset = _load(args)
     where = config.path or "(shipped default configuration)"
@@ -37,7 +41,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         where = f"{where} + {', '.join(str(f) for f in config.fragments)}"
     print(f"{where}: OK — {len(ruleset.decoders)} decoders, {len(ruleset.rules.rules)} rules, "
           f"{len(config.sources)} sources, {len(config.commands)} commands, "
-          f"{len(config.active_responses)} active responses")
+          f"{len(config.active_responses)} active responses"
+          + (f", {sum(len(e.paths) for e in config.integrity)} paths watched for integrity"
+             if config.integrity else ""))
+    for name, note in host_notes(config.commands.values()).items():
+        print(f"command {name}: {note}")
     for line in describe(config, ruleset, ssh_client_address(os.environ.get("SSH_CONNECTION"))):
         print(line)
     return EXIT_OK
@@ -144,34 +152,58 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from arguard.explain import explain, render
 
+    target, _, problem = _target(args)
+    if problem is None and target is None:
+        problem = "give an address or network (TARGET), or --user NAME"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     config, ruleset = _load(args)
-    record = explain(config, ruleset, args.target)
+    record = explain(config, ruleset, target)
     sys.stdout.write(json.dumps(record, indent=2) + "\n" if args.json else render(record))
     return EXIT_OK
+
+
+def _target(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
+    """(target, kind, usage error) from TARGET or --user NAME."""
+    if args.target is not None and args.user is not None:
+        return None, "ip", "give an address or network, or --user NAME, not both"
+    if args.user is not None:
+        return args.user, "user", None
+    return args.target, "ip", None
 
 
 def cmd_block(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon, direct_block
 
+    target, kind, problem = _target(args)
+    if problem is None and target is None:
+        problem = "give an address or network (TARGET), or --user NAME"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     config = load_config(resolve_config_path(args.config))
-    reply = ask_daemon(config, {"op": "block", "target": args.target, "command": args.command,
-                                "timeout": args.timeout})
+    reply = ask_daemon(config, {"op": "block", "target": target, "kind": kind,
+                                "command": args.command, "timeout": args.timeout})
     if isinstance(reply, DaemonDown):
-        reply = direct_block(config, args.target, args.command, args.timeout)
+        reply = direct_block(config, target, args.command, args.timeout, kind)
     return _report(reply, args.json)
 
 
 def cmd_unblock(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon, direct_unblock
 
-    config = load_config(resolve_config_path(args.config))
-    if (args.target is None) == (not args.all):
-        print("error: give a TARGET or --all", file=sys.stderr)
+    target, kind, problem = _target(args)
+    if problem is None and (target is None) == (not args.all):
+        problem = "give a TARGET, --user NAME or --all"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    reply = ask_daemon(config, {"op": "unblock", "target": args.target, "all": args.all,
-                                "command": args.command})
+    config = load_config(resolve_config_path(args.config))
+    reply = ask_daemon(config, {"op": "unblock", "target": target, "kind": kind,
+                                "all": args.all, "command": args.command})
     if isinstance(reply, DaemonDown):
-        reply = direct_unblock(config, args.target, args.command)
+        reply = direct_unblock(config, target, args.command, kind)
     return _report(reply, args.json)
 
 
@@ -190,6 +222,62 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     notes = "".join(f"; {note}" for note in reply.get("notes", []))
     print(f"reloaded: {reply['decoders']} decoders, {reply['rules']} rules{notes}")
+    return EXIT_OK
+
+
+def cmd_integrity_accept(args: argparse.Namespace) -> int:
+    import os
+
+    from arguard.manual import DaemonDown, ask_daemon, direct_accept
+
+    config = load_config(resolve_config_path(args.config))
+    if not config.integrity:
+        print("error: no [[integrity]] table is configured", file=sys.stderr)
+        return EXIT_USAGE
+    path = os.path.abspath(args.path)
+    reply = ask_daemon(config, {"op": "integrity-accept", "path": path}, ACCEPT_TIMEOUT)
+    if isinstance(reply, DaemonDown):
+        reply = direct_accept(config, path)
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    elif reply.get("ok"):
+        print(f"accepted {reply['files']} file{'' if reply['files'] == 1 else 's'} under "
+              f"{path} as the new baseline ({reply['copies']} known-good "
+              f"cop{'y' if reply['copies'] == 1 else 'ies'} kept)")
+        for note in reply.get("notes", []):
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        print(f"error: {reply.get('error')}", file=sys.stderr)
+    return EXIT_OK if reply.get("ok") else EXIT_REFUSED
+
+
+def cmd_integrity_scan(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from arguard.integrity.dryrun import run_dry_scan
+
+        config, ruleset = _load(args)
+        if not config.integrity:
+            print("error: no [[integrity]] table is configured", file=sys.stderr)
+            return EXIT_USAGE
+        changes = run_dry_scan(config, ruleset, args.json, sys.stdout, sys.stderr)
+        return EXIT_CHANGES if changes else EXIT_OK
+    from arguard.manual import DaemonDown, ask_daemon
+
+    config = load_config(resolve_config_path(args.config))
+    reply = ask_daemon(config, {"op": "integrity-scan"})
+    if isinstance(reply, DaemonDown):
+        print(f"arguard is not running: {reply.reason} (--dry-run shows what a scan would "
+              "report)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    if not reply.get("ok"):
+        print(f"error: {reply.get('error')}", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    else:
+        print(f"scan of {reply['paths']} watched path{'' if reply['paths'] == 1 else 's'} "
+              "started; its changes go to alerts.json (arguard status shows when it is "
+              "done)")
     return EXIT_OK
 
 
@@ -306,11 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain_ = add("explain", cmd_explain,
                    "why a target is blocked: each offence with its time, rule, alert and the "
                    "log lines that led to it, the expiry, and the next offence's timeout")
-    explain_.add_argument("target", metavar="TARGET", help="an IP address or a user name")
+    explain_.add_argument("target", metavar="TARGET", nargs="?",
+                          help="an IP address or a network (a block of a network holding the "
+                               "address is shown too)")
+    explain_.add_argument("--user", metavar="NAME", help="a user name instead (account locks)")
     explain_.add_argument("--json", action="store_true", help="machine-readable output")
     block = add("block", cmd_block, "block a target now (through the daemon, or directly "
                                     "when it is not running)")
-    block.add_argument("target", metavar="TARGET", help="an IP address or a user name")
+    block.add_argument("target", metavar="TARGET", nargs="?",
+                       help="an IP address or a network (198.51.100.0/24, 2001:db8::/64)")
+    block.add_argument("--user", metavar="NAME", help="a user name instead (account locks)")
     block.add_argument("--command", metavar="C", help="the [[command]] to use (default: the "
                                                       "first bound one for this kind of target)")
     block.add_argument("--timeout", metavar="DURATION", type=_duration,
@@ -318,11 +411,43 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("--json", action="store_true", help="machine-readable output")
     unblock = add("unblock", cmd_unblock, "lift a target's blocks (of all commands, or one)")
     unblock.add_argument("target", metavar="TARGET", nargs="?")
+    unblock.add_argument("--user", metavar="NAME", help="a user name instead")
     unblock.add_argument("--all", action="store_true", help="lift every active block")
     unblock.add_argument("--command", metavar="C")
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     add("reload", cmd_reload, "re-read configuration, decoders and rules in the running "
                               "daemon (as SIGHUP does)")
+
+    integrity = commands.add_parser(
+        "integrity", help="file integrity ([[integrity]]): accept changes, preview a scan",
+        description="File integrity monitoring: the [[integrity]] tables' baseline "
+                    "(docs/integrity.md).")
+    integrity_commands = integrity.add_subparsers(dest="integrity_command", required=True,
+                                                  metavar="ACTION")
+
+    def add_integrity(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = integrity_commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", metavar="FILE",
+                         help="configuration file (default: $ARGUARD_CONFIG, then "
+                              "/etc/arguard/arguard.toml)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    accept = add_integrity(
+        "accept", cmd_integrity_accept,
+        "make the current state of PATH (a file, or every watched file under a directory) "
+        "the baseline and, with keep_copies, the known-good content that restore-file puts "
+        "back (through the daemon, or directly when it is not running)")
+    accept.add_argument("path", metavar="PATH")
+    scan = add_integrity(
+        "scan", cmd_integrity_scan,
+        "scan every watched path now (in the running daemon); with --dry-run, show what a "
+        "scan would report, as logtest shows lines, recording nothing (exit 6 when there "
+        "are changes)")
+    scan.add_argument("--dry-run", action="store_true",
+                      help="compare with the baseline and show the changes, rules and "
+                           "responses; record nothing")
     return parser
 
 

@@ -30,6 +30,7 @@ from arguard.schema import (
     PATH,
     REQUIRED,
     RULE_IDS,
+    SIZE,
     STRING,
     STRINGS,
     TABLE,
@@ -73,6 +74,16 @@ class Paths:
     def control_socket(self) -> Path:
         return self.run_dir / "control.sock"
 
+    @property
+    def own_directories(self) -> tuple[Path, ...]:
+        """The directories arguard writes itself, which file integrity never watches."""
+        return (self.state_dir, self.log_dir, self.run_dir)
+
+    @property
+    def integrity_copies(self) -> Path:
+        """The known-good copies of watched files (root only)."""
+        return self.state_dir / "integrity-copies"
+
 
 @dataclass(frozen=True)
 class GlobalSettings:
@@ -97,6 +108,28 @@ class Source:
             return self.path
         name = "journal:" + " ".join(self.journal_matches or ())
         return name if self.journal_directory is None else f"{name} @{self.journal_directory}"
+
+
+#: what an [[integrity]] table may check, in the order the configuration reference lists them
+INTEGRITY_CHECKS = ("sha256", "size", "mode", "owner", "inode", "mtime")
+#: the largest `keep_copies`: a copy is held in memory while it is written or restored
+MAX_KEEP_COPIES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """One [[integrity]] table: watched paths (absolute, normalised) and how they are
+    checked (docs/integrity.md)."""
+
+    paths: tuple[str, ...]
+    recursive: bool = True
+    ignore: tuple[str, ...] = ()
+    realtime: bool = True
+    scan_interval: int = 43_200
+    checks: frozenset[str] = frozenset(INTEGRITY_CHECKS)
+    follow_symlinks: bool = False
+    keep_copies: int = 0          # bytes; 0: no known-good copies
+    max_eps: int = 100            # changes reported per second at most
 
 
 @dataclass(frozen=True)
@@ -168,6 +201,7 @@ class Config:
     commands: Mapping[str, Command]
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
+    integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
     metrics: MetricsSettings = MetricsSettings()
 
@@ -230,6 +264,29 @@ SOURCE_JOURNAL = Table("source.journal", False, "The `journal` table of a `[[sou
     Option("directory", PATH, None,
            "a journal directory (journalctl --directory); none: the system journal"),
 ))
+INTEGRITY = Table("integrity", True, (
+    "Files and directories whose changes are alerts (Wazuh's syscheck: rules 550, 553, 554; "
+    "docs/integrity.md)."), (
+    Option("paths", STRINGS, REQUIRED,
+           "files and directories to watch (relative to the configuration file; not /); a "
+           "path inside another table's belongs to the inner one"),
+    Option("recursive", BOOLEAN, Integrity.recursive,
+           "also watch subdirectories; false: the directory's own files only"),
+    Option("ignore", STRINGS, [],
+           "glob patterns: without / a name anywhere below (\"*.swp\", \".git\"), with / a "
+           "whole path"),
+    Option("realtime", BOOLEAN, Integrity.realtime, "watch through inotify; false: scans only"),
+    Option("scan_interval", DURATION, Integrity.scan_interval,
+           "time between full scans (seconds or a duration)"),
+    Option("checks", STRINGS, list(INTEGRITY_CHECKS),
+           "what a change is: " + ", ".join(INTEGRITY_CHECKS)),
+    Option("follow_symlinks", BOOLEAN, Integrity.follow_symlinks,
+           "watch a symlink as the file or directory it points to (loops are cut)"),
+    Option("keep_copies", SIZE, Integrity.keep_copies,
+           "keep the known-good content of files up to this size (\"1MB\", \"512KB\", bytes; at "
+           "most 64MB) for restore-file; needs sha256 among the checks"),
+    Option("max_eps", INTEGER, Integrity.max_eps, "changes reported per second at most"),
+))
 COMMAND = Table("command", True, (
     "A response arguard can apply: a built-in action (`action`, with the action's options "
     "below) or a custom executable (`executable`, the `script` action), exactly one of "
@@ -282,8 +339,8 @@ METRICS = Table("metrics", False, (
            "how often the textfile is written (seconds or a duration)"),
 ))
 #: every table of the configuration file, in the order the reference shows them
-TABLES: tuple[Table, ...] = (PATHS, GLOBAL, RULESET, SOURCE, SOURCE_JOURNAL, COMMAND,
-                             ACTIVE_RESPONSE, METRICS)
+TABLES: tuple[Table, ...] = (PATHS, GLOBAL, RULESET, SOURCE, SOURCE_JOURNAL, INTEGRITY,
+                             COMMAND, ACTIVE_RESPONSE, METRICS)
 
 
 def shipped_dir(kind: str) -> Path:
@@ -345,6 +402,11 @@ class _Loader:
                 valid[key] = value
         return valid
 
+    def misspelt(self, before: int) -> bool:
+        """Whether an unknown key was reported since `before` problems: then a key that
+        "is missing" is most likely that one, and is not reported a second time."""
+        return any(p.message.startswith("unknown key") for p in self.problems[before:])
+
     def table(self, schema: Table) -> dict[str, Any]:
         value = self.doc.data.get(schema.name, {})
         if not isinstance(value, dict):
@@ -384,6 +446,7 @@ class _Loader:
         metrics = self.load_metrics()
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
+        integrity = self.load_integrity_entries()
         commands: dict[str, Command] = {}
         # commands whose own table has a problem (reported there): a response that names
         # one is not told again that the command does not exist
@@ -407,6 +470,7 @@ class _Loader:
             commands=MappingProxyType(commands), active_responses=responses,
             shipped_ruleset=ruleset.get("shipped", True),
             fragments=getattr(self.doc, "fragments", ()), metrics=metrics,
+            integrity=integrity,
         )
 
     def load_paths(self) -> Paths:
@@ -450,7 +514,8 @@ class _Loader:
     def load_source(self, index: int, raw: dict) -> Source | None:
         before = len(self.problems)
         data = self.check(raw, SOURCE, index)
-        if ("path" in raw) == ("journal" in raw):
+        if ("path" in raw) == ("journal" in raw) and not (
+                "path" not in raw and self.misspelt(before)):
             self.fail("a [[source]] needs exactly one of 'path' or 'journal'", "source", index)
         matches: tuple[str, ...] | None = None
         directory: str | None = None
@@ -483,6 +548,72 @@ class _Loader:
             journal_directory=directory,
         )
 
+    def load_integrity_entries(self) -> tuple[Integrity, ...]:
+        entries: list[Integrity] = []
+        seen: dict[str, int] = {}
+        for index, data in enumerate(self.array("integrity")):
+            entry = self.load_integrity(index, data)
+            if entry is None:
+                continue
+            for path in entry.paths:
+                if path in seen:
+                    self.fail(f"{path} is watched by two [[integrity]] tables (#{seen[path] + 1} "
+                              f"and #{index + 1})", "integrity", index, "paths")
+                seen.setdefault(path, index)
+            entries.append(entry)
+        return tuple(entries)
+
+    def load_integrity(self, index: int, raw: dict) -> Integrity | None:
+        before = len(self.problems)
+        data = self.check(raw, INTEGRITY, index)
+        given = data.get("paths")
+        paths: list[str] = []
+        if "paths" not in raw:
+            if not self.misspelt(before):
+                self.fail("an [[integrity]] table needs 'paths', a list of files or "
+                          "directories", "integrity", index)
+        elif given is not None and (not given or not all(
+                p.strip() and "\0" not in p for p in given)):
+            self.fail("integrity.paths must be a list of files or directories",
+                      "integrity", index, "paths")
+        elif given is not None:
+            for name in given:
+                path = os.path.normpath(str(self.path(name)))
+                if path == "/":
+                    self.fail("watching / is not supported: name the directories to watch",
+                              "integrity", index, "paths")
+                elif path not in paths:
+                    paths.append(path)
+        ignore = data.get("ignore", [])
+        if not all(ignore):
+            self.fail("ignore must be a list of glob patterns", "integrity", index, "ignore")
+        checks = data.get("checks", list(INTEGRITY_CHECKS))
+        if isinstance(checks, list) and (not checks or not all(c in INTEGRITY_CHECKS
+                                                               for c in checks)):
+            self.fail("checks must be a list of " + ", ".join(INTEGRITY_CHECKS),
+                      "integrity", index, "checks")
+        interval = self.duration(data, "scan_interval", "integrity", index,
+                                 Integrity.scan_interval)
+        keep = _size(data.get("keep_copies", 0))
+        if keep is None or keep > MAX_KEEP_COPIES:
+            self.fail("keep_copies must be a size such as \"1MB\" or \"512KB\" (at most "
+                      "64MB), or 0", "integrity", index, "keep_copies")
+        elif keep and isinstance(checks, list) and "sha256" not in checks:
+            self.fail("keep_copies needs \"sha256\" among the checks (a copy is known by "
+                      "its sha256)", "integrity", index, "keep_copies")
+        if data.get("max_eps", 1) <= 0:
+            self.fail("max_eps must be positive", "integrity", index, "max_eps")
+        if len(self.problems) > before:
+            return None
+        defaults = Integrity(paths=())
+        return Integrity(
+            paths=tuple(paths), recursive=data.get("recursive", defaults.recursive),
+            ignore=tuple(ignore), realtime=data.get("realtime", defaults.realtime),
+            scan_interval=interval, checks=frozenset(checks),
+            follow_symlinks=data.get("follow_symlinks", defaults.follow_symlinks),
+            keep_copies=keep, max_eps=data.get("max_eps", defaults.max_eps),
+        )
+
     def load_command(self, index: int, raw: dict) -> Command | None:
         """A [[command]]: its own keys here; the action's options, and which targets it
         acts on, as the action's description (arguard.respond.actions) says."""
@@ -492,9 +623,7 @@ class _Loader:
         action = data.get("action")
         executable = data.get("executable")
         name = data.get("name")
-        if "name" not in raw:
-            self.fail("command needs a 'name'", "command", index)
-        elif name is not None and not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        if name is not None and not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
             self.fail("command name must be letters, digits, '-', '_' or '.'", "command",
                       index, "name")
         described = None
@@ -517,10 +646,16 @@ class _Loader:
             self.fail(f"expect {expect!r} gives targets of kind {EXPECT_KINDS[expect]}, but "
                       f"action {action!r} acts on targets of kind "
                       + " or ".join(described.kinds), "command", index, "expect")
+        elif EXPECT_KINDS[expect] == "file" and data.get("timeout_allowed") is True:
+            self.fail("a command that acts on files (expect = \"filename\") runs once per "
+                      "alert: timeout_allowed is not supported", "command", index,
+                      "timeout_allowed")
         given = {k: v for k, v in raw.items() if k not in own}
         if described is not None:
             for key, message in described.problems(action, given):
                 self.fail(message, "command", index, key)
+        if "name" not in raw and not self.misspelt(before):
+            self.fail("command needs a 'name'", "command", index)
         if len(self.problems) > before or described is None:
             return None
         options = described.with_defaults(given)
@@ -544,7 +679,8 @@ class _Loader:
         command = data.get("command")
         timeout = self.duration(data, "timeout", table, index, None)
         if "command" not in raw:
-            self.fail("active_response needs 'command'", table, index)
+            if not self.misspelt(before):
+                self.fail("active_response needs 'command'", table, index)
         elif command is not None and command not in commands and command not in reported:
             self.fail(f"active_response names unknown command {command!r}", table, index,
                       "command")
@@ -553,7 +689,8 @@ class _Loader:
                       table, index, "timeout")
         rules_id = data.get("rules_id", [])
         rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
-        if not raw.get("rules_id") and "level" not in raw and "rules_group" not in raw:
+        if not raw.get("rules_id") and "level" not in raw and "rules_group" not in raw \
+                and not self.misspelt(before):
             self.fail("active_response needs rules_id, level or rules_group", table, index)
         if not 0 <= data.get("level", 0) <= 16:
             self.fail("level must be 0-16", table, index, "level")
@@ -594,6 +731,22 @@ def parse_endpoint(text: str) -> tuple[str, int] | None:
     if match is None or not 0 < int(match.group(3)) < 65536:
         return None
     return (match.group(1) or match.group(2), int(match.group(3)))
+
+
+_SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+
+
+def _size(value: Any) -> int | None:
+    """Bytes from an integer >= 0 or `512KB`, `1MB` (powers of 1024); None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    found = regex.fullmatch(r"\s*(\d+)\s*([kmg]?b)?\s*", value, regex.IGNORECASE) \
+        if isinstance(value, str) else None
+    if found is None:
+        return None
+    return int(found[1]) * _SIZE_UNITS[(found[2] or "b").lower()]
 
 
 def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -1,7 +1,8 @@
 """The control socket: a small JSON-lines protocol shared by the daemon and the CLI.
 
 A request is one JSON object on one line, `{"op": "status"}`, `{"op": "block", "target": …,
-"command": …, "timeout": …}`, `{"op": "unblock", …}`, `{"op": "list"}`, `{"op": "reload"}`;
+"command": …, "timeout": …}`, `{"op": "unblock", …}`, `{"op": "list"}`, `{"op": "reload"}`,
+`{"op": "integrity-accept", "path": …}`, `{"op": "integrity-scan"}`;
 the reply is one line, `{"ok": true, …}` or `{"ok": false, "error": "…"}`. Only root (or the
 daemon's own user) may talk to it: the socket is 0600 and peers are checked by SO_PEERCRED.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 if TYPE_CHECKING:
+    from arguard.integrity.baseline import Accepted
     from arguard.respond.responder import Applied
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -151,3 +153,11 @@ def unblock_reply(lifted: list["Applied"], nothing: str | None) -> dict[str, Any
 
 def no_block_message(target: str, command: str | None) -> str:
     return f"no active block for {target}" + (f" by {command}" if command else "")
+
+
+def accept_reply(accepted: "Accepted") -> dict[str, Any]:
+    """The reply to `arguard integrity accept`, the same from the daemon and directly."""
+    ok = accepted.files > 0
+    return {"ok": ok, "files": accepted.files, "copies": accepted.copies,
+            "notes": list(accepted.notes),
+            **({} if ok else {"error": "; ".join(accepted.notes) or "nothing accepted"})}

@@ -29,10 +29,12 @@ from arguard import __version__, control, sdnotify
 from arguard.alerts import AlertLog
 from arguard.config import Config, load_config
 from arguard.errors import ConfigError
-from arguard.model import Line, Response
-from arguard.pipeline import Pipeline
+from arguard.model import Event, Line, Response
+from arguard.pipeline import Outcome, Pipeline
+from arguard.respond.actions import host_notes
 from arguard.respond.owner import claim_namespace
 from arguard.respond.stage import build_respond_stage
+from arguard.respond.targets import TargetKind
 from arguard.ruleset.files import Ruleset, load_ruleset
 from arguard.sources.manager import SourceManager
 from arguard.status import blocks_section
@@ -155,7 +157,11 @@ class Daemon:
     # --- sources → pipeline → responder -----------------------------------------------------
 
     def _source_manager(self, config: Config) -> SourceManager:
-        return SourceManager(list(config.sources), self.store, self.deliver)
+        paths = config.paths
+        return SourceManager(list(config.sources), self.store, self.deliver,
+                             integrity=config.integrity, deliver_events=self.deliver_events,
+                             copies=None if self.dry_run else paths.integrity_copies,
+                             own_directories=paths.own_directories)
 
     async def _start_sources(self) -> None:
         """Start following and wait until every source is placed (files opened at their
@@ -197,18 +203,40 @@ class Daemon:
                 undecoded[line.location] += 1
             elif outcome.event.ambiguous:
                 ambiguous[line.location] += 1
-            alert = outcome.alert
-            if alert is not None:
-                self.alerts += 1
-                self.rule_counts[alert.rule.id] += 1
-                self.alert_log.write(alert)
-                responses.extend(outcome.responses)
+            responses.extend(self._alerted(outcome))
         self.lines += len(lines)
         self.alert_log.flush()
         for location in undecoded.keys() | ambiguous.keys():
             self.sources.count_decoding(location, undecoded[location], ambiguous[location])
         if responses:
             self._respond(responses)
+
+    def deliver_events(self, events: list[Event]) -> None:
+        """One batch of file integrity events (decoded by their source): match, write
+        alerts, apply responses."""
+        responses: list[Response] = []
+        for event in events:
+            try:
+                outcome = self.pipeline.process_event(event)
+            except Exception:  # an event must never take the daemon down
+                self.line_errors += 1
+                log.exception("file integrity event for %s could not be processed; skipped",
+                              event.fields.get("file"))
+                continue
+            responses.extend(self._alerted(outcome))
+        self.alert_log.flush()
+        if responses:
+            self._respond(responses)
+
+    def _alerted(self, outcome: Outcome) -> list[Response]:
+        """Count and write an outcome's alert; the responses it calls for."""
+        alert = outcome.alert
+        if alert is None:
+            return []
+        self.alerts += 1
+        self.rule_counts[alert.rule.id] += 1
+        self.alert_log.write(alert)
+        return outcome.responses
 
     def _respond(self, responses: list[Response]) -> None:
         """Inline actions before `deliver` returns; detached ones (their action says) in the
@@ -265,7 +293,7 @@ class Daemon:
             pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
-            if config.sources != old.sources:
+            if (config.sources, config.integrity) != (old.sources, old.integrity):
                 await self._stop_sources()
                 self.sources = self._source_manager(config)
                 await self._start_sources()
@@ -325,18 +353,33 @@ class Daemon:
         if op == "reload":
             return await self.reload("control socket")
         if op == "block":
-            target, command, timeout = _block_arguments(request)
-            return control.block_reply(await self.respond.block_async(target, command, timeout))
+            target, command, timeout, kind = _block_arguments(request)
+            return control.block_reply(await self.respond.block_async(target, command, timeout,
+                                                                      kind))
         if op == "unblock" and request.get("all") is True:
             command = request.get("command")
             if command is not None and not isinstance(command, str):
                 raise ValueError("'command' must be a string")
             return control.unblock_reply(await self.respond.unblock_async(None, command), None)
         if op == "unblock":
-            target, command, _ = _block_arguments(request)
-            return control.unblock_reply(await self.respond.unblock_async(target, command),
+            target, command, _, kind = _block_arguments(request)
+            return control.unblock_reply(await self.respond.unblock_async(target, command,
+                                                                          kind),
                                          control.no_block_message(target, command))
+        if op in ("integrity-accept", "integrity-scan"):
+            return await self._integrity_request(op, request)
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def _integrity_request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        integrity = self.sources.integrity
+        if integrity is None:
+            return {"ok": False, "error": "no [[integrity]] table is configured"}
+        if op == "integrity-scan":
+            return {"ok": True, "paths": await integrity.scan_now()}
+        path = request.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ValueError("'path' must be an absolute path")
+        return control.accept_reply(await integrity.accept(path))
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -345,6 +388,7 @@ class Daemon:
             "started": self.started, "uptime": now - self.started,
             "config": None if self.config_path is None else str(self.config_path),
             "owner": self.respond.owner.label,
+            "backends": host_notes(self.config.commands.values()),
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),
@@ -355,6 +399,8 @@ class Daemon:
             "failures": list(self.responder.log.recent_failures),
             "reload": self.last_reload,
             "metrics": None if self.metrics is None else self._metrics_status(),
+            "integrity": None if self.sources.integrity is None
+            else self.sources.integrity.status(),
         }
 
     def _metrics_status(self) -> dict[str, Any]:
@@ -410,9 +456,13 @@ def _return_free_memory() -> None:
         trim(0)
 
 
-def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | None]:
+def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | None,
+                                                      TargetKind]:
     target, command, timeout = request.get("target"), request.get("command"), \
         request.get("timeout")
+    kind = request.get("kind", "ip")
+    if kind not in ("ip", "user"):
+        raise ValueError("'kind' must be \"ip\" or \"user\"")
     if not isinstance(target, str) or not target:
         raise ValueError("'target' must be a non-empty string")
     if command is not None and not isinstance(command, str):
@@ -420,7 +470,7 @@ def _block_arguments(request: dict[str, Any]) -> tuple[str, str | None, int | No
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
                                 or timeout <= 0):
         raise ValueError("'timeout' must be a positive whole number of seconds")
-    return target, command, timeout
+    return target, command, timeout, kind
 
 
 def _response_counters(counters: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:

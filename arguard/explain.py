@@ -1,5 +1,6 @@
 """`arguard explain TARGET`: why a target is blocked. For each of its blocks (the active ones,
-and the last few lifted ones): the command, since when and until when, and each offence
+and the last few lifted ones; for an address, also the active blocks of networks that hold
+it, as prefix blocks make them): the command, since when and until when, and each offence
 that added or extended it — its time, rule, level and description, the alert id, and the
 log lines that led to it — and what the next offence would bring (its number and timeout,
 as repeated_offenders escalates it, and until when the offence count is remembered).
@@ -10,6 +11,7 @@ and changes nothing; a dry-run daemon keeps its blocks in memory, so they are no
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from datetime import datetime
 from typing import Any
@@ -18,7 +20,7 @@ from arguard.config import ActiveResponse, Config
 from arguard.durations import format_duration
 from arguard.model import Block, Offence
 from arguard.respond.policy import escalated_timeout
-from arguard.respond.targets import normalise_address
+from arguard.respond.targets import normalise_address, normalise_target
 from arguard.ruleset.files import Ruleset
 from arguard.store import Store
 
@@ -30,14 +32,19 @@ def explain(config: Config, ruleset: Ruleset, target: str, now: float | None = N
             ) -> dict[str, Any]:
     """The record `--json` prints."""
     now = time.time() if now is None else now
-    target = normalise_address(target) or target
+    target = normalise_target(target)
     record: dict[str, Any] = {"target": target, "database": str(config.paths.database),
                               "blocked": False, "blocks": []}
     if not config.paths.database.exists():
         return record
     store = Store(config.paths.database)
     try:
-        for block_id, block in store.blocks_of(target, LIFTED_SHOWN):
+        blocks = store.blocks_of(target, LIFTED_SHOWN)
+        address = normalise_address(target)
+        if address is not None:
+            blocks += [(block_id, block) for block_id, block in store.network_blocks()
+                       if _holds(block.target, address)]
+        for block_id, block in blocks:
             offences = store.offences_of(block_id)
             entry = _block(block, offences, now)
             if block.state == "active":
@@ -49,9 +56,19 @@ def explain(config: Config, ruleset: Ruleset, target: str, now: float | None = N
     return record
 
 
+def _holds(network: str, address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    try:
+        net = ipaddress.ip_network(network)
+    except ValueError:
+        return False
+    return net.version == ip.version and ip in net
+
+
 def _block(block: Block, offences: list[Offence], now: float) -> dict[str, Any]:
     return {
-        "command": block.command, "state": block.state, "since": block.created_at,
+        "target": block.target, "command": block.command, "state": block.state,
+        "since": block.created_at,
         "expires_at": block.expires_at,
         "expires_in": None if block.expires_at is None or block.state != "active"
         else max(0.0, block.expires_at - now),
@@ -112,7 +129,9 @@ def _render_block(target: str, block: dict[str, Any]) -> list[str]:
              + (f" (in {format_duration(block['expires_in'])})"
                 if block["expires_in"] is not None else ""))
     state = "blocked" if block["state"] == "active" else "was blocked"
-    lines = [f"{target}: {state} by {block['command']} since {_clock(block['since'])}, {until}"
+    held = "" if block["target"] == target else f" (as part of {block['target']})"
+    lines = [f"{target}: {state}{held} by {block['command']} since {_clock(block['since'])}, "
+             f"{until}"
              + (f"; offence {block['offence']}" if block["rule_id"] is not None else
                 "; an operator's block")]
     following = block.get("next")

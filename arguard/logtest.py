@@ -50,7 +50,7 @@ def outcome_dict(text: str, outcome: Outcome, applied: list[Applied]) -> dict:
     }
 
 
-def _print_phases(text: str, outcome: Outcome, applied: list[Applied], out: IO[str]) -> None:
+def print_outcome(text: str, outcome: Outcome, applied: list[Applied], out: IO[str]) -> None:
     event = outcome.event
     pre = event.pre
     write = out.write
@@ -128,7 +128,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
             out.write(json.dumps(outcome_dict(text, outcome, applied), ensure_ascii=False)
                       + "\n")
         else:
-            _print_phases(text, outcome, applied, out)
+            print_outcome(text, outcome, applied, out)
     bar.close()
     if mode == "summary":
         elapsed = time.perf_counter() - started

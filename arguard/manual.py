@@ -1,18 +1,26 @@
-"""Operator requests (`status`, `block`, `unblock`, `reload`): through the running daemon's
-control socket, or — for status, block and unblock — directly on SQLite and the backends when
-no daemon runs, holding the state lock so that a daemon starting meanwhile waits for us."""
+"""Operator requests (`status`, `block`, `unblock`, `reload`, `integrity accept`): through the
+running daemon's control socket, or — for status, block, unblock and integrity accept —
+directly on SQLite and the backends when no daemon runs, holding the state lock so that a
+daemon starting meanwhile waits for us."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from arguard import control
 from arguard.config import Config
+from arguard.integrity.baseline import Baseline, Roots
+from arguard.integrity.copies import Copies
+from arguard.respond.actions import host_notes
 from arguard.respond.stage import RespondStage, build_respond_stage
+from arguard.respond.targets import TargetKind
 from arguard.statelock import StateLock, StateLocked
-from arguard.status import blocks_section
+from arguard.status import blocks_section, integrity_section
 from arguard.store import Store
 
 
@@ -23,10 +31,11 @@ class DaemonDown:
     reason: str
 
 
-def ask_daemon(config: Config, message: dict[str, Any]) -> dict[str, Any] | DaemonDown:
+def ask_daemon(config: Config, message: dict[str, Any],
+               timeout: float = 10.0) -> dict[str, Any] | DaemonDown:
     socket_path = config.paths.control_socket
     try:
-        return control.request(socket_path, message)
+        return control.request(socket_path, message, timeout)
     except control.ControlError as error:
         return DaemonDown(_why_down(config, str(error)))
 
@@ -47,26 +56,31 @@ def offline_status(config: Config, reason: str, config_path: str | None) -> dict
     """What SQLite records while the daemon is down."""
     database = config.paths.database
     blocks = []
+    integrity = None
     if database.exists():
         store = Store(database)
         try:
             blocks = store.active_blocks()
+            if config.integrity:
+                integrity = integrity_section(Roots(config.integrity), store)
         finally:
             store.close()
     return {"running": False, "reason": reason, "config": config_path,
-            "database": str(database), "blocks": blocks_section(blocks, time.time())}
+            "database": str(database), "backends": host_notes(config.commands.values()),
+            "blocks": blocks_section(blocks, time.time()), "integrity": integrity}
 
 
-def direct_block(config: Config, target: str, command: str | None,
-                 timeout: int | None) -> dict[str, Any]:
+def direct_block(config: Config, target: str, command: str | None, timeout: int | None,
+                 kind: TargetKind = "ip") -> dict[str, Any]:
     with _direct(config) as stage:
-        return control.block_reply(stage.block(target, command, timeout))
+        return control.block_reply(stage.block(target, command, timeout, kind))
 
 
-def direct_unblock(config: Config, target: str | None, command: str | None) -> dict[str, Any]:
+def direct_unblock(config: Config, target: str | None, command: str | None,
+                   kind: TargetKind = "ip") -> dict[str, Any]:
     """Lift `target`'s blocks, or with None every active block (of `command`, or of all)."""
     with _direct(config) as stage:
-        return control.unblock_reply(stage.unblock(target, command),
+        return control.unblock_reply(stage.unblock(target, command, kind),
                                      None if target is None
                                      else control.no_block_message(target, command))
 
@@ -76,13 +90,34 @@ class _direct:
 
     def __init__(self, config: Config):
         self.config = config
-        self.lock = StateLock(config.paths.lock_file)
+        self.locked = _locked_store(config)
 
     def __enter__(self) -> RespondStage:
-        self.lock.acquire()
-        self.store = Store(self.config.paths.database)
-        return build_respond_stage(self.config, self.store)
+        return build_respond_stage(self.config, self.locked.__enter__())
 
     def __exit__(self, *exc: object) -> None:
-        self.store.close()
-        self.lock.release()
+        self.locked.__exit__(*exc)
+
+
+def direct_accept(config: Config, path: str) -> dict[str, Any]:
+    """`arguard integrity accept` while the daemon is down: on SQLite and the copies
+    directly."""
+    with _locked_store(config) as store:
+        baseline = Baseline(store, Roots(config.integrity, config.paths.own_directories),
+                            Copies(config.paths.integrity_copies))
+        return control.accept_reply(baseline.accept(os.fsencode(path)))
+
+
+@contextmanager
+def _locked_store(config: Config) -> Iterator[Store]:
+    """The real store, under the state lock."""
+    lock = StateLock(config.paths.lock_file)
+    lock.acquire()
+    try:
+        store = Store(config.paths.database)
+        try:
+            yield store
+        finally:
+            store.close()
+    finally:
+        lock.release()

@@ -41,7 +41,8 @@ REQUEST_TIMEOUT = 5.0
 
 #: why a response was skipped, as a label: the reason's text starts with the key
 SKIP_REASONS = (
-    ("white-listed", "white_list"), ("loopback", "protected_address"),
+    ("white-listed", "white_list"), ("covers white-listed", "white_list"),
+    ("covers", "protected_address"), ("loopback", "protected_address"),
     ("own address", "protected_address"), ("unspecified address", "protected_address"),
     ("multicast", "protected_address"), ("broadcast", "protected_address"),
     ("scoped address", "invalid_target"), ("not an IP address", "invalid_target"),
@@ -53,12 +54,12 @@ SKIP_REASONS = (
 
 
 def skip_reason(reason: str) -> str:
-    """The label of a skip reason (`white_list`, `max_blocks`, …; user names that cannot be
-    accounts are `invalid_target`)."""
+    """The label of a skip reason (`white_list`, `max_blocks`, …; user names and file names
+    that cannot be targets are `invalid_target`)."""
     for start, label in SKIP_REASONS:
         if reason.startswith(start):
             return label
-    if "user name" in reason:
+    if "user name" in reason or "file name" in reason or " path" in reason:
         return "invalid_target"
     return "other"
 

@@ -1,5 +1,6 @@
 """The records that flow between the stages: Line → Event → Alert → Response → Block (and
-Lift, the request to end one).
+Lift, the request to end one); FileChange (with its FileStates) → Event for the file
+integrity source.
 
 The per-line records (Line, Predecoded, Event) are plain slotted dataclasses, not frozen ones:
 a frozen dataclass costs about four times as much to construct, and several are made for every
@@ -113,6 +114,60 @@ class Block:
     expires_at: float | None
     offence: int
     state: BlockState = "active"
+
+
+FileEvent = Literal["added", "modified", "deleted"]
+#: how a file change was found: by the realtime watch, or by a scan (Wazuh's "scheduled")
+FoundBy = Literal["realtime", "scheduled"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """One file as an integrity check saw it. `sha256` is None when the content was not
+    read (sha256 not among the checks, or the file could not be read); for a symlink that
+    is not followed, size and sha256 are those of the link's own text."""
+
+    kind: Literal["file", "symlink"]
+    size: int
+    mode: int          # permission bits (stat.S_IMODE)
+    uid: int
+    gid: int
+    inode: int
+    device: int
+    mtime_ns: int
+    ctime_ns: int
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """One change the integrity source reports (Wazuh's FIM event). `path` is the path as
+    shown: bytes of a name that are not UTF-8 appear as `\\xNN`. `changed` names the
+    changed attributes as Wazuh's `changed_attributes` does, in its order."""
+
+    path: str
+    event: FileEvent
+    found_by: FoundBy
+    before: FileState | None
+    after: FileState | None
+    changed: tuple[str, ...]
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class KnownGood:
+    """The known-good state of a watched file (`keep_copies`): what the restore-file action
+    puts back. `path` and `root` (the watched path it is under) are the file system's
+    bytes; the content is the copy named `sha256`."""
+
+    path: bytes
+    root: bytes
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)

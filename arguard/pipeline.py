@@ -1,4 +1,5 @@
-"""One log line through predecode → decode → rules → (policy): the stages wired together."""
+"""One log line through predecode → decode → rules → (policy): the stages wired together;
+events that come decoded (file integrity changes) join at the rules."""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ class Pipeline:
         else:
             event = Event(line, pre, when, decoded.decoder, decoded.child, decoded.category,
                           decoded.fields, decoded.ambiguous)
+        return self.process_event(event)
+
+    def process_event(self, event: Event) -> Outcome:
+        """An event that needs no decoding (a file integrity change, decoded by its source
+        as Wazuh's built-in syscheck decoders do) through the rules and the policy."""
+        when = event.time
         evaluation = self.engine.evaluate(event)
         rule = evaluation.rule
         if rule is None or not rule.alerts:

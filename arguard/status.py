@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arguard.model import Block
+
+if TYPE_CHECKING:
+    from arguard.integrity.baseline import Roots
+    from arguard.store import Store
 
 #: blocks listed in the human table (all of them are in --json)
 SHOWN_BLOCKS = 50
@@ -29,6 +33,58 @@ def blocks_section(blocks: list[Block], now: float) -> dict[str, Any]:
                                             b.command, b.target))
     return {"active": [block_record(b, now) for b in ordered],
             "totals": dict(sorted(Counter(b.command for b in blocks).items()))}
+
+
+def integrity_section(roots: Roots, store: Store) -> dict[str, Any]:
+    """The file integrity part of the status from SQLite (the daemon is down): each watched
+    path's baseline and last scan."""
+    files, known_good = store.integrity_counts(), store.known_good_counts()
+    scans = store.integrity_roots()
+    paths = []
+    for root in roots:
+        _, started, finished = scans.get(root.path, (None, None, None))
+        paths.append({"path": root.shown, "files": files.get(root.path, 0),
+                      "known_good": known_good.get(root.path, 0),
+                      "last_scan_started": started, "last_scan_finished": finished})
+    return {"paths": paths}
+
+
+def _integrity_lines(integrity: dict[str, Any], running: bool) -> list[str]:
+    paths = integrity["paths"]
+    total = sum(p["files"] for p in paths)
+    out = ["", f"file integrity: {len(paths)} watched path{'s' if len(paths) != 1 else ''}, "
+               f"{total} files in the baseline"]
+    headers = ["PATH", "FILES", "KNOWN-GOOD", "LAST SCAN"]
+    if running:
+        headers[1:1] = ["REALTIME"]
+        headers += ["ADDED", "MODIFIED", "DELETED"]
+    rows = []
+    for path in paths:
+        finished, started = path.get("last_scan_finished"), path.get("last_scan_started")
+        scan = "scanning" if path.get("scanning") else _clock(finished)
+        if not path.get("scanning") and finished is not None and started is not None \
+                and finished >= started:
+            scan += f" ({finished - started:.1f} s)"
+        row = [path["path"], str(path["files"]), str(path["known_good"]), scan]
+        if running:
+            row[1:1] = ["yes" if path.get("realtime") else "no"]
+            row += [str(path["changes"][kind]) for kind in ("added", "modified", "deleted")]
+        rows.append(row)
+    out.extend("  " + r for r in _table(headers, rows))
+    for path in paths:
+        if path.get("realtime_error"):
+            out.append(f"  {path['path']}: {path['realtime_error']}")
+    problems = [f"{name.replace('_', ' ')} {integrity[key]}" for key, name in (
+        ("unreadable", "unreadable"), ("changing_while_read", "changing while read"),
+        ("names_not_utf8", "names not UTF-8"), ("errors", "errors"),
+        ("dropped_events", "realtime events dropped (scanned instead)")) if integrity.get(key)]
+    if problems:
+        out.append("  problems: " + ", ".join(problems))
+    if integrity.get("last_error"):
+        out.append(f"  last problem: {integrity['last_error']}")
+    if integrity.get("stopped_by"):
+        out.append(f"  STOPPED: {integrity['stopped_by']}")
+    return out
 
 
 def _duration(seconds: float | None) -> str:
@@ -91,6 +147,8 @@ def render(status: dict[str, Any]) -> str:
         where += [metrics["textfile"]] if metrics.get("textfile") else []
         out.append("metrics: " + ", ".join(where)
                    + (f" — {metrics['error']}" if metrics.get("error") else ""))
+    for command, note in (status.get("backends") or {}).items():
+        out.append(f"command {command}: {note}")
     reload = status.get("reload") or {}
     if reload.get("error"):
         out.append(f"last reload FAILED at {_clock(reload.get('at'))} (old configuration kept):")
@@ -116,6 +174,8 @@ def render(status: dict[str, Any]) -> str:
             ranked = sorted(rules.items(), key=lambda item: (-item[1], int(item[0])))
             out.extend("  " + r for r in _table(
                 ["RULE", "ALERTS"], [[rule, str(count)] for rule, count in ranked]))
+    if status.get("integrity"):
+        out.extend(_integrity_lines(status["integrity"], status["running"]))
     blocks = status["blocks"]
     active = blocks["active"]
     out.append("")

@@ -1,7 +1,8 @@
 """SQLite state: schema, migrations and every SQL statement arguard runs.
 
 One database (WAL mode) in the state directory holds the timed blocks, the offender memory,
-the read offsets of file sources, the journal cursors and the instance's owner tag.
+the read offsets of file sources, the journal cursors, the instance's owner tag and the file
+integrity baseline with its known-good records.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from arguard.model import Block, Offence
+from arguard.model import Block, FileState, KnownGood, Offence
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
 MIGRATIONS: tuple[str, ...] = (
@@ -57,6 +58,43 @@ MIGRATIONS: tuple[str, ...] = (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         owner_tag   TEXT    NOT NULL
     );
+    """,
+    """
+    CREATE TABLE integrity_files (
+        dir         BLOB    NOT NULL,
+        name        BLOB    NOT NULL,
+        root        BLOB    NOT NULL,
+        kind        TEXT    NOT NULL CHECK (kind IN ('file', 'symlink')),
+        size        INTEGER NOT NULL,
+        mode        INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        gid         INTEGER NOT NULL,
+        inode       INTEGER NOT NULL,
+        device      INTEGER NOT NULL,
+        mtime_ns    INTEGER NOT NULL,
+        ctime_ns    INTEGER NOT NULL,
+        sha256      TEXT,
+        PRIMARY KEY (dir, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX integrity_files_root ON integrity_files (root, dir);
+    CREATE TABLE integrity_roots (
+        root          BLOB    PRIMARY KEY,
+        baselined_at  REAL    NOT NULL,
+        scan_started  REAL,
+        scan_finished REAL
+    );
+    CREATE TABLE integrity_known_good (
+        path        BLOB    PRIMARY KEY,
+        root        BLOB    NOT NULL,
+        size        INTEGER NOT NULL,
+        mode        INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        gid         INTEGER NOT NULL,
+        mtime_ns    INTEGER NOT NULL,
+        sha256      TEXT    NOT NULL,
+        kept_at     REAL    NOT NULL
+    );
+    CREATE INDEX integrity_known_good_root ON integrity_known_good (root);
     """,
     # Why a block is there (`arguard explain`): one row per offence that added or extended
     # it, with the alert's rule and the log lines behind it (a JSON list); deleted with the
@@ -255,6 +293,13 @@ class Store:
             "state = 'lifted' ORDER BY id DESC LIMIT ?", (target, lifted)).fetchall()
         return [(row[0], self._block(row[1:])) for row in rows]
 
+    def network_blocks(self) -> list[tuple[int, Block]]:
+        """Active blocks of networks (prefix blocks), with their row ids."""
+        rows = self.db.execute(
+            f"SELECT id, {self._BLOCK_COLUMNS} FROM blocks WHERE state = 'active' AND "
+            "target LIKE '%/%' ORDER BY id DESC").fetchall()
+        return [(row[0], self._block(row[1:])) for row in rows]
+
     def offences_of(self, block_id: int) -> list[Offence]:
         """A block's offences on record, oldest first."""
         rows = self.db.execute(
@@ -324,3 +369,140 @@ class Store:
                         "VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
                         "cursor = excluded.cursor, updated_at = excluded.updated_at",
                         (source, cursor, now))
+
+    # --- file integrity (arguard.integrity) -------------------------------------------------
+    # `integrity_files` is the last state seen of every watched file, one row per (directory,
+    # name) as the file system's bytes, with the watched path (`root`) it belongs to;
+    # `integrity_roots` says which watched paths have a baseline and when they were last
+    # scanned; `integrity_known_good` the states `restore-file` puts back. Inode and device
+    # numbers are unsigned 64-bit and stored as SQLite's signed integers.
+
+    _FILE_COLUMNS = ("kind, size, mode, uid, gid, inode, device, mtime_ns, ctime_ns, sha256")
+
+    @staticmethod
+    def _file_state(row: tuple) -> FileState:
+        kind, size, mode, uid, gid, inode, device, mtime_ns, ctime_ns, sha256 = row
+        return FileState(kind, size, mode, uid, gid, _unsigned(inode), _unsigned(device),
+                         mtime_ns, ctime_ns, sha256)
+
+    def integrity_entries(self, directory: bytes, root: bytes) -> dict[bytes, FileState]:
+        """The recorded files directly in `directory` that belong to `root`, by name."""
+        rows = self.db.execute(
+            f"SELECT name, {self._FILE_COLUMNS} FROM integrity_files WHERE dir = ? AND root = ?",
+            (directory, root)).fetchall()
+        return {row[0]: self._file_state(row[1:]) for row in rows}
+
+    def integrity_entry(self, directory: bytes, name: bytes) -> tuple[bytes, FileState] | None:
+        """(root, state) recorded for one file, or None."""
+        row = self.db.execute(
+            f"SELECT root, {self._FILE_COLUMNS} FROM integrity_files WHERE dir = ? AND name = ?",
+            (directory, name)).fetchone()
+        return None if row is None else (row[0], self._file_state(row[1:]))
+
+    def integrity_directories(self, root: bytes, under: bytes | None = None) -> list[bytes]:
+        """The directories that hold recorded files of `root` (those at or below `under`)."""
+        if under is None:
+            rows = self.db.execute("SELECT DISTINCT dir FROM integrity_files WHERE root = ?",
+                                   (root,))
+        else:
+            rows = self.db.execute(
+                "SELECT DISTINCT dir FROM integrity_files WHERE root = ? "
+                "AND (dir = ? OR (dir > ? AND dir < ?))",
+                (root, under, under + b"/", under + b"0"))
+        return [row[0] for row in rows]
+
+    def save_integrity(self, root: bytes, upserts: list[tuple[bytes, bytes, FileState]],
+                       deletes: list[tuple[bytes, bytes]]) -> None:
+        """Record the states of files of `root` ((dir, name, state)) and forget others
+        ((dir, name)), in one commit."""
+        with self.transaction():
+            if deletes:
+                self.db.executemany("DELETE FROM integrity_files WHERE dir = ? AND name = ?",
+                                    deletes)
+            if upserts:
+                self.db.executemany(
+                    f"INSERT OR REPLACE INTO integrity_files (dir, name, root, "
+                    f"{self._FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(d, n, root, s.kind, s.size, s.mode, s.uid, s.gid, _signed(s.inode),
+                      _signed(s.device), s.mtime_ns, s.ctime_ns, s.sha256)
+                     for d, n, s in upserts])
+
+    def integrity_roots(self) -> dict[bytes, tuple[float, float | None, float | None]]:
+        """Every watched path with a baseline: (baselined_at, scan_started, scan_finished)."""
+        return {row[0]: row[1:] for row in self.db.execute(
+            "SELECT root, baselined_at, scan_started, scan_finished FROM integrity_roots")}
+
+    def mark_integrity_scan(self, root: bytes, *, started: float | None = None,
+                            finished: float | None = None) -> None:
+        """Record a scan of `root` starting or finished; the first one finished is its
+        baseline."""
+        if started is not None:
+            self.db.execute(
+                "UPDATE integrity_roots SET scan_started = ? WHERE root = ?", (started, root))
+        if finished is not None:
+            self.db.execute(
+                "INSERT INTO integrity_roots (root, baselined_at, scan_started, scan_finished) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (root) DO UPDATE SET "
+                "scan_finished = excluded.scan_finished",
+                (root, finished, started if started is not None else finished, finished))
+
+    def forget_integrity_roots(self, keep: set[bytes]) -> int:
+        """Forget the baseline and known-good records of every watched path not in `keep`
+        (no longer configured); how many files were forgotten."""
+        stale = [root for root in self.integrity_roots() if root not in keep]
+        stale += [row[0] for row in self.db.execute(
+            "SELECT DISTINCT root FROM integrity_files") if row[0] not in keep]
+        forgotten = 0
+        with self.transaction():
+            for root in set(stale):
+                forgotten += self.db.execute("DELETE FROM integrity_files WHERE root = ?",
+                                             (root,)).rowcount
+                self.db.execute("DELETE FROM integrity_roots WHERE root = ?", (root,))
+                self.db.execute("DELETE FROM integrity_known_good WHERE root = ?", (root,))
+        return forgotten
+
+    def integrity_counts(self) -> dict[bytes, int]:
+        """Recorded files per watched path."""
+        return {row[0]: row[1] for row in self.db.execute(
+            "SELECT root, COUNT(*) FROM integrity_files GROUP BY root")}
+
+    _KNOWN_GOOD_COLUMNS = "path, root, size, mode, uid, gid, mtime_ns, sha256"
+
+    def known_good(self, path: bytes) -> KnownGood | None:
+        row = self.db.execute(f"SELECT {self._KNOWN_GOOD_COLUMNS} FROM integrity_known_good "
+                              "WHERE path = ?", (path,)).fetchone()
+        return None if row is None else KnownGood(*row)
+
+    def save_known_good(self, records: list[KnownGood], now: float) -> None:
+        with self.transaction():
+            self.db.executemany(
+                f"INSERT OR REPLACE INTO integrity_known_good ({self._KNOWN_GOOD_COLUMNS}, "
+                "kept_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.path, r.root, r.size, r.mode, r.uid, r.gid, r.mtime_ns, r.sha256, now)
+                 for r in records])
+
+    def forget_known_good(self, root: bytes) -> int:
+        """Forget the known-good records of one watched path (its keep_copies was turned
+        off)."""
+        return self.db.execute("DELETE FROM integrity_known_good WHERE root = ?",
+                               (root,)).rowcount
+
+    def known_good_digests(self) -> set[str]:
+        """The contents some known-good record names (the copies to keep)."""
+        return {row[0] for row in self.db.execute(
+            "SELECT DISTINCT sha256 FROM integrity_known_good")}
+
+    def known_good_counts(self) -> dict[bytes, int]:
+        return {row[0]: row[1] for row in self.db.execute(
+            "SELECT root, COUNT(*) FROM integrity_known_good GROUP BY root")}
+
+
+_INT64 = 1 << 63
+
+
+def _signed(number: int) -> int:
+    return number - (1 << 64) if number >= _INT64 else number
+
+
+def _unsigned(number: int) -> int:
+    return number + (1 << 64) if number < 0 else number

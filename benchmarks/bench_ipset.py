@@ -1,4 +1,5 @@
-"""Benchmark: the ipset backend (default firewall-drop) against the per-rule iptables backend.
+"""Benchmark: the nftables and ipset backends (the `firewall` action's two choices) side by
+side, and the per-rule iptables backend.
 
 Run as root:  python benchmarks/bench_ipset.py [--quick]
 
@@ -6,6 +7,8 @@ The script creates a private network namespace, runs itself inside it (`ip netns
 deletes the namespace afterwards: the host's own firewall is never touched. Inside, it uses
 the real actions built by `build_action`, exactly as the daemon does, and measures:
 
+  nftables  as ipset below, and 10 000 IPv6 /64 prefixes added one by one (interval set);
+            each level in sets of their own (a command per level: empty sets, no flush)
   ipset     10 000 blocks added one by one (action.add)                      goal < 1 s
             100 000 active blocks restored after a reboot (empty sets):
               action.add_many, and the daemon's whole reconcile() from a
@@ -62,12 +65,12 @@ def addresses(count: int, first: str = "10.0.0.1") -> list[str]:
     return [str(ipaddress.IPv4Address(start + i)) for i in range(count)]
 
 
-def build(action: str, **options):
+def build(action: str, name: str | None = None, **options):
     from arguard.config import Command, Paths
     from arguard.respond.actions import ActionContext, build_action
     from arguard.respond.owner import UNTAGGED
 
-    return build_action(Command(name=f"bench-{action}", action=action, expect="srcip",
+    return build_action(Command(name=name or f"bench-{action}", action=action, expect="srcip",
                                 timeout_allowed=True, options=MappingProxyType(options)),
                         ActionContext(Paths(), UNTAGGED))
 
@@ -111,6 +114,30 @@ def run_inside(quick: bool) -> None:
                 f"{pyroute2.__version__}, python-iptables {_version('python-iptables')}, "
                 f"{os.cpu_count()} CPUs ({_cpu()}), private network namespace")
 
+    # --- nftables ------------------------------------------------------------------------
+    report.section("nftables (hash set per family, one rule per set, netlink transactions)")
+    nft = build("nftables", name="bench")
+    report.figure("10 000 blocks added one by one", _each(nft.add, addresses(10_000)),
+                  "< 1 s")
+    items = [(a, 600 + i % 3600) for i, a in enumerate(addresses(100_000))]
+    restored = build("nftables", name="bench-restore")
+    report.figure("100 000 blocks restored with add_many (empty set)",
+                  timed(restored.add_many, items), "< 3 s")
+    start = time.perf_counter()
+    listed = restored.list_targets()
+    report.figure(f"list_targets with {len(listed)} members", time.perf_counter() - start)
+    report.figure("100 000 blocks: whole reconcile() after a reboot",
+                  reconcile(100_000, "nftables"), "< 3 s")
+    prefixes = [str(ipaddress.IPv6Network((0x2001_0db8_0000_0000 + i << 64, 64)))
+                for i in range(10_000)]
+    report.figure("10 000 IPv6 /64 prefixes added one by one",
+                  _each(build("nftables", name="bench-prefixes").add, prefixes), "< 1 s")
+    for level in (1, 1_000, 10_000, 100_000):
+        filled = build("nftables", name=f"bench-{level}")
+        filled.add_many([(a, 600) for a in addresses(level)])
+        median, p90 = per_ban(filled, samples)
+        report.cost(f"per ban with {level:>7,} entries", median, p90)
+
     # --- ipset ---------------------------------------------------------------------------
     ipset = build("ipset", set_name="bench")
     report.section("ipset (hash:ip + one iptables rule per family)")
@@ -125,8 +152,8 @@ def run_inside(quick: bool) -> None:
     listed = ipset.list_targets()
     report.figure(f"list_targets with {len(listed)} members", time.perf_counter() - start)
 
-    report.figure("100 000 blocks: whole reconcile() after a reboot", reconcile(100_000),
-                  "< 3 s")
+    report.figure("100 000 blocks: whole reconcile() after a reboot",
+                  reconcile(100_000, "ipset"), "< 3 s")
 
     for level in (1, 1_000, 10_000, 100_000):
         flush_ipset("bench")
@@ -155,11 +182,11 @@ def _each(add, targets: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def reconcile(count: int) -> float:
+def reconcile(count: int, action: str) -> float:
     """Seconds for the responder's reconcile() to restore `count` active blocks into empty
     sets: a real config, SQLite store and active-responses.log in a temp directory. Sets
-    of their own ("bench-r"): the temp directory is another instance than the one that
-    made "bench" (arguard.respond.owner)."""
+    (and an nftables table) of their own: the temp directory is another instance than the
+    one that made the others (arguard.respond.owner)."""
     from arguard.config import load_config
     from arguard.model import Block
     from arguard.respond.stage import build_respond_stage
@@ -169,8 +196,10 @@ def reconcile(count: int) -> float:
         path = Path(directory) / "arguard.toml"
         path.write_text('[paths]\nstate_dir = "."\nlog_dir = "."\nrun_dir = "."\n'
                         '[ruleset]\nshipped = false\n'
-                        '[[command]]\nname = "firewall-drop"\naction = "ipset"\n'
-                        'set_name = "bench-r"\ntimeout_allowed = true\n')
+                        f'[[command]]\nname = "firewall-drop"\naction = "{action}"\n'
+                        + ('set_name = "bench-r"\n' if action == "ipset" else
+                           'table = "bench-reconcile"\n')
+                        + 'timeout_allowed = true\n')
         config = load_config(path)
         store = Store(config.paths.database)
         now = time.time()

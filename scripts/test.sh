@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq iptables ipset iproute2 systemd systemd-journal-remote python3-venv \
+    apt-get install -y -qq iptables ipset nftables iproute2 systemd systemd-journal-remote \
+        python3-venv python3-firewall python3-nftables dbus-daemon \
         >/dev/null
 fi
 python3 -m venv .venv

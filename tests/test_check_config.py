@@ -150,6 +150,47 @@ def test_a_dropin_may_overwrite_a_rule_only_when_it_says_so(tmp_path):
      [global]
      whitelist = []
      """, "arguard.toml:13: unknown key 'whitelist' in [global]"),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     checks = ["sha256", "md5"]
+     """, "arguard.toml:14: checks must be a list of sha256, size, mode, owner, inode, mtime"),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     keep_copies = "1 TB"
+     """, 'arguard.toml:14: keep_copies must be a size such as "1MB" or "512KB" (at most '
+          '64MB), or 0'),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     checks = ["size"]
+     keep_copies = "1MB"
+     """, 'arguard.toml:15: keep_copies needs "sha256" among the checks'),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+     scan_interval = "soon"
+     """, 'arguard.toml:14: integrity.scan_interval must be a duration (600, "10m", "1h30m"'),
+    ("""
+     [[integrity]]
+     path = "/etc/nginx"
+     """, "arguard.toml:13: unknown key 'path' in [integrity]"),
+    ("""
+     [[integrity]]
+     recursive = true
+     """, "arguard.toml:12: an [[integrity]] table needs 'paths'"),
+    ("""
+     [[integrity]]
+     paths = ["/"]
+     """, "arguard.toml:13: watching / is not supported"),
+    ("""
+     [[integrity]]
+     paths = ["/etc/nginx"]
+
+     [[integrity]]
+     paths = ["/etc/nginx/"]
+     """, "arguard.toml:16: /etc/nginx is watched by two [[integrity]] tables (#1 and #2)"),
 ])
 def test_configuration_problems_are_reported_with_line(tmp_path, extra, expected):
     result = check(write_config(tmp_path, extra=extra))
@@ -236,6 +277,7 @@ def test_a_mistake_in_a_command_is_not_reported_again_by_its_responses(tmp_path)
     ('timeout = 600\nrules_id = "5763"', "active_response.rules_id must be a rule id or a "
                                          "list of rule ids"),
     ('timeout = 600\nexpect = 5', "unknown key 'expect' in [active_response]"),
+    ('timeout = 600\nrule_id = [5763]', "unknown key 'rule_id' in [active_response]"),
 ])
 def test_a_wrong_value_is_one_error(tmp_path, binding, expected):
     config = write_config(tmp_path, extra=DROP + textwrap.dedent("""
@@ -303,14 +345,14 @@ def test_durations_are_read_the_same_in_the_config_and_on_the_command_line(tmp_p
 
 @pytest.mark.parametrize("command,expected", [
     ('action = "ipset"\n     set_name = "a b"',
-     "arguard.toml:15: set_name 'a b' must be 1 to 30 letters, digits, '_', '.' or '-'"),
+     "arguard.toml:15: set_name 'a b' must be 1 to 26 letters, digits, '_', '.' or '-'"),
     ('action = "route"\n     route_type = "local"',
      'arguard.toml:15: route_type must be "blackhole", "unreachable" or "prohibit"'),
     ('action = "iptables"\n     chain = "arguard"\n     jump_from = ["arguard"]',
      "arguard.toml:16: jump_from must not name the chain 'arguard' itself"),
     ('action = "ipset"\n     set_name = "x"\n     sets = 2',
      "arguard.toml:16: unknown key 'sets' in [command] (action 'ipset' takes: chain, "
-     "jump_from, set_name, target)"),
+     "jump_from, ports, prefix_v4, prefix_v6, protocol, set_name, target)"),
     ('action = "webhook"', "arguard.toml:12: a webhook command needs 'url'"),
     ('action = "disable-account"\n     expect = "srcip"',
      "arguard.toml:15: expect 'srcip' gives targets of kind ip, but action 'disable-account' "
@@ -329,7 +371,8 @@ def test_command_options_are_checked_by_the_action_with_line(tmp_path, command, 
 @pytest.mark.parametrize("command,key,expected", [
     ('action = "ipset"\nexpect = 5', "expect", "command.expect must be a string"),
     ('action = "ipset"\nexpect = "src"', "expect",
-     'command.expect must be "srcip", "dstip", "srcuser", "dstuser" or "user"'),
+     'command.expect must be "srcip", "dstip", "srcuser", "dstuser", "user" or "filename"'),
+    ('nmae = "x"\naction = "ipset"', "nmae", "unknown key 'nmae' in [command]"),
     ('name = 7\naction = "ipset"', "name", "command.name must be a string"),
     ('action = "ipsett"', "action", "unknown action 'ipsett'"),
 ])

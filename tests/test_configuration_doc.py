@@ -15,7 +15,7 @@ from arguard.config import TABLES, load_config
 from arguard.configdoc import render
 from arguard.errors import ConfigError
 from arguard.respond.actions import ACTIONS, EXECUTABLE_ACTION, action_type
-from arguard.schema import REQUIRED
+from arguard.respond.actions.base import REQUIRED
 from tests.conftest import REPO, write_config
 
 DOC = REPO / "docs" / "configuration.md"
@@ -31,7 +31,7 @@ def documented() -> dict[str, set[str]]:
         header = re.match(r"#{2,4} `(.+)`$", line)
         if header:
             current = sections.setdefault(header.group(1), set())
-        row = re.match(r"\| `([a-z_]+)` \|", line)
+        row = re.match(r"\| `([a-z0-9_]+)` \|", line)
         if row and current is not None:
             current.add(row.group(1))
     return sections
@@ -83,6 +83,8 @@ def minimal(table: str, extra: dict) -> dict:
         return {"source": [{"journal": {"matches": [], **extra}}]}
     if table == "command":
         return {"command": [{"name": "c", "action": "ipset", **extra}]}
+    if table == "integrity":
+        return {"integrity": [{"paths": ["watched"], **extra}]}
     if table == "active_response":
         return {**BINDING, "active_response": [{"command": "drop", "rules_id": [5763],
                                                 "level": 10, **extra}]}
@@ -92,6 +94,8 @@ def minimal(table: str, extra: dict) -> dict:
 def action_command(name: str, extra: dict) -> dict:
     command = {"name": "c", "executable": "x"} if name == EXECUTABLE_ACTION else \
         {"name": "c", "action": name}
+    if action_type(name).default_expect == "filename":
+        command["expect"] = "filename"
     if name == "webhook":
         command["url"] = "http://127.0.0.1:9/"
     return {"command": [{**command, **extra}]}

@@ -60,7 +60,8 @@ LIBRARY = "fail2ban-filters"
 _JAIL_FILES = ("jail.conf", "jail.local")
 _ANY_ADDRESS = ["0.0.0.0/0", "::/0"]
 _TRUE = ("true", "yes", "1", "on")
-# banactions arguard carries out with its ipset action (a kernel set matched by one rule)
+# banactions arguard carries out with its firewall action (nftables, or ipset + iptables
+# where the kernel has no nf_tables)
 _FIREWALL_ACTIONS = ("iptables", "nftables", "firewallcmd", "shorewall", "ufw", "pf", "ipfw",
                      "bsd-ipfw", "npf", "apf", "csf", "ip6tables")
 _ANY_LINE_BEFORE = "^.*\\n"
@@ -310,15 +311,15 @@ def _command(jail: JailDefinition, config: JailConfig, report: Report) -> dict |
         report.problem(_where(jail, "action"), f"jail {jail.name}: none of its actions "
                        "blocks in a way arguard can; jail skipped")
         return None
-    suffix = jail.name[:24]
+    suffix = jail.name[:22]  # an ipset set_name has room for 26 characters
     name = f"f2b-{suffix}"
     taken = {c["name"] for c in config.commands}
     number = 2
     while name in taken:
-        name = f"f2b-{suffix[:21]}-{number}"
+        name = f"f2b-{suffix[:19]}-{number}"
         number += 1
     chosen = {"name": name, **chosen}
-    if chosen["action"] == "ipset":
+    if chosen["action"] == "firewall":
         chosen["set_name"] = chosen["chain"] = name
     config.commands.append(chosen)
     return chosen
@@ -334,10 +335,11 @@ def _native_action(jail: JailDefinition, name: str, options: dict[str, str],
         if "allports" not in base and port not in _ALL_PORTS:
             report.note(where, f"jail {jail.name}: {base} blocks ports {port}; arguard "
                         "blocks the whole host (it has no per-port blocking)")
-        if not base.startswith(("iptables", "ip6tables")):
+        if not base.startswith(("iptables", "ip6tables", "nftables")):
             report.note(where, f"jail {jail.name}: banaction {base} is carried out with "
-                        "arguard's ipset action (a kernel set and one iptables rule)")
-        return {"action": "ipset", **common}
+                        "arguard's firewall action (nftables sets, or ipset where the kernel "
+                        "has no nf_tables)")
+        return {"action": "firewall", **common}
     if base == "route":
         return {"action": "route", **common}
     if base == "hostsdeny":

@@ -36,7 +36,7 @@ EXIT_COMPLETE, EXIT_UNREADABLE, EXIT_INCOMPLETE = 0, 1, 2
 
 # Wazuh's built-in active-response scripts → arguard's native actions (action, expect).
 NATIVE_COMMANDS = {
-    "firewall-drop": ("ipset", "srcip"),
+    "firewall-drop": ("firewall", "srcip"),
     "host-deny": ("hosts-deny", "srcip"),
     "route-null": ("route", "srcip"),
     "disable-account": ("disable-account", "dstuser"),

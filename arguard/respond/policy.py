@@ -24,7 +24,14 @@ from typing import Literal
 from arguard.config import ActiveResponse, Command, Config
 from arguard.model import Alert, Block, Lift, Response
 from arguard.respond.actions import action_type
-from arguard.respond.targets import EXPECT_KINDS, Checked, Targets, normalise_address
+from arguard.respond.targets import (
+    EXPECT_KINDS,
+    Checked,
+    TargetKind,
+    Targets,
+    check_user,
+    normalise_target,
+)
 from arguard.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,9 +62,12 @@ def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
 
 
 def target_field(command: Command, fields: dict[str, str]) -> str | None:
-    """The alert field the command acts on; `user` is dstuser, else srcuser."""
+    """The alert field the command acts on; `user` is dstuser, else srcuser; `filename` is
+    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`)."""
     if command.expect == "user":
         return fields.get("dstuser") or fields.get("srcuser")
+    if command.expect == "filename":
+        return fields.get("file")
     return fields.get(command.expect)
 
 
@@ -93,6 +103,12 @@ class Policy:
         self.config = config
         self.store = store if store is not None else Store(":memory:")
         self.targets = targets if targets is not None else Targets(config.global_.white_list)
+        #: the covering prefix lengths of the commands whose actions block networks
+        self._prefixes = {name: _prefixes(command) for name, command in config.commands.items()}
+
+    def _check(self, command: Command, text: str | None) -> Checked:
+        return self.targets.check(EXPECT_KINDS[command.expect], text,
+                                  self._prefixes.get(command.name))
 
     # --- requests ------------------------------------------------------------------------
 
@@ -110,7 +126,7 @@ class Policy:
             if raw is None:
                 checked = Checked("", f"no {command.expect} in the alert")
             else:
-                checked = self.targets.check(EXPECT_KINDS[command.expect], raw)
+                checked = self._check(command, raw)
             if (command.name, checked.target) in seen:
                 continue
             seen.add((command.name, checked.target))
@@ -127,43 +143,58 @@ class Policy:
         return Response(command.name, checked.target, escalated_timeout(binding, offence),
                         alert, offence=offence)
 
-    def block_request(self, target: str, command: str | None,
-                      timeout: int | None) -> Response:
+    def block_request(self, target: str, command: str | None, timeout: int | None,
+                      kind: TargetKind = "ip") -> Response:
         """An operator's block (no alert, not an offence), validated like any target; None
-        timeout is permanent. Without a command, the first bound command of the target's
-        kind."""
-        name = command if command is not None else self._default_command(target)
+        timeout is permanent. `kind` is what the operator said the target is (an address
+        or network, or a user name: `--user`); without a command, the first bound command
+        of that kind."""
+        name = command if command is not None else self._default_command(kind)
         spec = self.config.commands.get(name) if name is not None else None
         if spec is None:
+            missing = f"no command for {'user names' if kind == 'user' else 'addresses'} " \
+                      "configured"
             return Response(name or "-", target, timeout, None,
-                            skipped="no such command" if name else "no command configured")
-        checked = self.targets.check(EXPECT_KINDS[spec.expect], target)
+                            skipped="no such command" if name else missing)
+        acts_on = EXPECT_KINDS[spec.expect]
+        if acts_on != kind:
+            return Response(spec.name, target, timeout, None, skipped=(
+                f"command {name!r} acts on user names: give the name with --user"
+                if acts_on == "user" else
+                f"command {name!r} blocks addresses, not user names"))
+        checked = self._check(spec, target)
         skipped = checked.refused
+        if command is None and skipped in ("not an IP address", "hostname, not an IP address") \
+                and check_user(target).refused is None:
+            skipped += " (for a user name: --user NAME)"
+        elif skipped == "network, not an address":
+            skipped += f" (action {spec.action!r} blocks single addresses)"
         if skipped is None and timeout is not None and not spec.timeout_allowed:
             skipped = f"command {name!r} does not allow a timeout (timeout_allowed)"
         if skipped is None and timeout is not None and timeout <= 0:
             skipped = "timeout must be positive"
         return Response(spec.name, checked.target, timeout, None, skipped=skipped)
 
-    def _default_command(self, target: str) -> str | None:
+    def _default_command(self, kind: TargetKind) -> str | None:
         """The first command bound in [[active_response]] that acts on this kind of target,
         else the first configured command of that kind."""
-        kind = "ip" if normalise_address(target) is not None else "user"
         bound = [r.command for r in self.config.active_responses]
         for name in [*bound, *self.config.commands]:
             if EXPECT_KINDS[self.config.commands[name].expect] == kind:
                 return name
         return None
 
-    def unblock_request(self, target: str | None, command: str | None) -> list[Lift]:
-        """An operator's unblock: the target's active blocks (of one command, or of all);
-        with no target, every active block (of the command, or of all)."""
+    def unblock_request(self, target: str | None, command: str | None,
+                        kind: TargetKind = "ip") -> list[Lift]:
+        """An operator's unblock: the target's active blocks of that kind (of one command,
+        or of all); with no target, every active block (of the command, or of all)."""
         if target is None:
             return [Lift(block) for block in self.store.active_blocks(command)]
-        target = normalise_address(target) or target
+        if kind == "ip":
+            target = normalise_target(target)
         names = [command] if command is not None else sorted(self.store.active_block_commands())
         return [Lift(block) for block in (self.store.active_block(n, target) for n in names)
-                if block is not None]
+                if block is not None and block.kind == kind]
 
     # --- transitions -----------------------------------------------------------------------
 
@@ -218,3 +249,10 @@ def _later(a: float | None, b: float | None) -> float | None:
     if a is None or b is None:
         return None
     return max(a, b)
+
+
+def _prefixes(command: Command) -> tuple[int, int] | None:
+    """The covering prefix lengths a command blocks, None when its action blocks single
+    addresses (or is not known)."""
+    described = action_type(command.action)
+    return None if described is None else described.prefixes(command)

@@ -16,7 +16,7 @@ from arguard.respond.owner import UNTAGGED, Owner, instance_owner
 from arguard.respond.policy import Policy
 from arguard.respond.responder import Applied, Responder
 from arguard.respond.scheduler import Scheduler
-from arguard.respond.targets import Targets
+from arguard.respond.targets import TargetKind, Targets
 from arguard.store import Store
 
 #: lines between two purges of a simulation's in-memory store
@@ -31,24 +31,28 @@ class RespondStage:
     #: the instance the kernel objects belong to (arguard.respond.owner)
     owner: Owner
 
-    def block(self, target: str, command: str | None = None,
-              timeout: int | None = None) -> Applied:
-        """An operator's block (`arguard block`); None timeout is permanent."""
-        return self.responder.apply([self.policy.block_request(target, command, timeout)])[0]
+    def block(self, target: str, command: str | None = None, timeout: int | None = None,
+              kind: TargetKind = "ip") -> Applied:
+        """An operator's block (`arguard block`); None timeout is permanent; `kind`: an
+        address or network, or a user name (`--user`)."""
+        return self.responder.apply([self.policy.block_request(target, command, timeout,
+                                                               kind)])[0]
 
     async def block_async(self, target: str, command: str | None = None,
-                          timeout: int | None = None) -> Applied:
-        request = self.policy.block_request(target, command, timeout)
+                          timeout: int | None = None, kind: TargetKind = "ip") -> Applied:
+        request = self.policy.block_request(target, command, timeout, kind)
         return (await self.responder.apply_async([request]))[0]
 
-    def unblock(self, target: str | None, command: str | None = None) -> list[Applied]:
+    def unblock(self, target: str | None, command: str | None = None,
+                kind: TargetKind = "ip") -> list[Applied]:
         """An operator's unblock: the target's blocks, or with None every active block (of
         one command, or of all)."""
-        return self.responder.apply(self.policy.unblock_request(target, command))
+        return self.responder.apply(self.policy.unblock_request(target, command, kind))
 
-    async def unblock_async(self, target: str | None,
-                            command: str | None = None) -> list[Applied]:
-        return await self.responder.apply_async(self.policy.unblock_request(target, command))
+    async def unblock_async(self, target: str | None, command: str | None = None,
+                            kind: TargetKind = "ip") -> list[Applied]:
+        return await self.responder.apply_async(self.policy.unblock_request(target, command,
+                                                                            kind))
 
     def reconfigure(self, config: Config) -> None:
         """Switch to a reloaded configuration: a new white list (and a fresh read of the

@@ -3,9 +3,18 @@
 Targets come from log lines, that is from text an attacker may control, so every one is
 parsed strictly before any action sees it: addresses with `ipaddress` (one normal form, so
 that one attacker is one block and "1.2.3.4" never matches "1.2.3.45"), user names against a
-strict pattern. The white list is applied first; loopback, unspecified, multicast and broadcast
-addresses and the host's own addresses are never acted on, whatever the configuration says.
+strict pattern, file paths in their normal form. The white list is applied first;
+loopback, unspecified, multicast and broadcast addresses and the host's own addresses are
+never acted on, whatever the configuration says.
 Every refusal carries a short reason for active-responses.log and `arguard logtest`.
+
+Actions that block prefixes (their description says `networks`) take networks too: an
+operator's `arguard block 198.51.100.0/24`, and an alert's address widened to the covering
+prefix the command asks for (`prefix_v6 = 64`). A network is refused when it covers
+anything an address would be refused for — a white-listed address, loopback, multicast,
+the host's own addresses —, with the reason naming what it covers. An alert's address whose
+covering prefix is refused that way is blocked alone (it is not white-listed itself): the
+attacker shares a /64 with this host or with a friend, and is still stopped.
 
 A target has a kind, given by the alert field a command expects (EXPECT_KINDS); each action
 declares the kinds it acts on. Adding a kind is a line in EXPECT_KINDS and a check in
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import posixpath
 import re
 import time
 from dataclasses import dataclass
@@ -25,11 +35,12 @@ log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-TargetKind = Literal["ip", "user"]
+TargetKind = Literal["ip", "user", "file"]
 
 #: the kind of target each value of a command's `expect` names
 EXPECT_KINDS: dict[str, TargetKind] = {
     "srcip": "ip", "dstip": "ip", "srcuser": "user", "dstuser": "user", "user": "user",
+    "filename": "file",
 }
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+",
@@ -37,6 +48,17 @@ _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", re.ASCII)
 _USER_MAX = 32
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+#: what no network may cover, and the reason it is refused for
+_COVERED = (
+    (ipaddress.ip_network("127.0.0.0/8"), "loopback addresses"),
+    (ipaddress.ip_network("::1/128"), "loopback addresses"),
+    (ipaddress.ip_network("0.0.0.0/32"), "the unspecified address"),
+    (ipaddress.ip_network("::/128"), "the unspecified address"),
+    (ipaddress.ip_network("224.0.0.0/4"), "multicast addresses"),
+    (ipaddress.ip_network("ff00::/8"), "multicast addresses"),
+    (ipaddress.ip_network("255.255.255.255/32"), "the broadcast address"),
+    (ipaddress.ip_network("::ffff:0:0/96"), "IPv4-mapped addresses (give the IPv4 prefix)"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +77,38 @@ def normalise_address(text: str) -> str | None:
     except ValueError:
         return None
     return str(_unmap(address))
+
+
+def normalise_target(text: str) -> str:
+    """An address or network in its normal form (a full-length prefix as the address
+    alone), anything else as given (user names)."""
+    address = normalise_address(text)
+    if address is not None:
+        return address
+    network = parse_network(text)
+    return text if network is None else _network_text(network)
+
+
+def parse_network(text: str) -> Network | None:
+    """A CIDR (host bits cleared), `::ffff:a.b.c.d/n` folded to IPv4; None if it is not
+    one."""
+    if "/" not in text:
+        return None
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96 \
+            and network.network_address.ipv4_mapped is not None:
+        return ipaddress.ip_network((network.network_address.ipv4_mapped,
+                                     network.prefixlen - 96))
+    return network
+
+
+def _network_text(network: Network) -> str:
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
 
 
 def _unmap(address: Address) -> Address:
@@ -111,10 +165,54 @@ class Targets:
         self.white_list = tuple(white_list)
         self.own_addresses = own_addresses if own_addresses is not None else OwnAddresses()
 
-    def check(self, kind: TargetKind, text: str | None) -> Checked:
-        if kind == "ip":
+    def check(self, kind: TargetKind, text: str | None,
+              prefixes: tuple[int, int] | None = None) -> Checked:
+        """`prefixes`: the command's action blocks networks too, and an address is widened
+        to the covering prefix of these lengths (IPv4, IPv6); None: single addresses."""
+        if kind == "user":
+            return check_user(text)
+        if kind == "file":
+            return check_file(text)
+        if prefixes is None:
             return self.check_address(text)
-        return check_user(text)
+        return self.check_network(text, prefixes)
+
+    def check_network(self, text: str | None, prefixes: tuple[int, int]) -> Checked:
+        """An address (widened to its covering prefix) or a network."""
+        network = parse_network(text) if text else None
+        if network is None:
+            checked = self.check_address(text)
+            if checked.refused is not None:
+                return checked
+            address = ipaddress.ip_address(checked.target)
+            length = prefixes[0] if address.version == 4 else prefixes[1]
+            if length == address.max_prefixlen:
+                return checked
+            widened = ipaddress.ip_network((address, length), strict=False)
+            refused = self._covers(widened)
+            if refused is None:
+                return Checked(str(widened))
+            log.info("%s: its /%d (%s) %s; blocking the address alone", checked.target,
+                     length, widened, refused)
+            return checked
+        if network.prefixlen == network.max_prefixlen:
+            return self.check_address(str(network.network_address))
+        return Checked(str(network), self._covers(network))
+
+    def _covers(self, network: Network) -> str | None:
+        """Why a network may not be blocked (what it covers), or None."""
+        for listed in self.white_list:
+            if listed.version == network.version and network.overlaps(listed):
+                if network.subnet_of(listed):  # type: ignore[arg-type]
+                    return "white-listed"
+                return f"covers white-listed {_network_text(listed)}"
+        for covered, what in _COVERED:
+            if covered.version == network.version and network.overlaps(covered):
+                return f"covers {what}"
+        for address in sorted(self.own_addresses(), key=str):
+            if address in network:
+                return f"covers this host's own address {address}"
+        return None
 
     def check_address(self, text: str | None) -> Checked:
         if text is None or not text.strip():
@@ -143,9 +241,7 @@ class Targets:
 def _not_an_address(text: str) -> str:
     stripped = text.strip()
     if "/" in stripped:
-        try:
-            ipaddress.ip_network(stripped, strict=False)
-        except ValueError:
+        if parse_network(stripped) is None:
             return "not an IP address"
         return "network, not an address"
     if _HOSTNAME.fullmatch(stripped) and not stripped.replace(".", "").isdigit():
@@ -176,4 +272,20 @@ def check_user(text: str | None) -> Checked:
         reason = "user name too long"
     elif not _USER.fullmatch(text):
         reason = "not a valid user name"
+    return Checked(text, reason)
+
+
+def check_file(text: str | None) -> Checked:
+    """A file path: absolute and in its normal form (no `.`/`..` parts, no doubled or
+    trailing `/`), no NUL or newline. Which files may be acted on is the action's to say
+    (restore-file: only those it keeps a known-good copy of)."""
+    if not text:
+        return Checked(text or "", "empty file name")
+    reason = None
+    if "\0" in text or "\n" in text:
+        reason = "NUL or newline in file name"
+    elif not text.startswith("/"):
+        reason = "not an absolute path"
+    elif text == "/" or posixpath.normpath(text) != text or text.startswith("//"):
+        reason = "not a path in its normal form"
     return Checked(text, reason)

@@ -11,6 +11,7 @@ from arguard.errors import ConfigError, Problem
 from arguard.model import RuleInfo
 from arguard.patterns import Condition, parse_condition
 from arguard.ruleset.compiled import COMPILED_RULES
+from arguard.syscheck import RULE_FIELD_ALIASES
 from arguard.tomlfile import TomlFile
 
 # Decoded fields a rule may test by name at the top level of a [[rule]] table.
@@ -207,8 +208,12 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
     if isinstance(extra_fields, dict):
         for name, value in extra_fields.items():
             condition = parse_condition(doc, "rule", index, f"field.{name}", value, problems)
-            if condition is not None:
-                field_conditions.append((name, condition))
+            decoded = _decoded_field_name(name)
+            if decoded is None:
+                fail(f"rule {rule_id}: unknown field {name!r}; the syscheck alert fields are "
+                     + ", ".join(sorted(RULE_FIELD_ALIASES)), "field")
+            elif condition is not None:
+                field_conditions.append((decoded, condition))
     address_conditions = []
     for key in ("srcip", "dstip"):
         if key in data and isinstance(data[key], (str, list)):
@@ -237,10 +242,11 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
         if isinstance(data.get(key), int) and data[key] < (1 if key == "timeframe" else 0):
             fail(f"rule {rule_id}: {key} must be positive", key)
     same = [name for name in CORRELATION_FIELDS if data.get(f"same_{name}") is True]
-    same += [f"field:{name}" for name in data.get("same_field", []) if isinstance(name, str)]
+    same += [f"field:{_decoded_field_name(name) or name}" for name in data.get("same_field", [])
+             if isinstance(name, str)]
     different = [name for name in CORRELATION_FIELDS if data.get(f"different_{name}") is True]
-    different += [f"field:{name}" for name in data.get("different_field", [])
-                  if isinstance(name, str)]
+    different += [f"field:{_decoded_field_name(name) or name}"
+                  for name in data.get("different_field", []) if isinstance(name, str)]
     if (same or different) and frequency is None:
         fail(f"rule {rule_id}: same_*/different_* need frequency")
     if len(problems) > before:
@@ -261,6 +267,15 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
         noalert=data.get("noalert", False), overwrite=data.get("overwrite", False),
         maxsize=data.get("maxsize"),
     )
+
+
+def _decoded_field_name(name: str) -> str | None:
+    """The decoded field a `field.NAME` condition tests: a file integrity alert's field
+    (`syscheck.path`) is tested on the decoded field it shows (`file`), as Wazuh's rules test
+    it; None for an unknown `syscheck.` name."""
+    if name.startswith("syscheck."):
+        return RULE_FIELD_ALIASES.get(name)
+    return name
 
 
 def _parse_addresses(value: str | list) -> AddressCondition | None:

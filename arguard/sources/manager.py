@@ -3,7 +3,8 @@
 Delivery and commit: `deliver(lines)` is called on the loop with at most BATCH_LINES lines;
 the offsets and cursors that cover those lines are committed to SQLite only after it
 returns. After a clean stop nothing is lost or read twice; after a crash at most the last
-batch (delivered, not yet committed) is delivered again.
+batch (delivered, not yet committed) is delivered again. The file integrity source
+([[integrity]]) hands its events to `deliver_events` the same way: recorded once delivered.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-from arguard.config import Source
-from arguard.model import Line
+from arguard.config import Integrity, Source
+from arguard.model import Event, Line
 from arguard.sources.counters import SourceCounters
 from arguard.sources.files import FileSource, PathFollower, SavedOffset
 from arguard.sources.journal import LOCATION as JOURNAL_LOCATION, JournalSource
 from arguard.sources.positions import PendingPositions
 from arguard.sources.watch import DirectoryWatcher
 from arguard.store import Store
+
+if TYPE_CHECKING:
+    from arguard.sources.integrity import IntegritySource
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,13 @@ STOP_TIMEOUT_SECONDS = 5.0
 class SourceManager:
     def __init__(self, sources: list[Source], store: Store,
                  deliver: Callable[[list[Line]], None], *,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 integrity: tuple[Integrity, ...] = (),
+                 deliver_events: Callable[[list[Event]], None] | None = None,
+                 copies: Path | None = None, own_directories: tuple[Path, ...] = ()):
+        """`integrity`: the [[integrity]] tables, whose events go to `deliver_events`;
+        `copies`: where their known-good copies are kept (None: none are); arguard's own
+        `own_directories` are never watched."""
         self.store = store
         self._deliver = deliver
         self.clock = clock
@@ -58,6 +69,12 @@ class SourceManager:
                 self._ordered.append(journal)
                 self._by_location.setdefault(JOURNAL_LOCATION, counters)
             self.counters.append(counters)
+        self.integrity: IntegritySource | None = None
+        if integrity and deliver_events is not None:
+            # imported only when configured: hashing loads hashlib (OpenSSL, ~1 MB of RSS)
+            from arguard.sources.integrity import IntegritySource
+            self.integrity = IntegritySource(integrity, store.path, copies, deliver_events,
+                                             never=own_directories, clock=clock)
         self.committed_at: float | None = None
         self.commit_errors = 0
         self.commit_error: str | None = None
@@ -153,6 +170,8 @@ class SourceManager:
         self.commit()
         for journal in self.journals:
             self._tasks.append(asyncio.create_task(journal.run(), name=journal.name))
+        if self.integrity is not None:
+            await self._start_integrity(self.integrity)
         self.started.set()
         next_tick = time.monotonic() + TICK_SECONDS
         while not self._stopping:
@@ -177,6 +196,24 @@ class SourceManager:
             if tick:
                 self.commit()
                 next_tick = time.monotonic() + TICK_SECONDS
+
+    async def _start_integrity(self, integrity: IntegritySource) -> None:
+        """Start the integrity source and wait until it is placed (watches set, baselines
+        recorded); a source that fails to start takes the manager down with it."""
+        task = asyncio.create_task(integrity.run(), name="integrity")
+        self._tasks.append(task)
+        placed = asyncio.create_task(integrity.placed.wait())
+        await asyncio.wait([placed, task], return_when=asyncio.FIRST_COMPLETED)
+        placed.cancel()
+        if task.done():
+            task.result()
+        task.add_done_callback(self._integrity_done)
+
+    def _integrity_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stopping:
+            log.error("the file integrity source stopped: %r; file changes are no longer "
+                      "reported until arguard is restarted", task.exception(),
+                      exc_info=task.exception())
 
     def _update_watches(self) -> None:
         if self._watcher is None:
@@ -220,6 +257,8 @@ class SourceManager:
         self._stopping = True
         for journal in self.journals:
             await journal.stop()
+        if self.integrity is not None:
+            await self.integrity.stop()
         if self._wake is not None:
             self._wake.set()
         if self._running and self._finished is not None:
@@ -230,13 +269,15 @@ class SourceManager:
         if self._tasks:
             for journal in self.journals:
                 await journal.stop()
+            if self.integrity is not None:
+                await self.integrity.stop()
             done, running = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
             for task in running:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
-                    log.error("journal source stopped with an error",
+                    log.error("%s source stopped with an error", task.get_name(),
                               exc_info=task.exception())
         self.commit()
         for files in self.files:

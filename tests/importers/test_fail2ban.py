@@ -102,7 +102,7 @@ def test_jail_becomes_a_frequency_rule_and_an_active_response(imported: Path):
     fragment = tomllib.loads((imported.parent / "conf.d/60-fail2ban.toml").read_text())
     assert fragment["source"] == [{"path": "/var/log/auth.log"}]
     assert fragment["global"]["white_list"] == ["192.0.2.10", "10.0.0.0/8"]
-    assert fragment["command"] == [{"name": "f2b-myssh", "action": "ipset", "expect": "srcip",
+    assert fragment["command"] == [{"name": "f2b-myssh", "action": "firewall", "expect": "srcip",
                                     "timeout_allowed": True, "set_name": "f2b-myssh",
                                     "chain": "f2b-myssh"}]
 

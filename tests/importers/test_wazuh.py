@@ -212,7 +212,7 @@ def test_config_fragment(imported):
     commands = {c["name"]: c for c in fragment["command"]}
     # named like arguard's default commands: renamed, so the fragment loads beside them
     assert commands["wazuh-firewall-drop"] == {"name": "wazuh-firewall-drop",
-                                               "action": "ipset", "expect": "srcip",
+                                               "action": "firewall", "expect": "srcip",
                                                "timeout_allowed": True}
     assert commands["wazuh-host-deny"]["action"] == "hosts-deny"
     assert commands["notify"] == {"name": "notify", "executable": "notify.sh",

@@ -13,8 +13,7 @@ import threading
 from pathlib import Path
 
 from arguard.respond.actions import ACTIONS
-from arguard.respond.actions.base import ActionType
-from arguard.schema import PATH, STRING, Option
+from arguard.respond.actions.base import PATH, STRING, ActionType, Option
 
 NAME = "recorder"
 

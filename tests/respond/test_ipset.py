@@ -110,8 +110,8 @@ def test_add_many_restores_thousands_with_their_timeouts(ns, ipset):
     ipset.add_many([])
 
 
-def test_rejects_what_is_not_one_address(ns, ipset):
-    for target in ("example.com", "203.0.113.0/24", "", "203.0.113.5 ", "fe80::1%eth0"):
+def test_rejects_what_is_not_one_address_or_network(ns, ipset):
+    for target in ("example.com", "203.0.113.0/33", "", "203.0.113.5 ", "fe80::1%eth0"):
         with pytest.raises(ActionError, match="not"):
             ipset.add(target, 600)
     with pytest.raises(ActionError):
@@ -143,7 +143,7 @@ def test_admin_rules_stay_and_the_jump_comes_first(ns):
     input_rules = [line for line in rules(ns) if line.startswith("-A INPUT")]
     assert input_rules == ["-A INPUT -j arguard-ipset",
                            "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"]
-    assert len([line for line in rules(ns) if "--match-set" in line]) == 1
+    assert len([line for line in rules(ns) if "--match-set" in line]) == 2  # addresses, prefixes
     assert members(ns).keys() == {"203.0.113.5"}
 
 

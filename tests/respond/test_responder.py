@@ -305,7 +305,20 @@ def test_manual_blocks_are_validated(setup, target, command, timeout, reason):
 
 def test_manual_block_of_a_user_picks_a_user_command(setup):
     stage, _, _, _ = setup()
-    assert stage.block("mallory", timeout=60).command == "lock-user"
+    assert stage.block("mallory", timeout=60, kind="user").command == "lock-user"
+
+
+def test_manual_block_takes_the_kind_of_target_it_is_given(setup):
+    """A user name given as an address is not guessed into an account lock, and a name
+    that looks like an address ("10.0.0.1" is a valid user name) is locked as a user."""
+    stage, fake, _, _ = setup()
+    applied = stage.block("mallory", timeout=60)
+    assert (applied.verb, applied.reason) == (
+        "skip", "hostname, not an IP address (for a user name: --user NAME)")
+    refused = stage.block("203.0.113.9", "lock-user", 60)
+    assert refused.reason == "command 'lock-user' acts on user names: give the name with --user"
+    assert stage.block("10.0.0.1", timeout=60, kind="user").command == "lock-user"
+    assert fake.calls == []
 
 
 def test_dry_run_decides_and_logs_but_never_acts(setup, caplog):

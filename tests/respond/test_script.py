@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from arguard.config import Command
-from arguard.model import Alert, Event, Line, Predecoded, RuleInfo
+from arguard.model import Alert, Event, FileChange, Line, Predecoded, RuleInfo
 from arguard.respond.actions.base import ActionError
 from arguard.respond.actions.script import SAFE_PATH, ScriptAction
+from arguard.syscheck import change_event
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="scripts must be owned by root")
 
@@ -216,6 +217,35 @@ def test_legacy_args_pass_only_valid_alert_fields(bin_dir, tmp_path):
     action = ScriptAction(command("legacy.sh", legacy=True, expect="srcuser"), bin_dir)
     action.add("admin", None, make_alert(srcip="not-an-ip", dstuser="-rf /"))
     assert out.read_text().splitlines()[:3] == ["add", "admin", "-"]
+
+
+def fim_alert(path: str) -> Alert:
+    """A file integrity alert (rule 550) for `path`, as the integrity source makes it."""
+    change = FileChange(path, "modified", "realtime", None, None, ("sha256",), 1_700_000_000.0)
+    rule = RuleInfo(id=550, level=7, description="Integrity checksum changed.",
+                    groups=("ossec", "syscheck"), mitre=("T1565.001",))
+    return Alert(id="1700000000.7", rule=rule, event=change_event(change, frozenset()),
+                 firedtimes=1)
+
+
+def test_expect_filename_gives_the_path_as_syscheck_path_and_as_legacy_filename(bin_dir,
+                                                                                tmp_path):
+    dump = tmp_path / "message.json"
+    install(bin_dir, "dump", f"#!/bin/sh\nhead -n 1 > {dump}\n")
+    ScriptAction(command("dump", expect="filename"), bin_dir).add(
+        "/etc/nginx/nginx.conf", None, fim_alert("/etc/nginx/nginx.conf"))
+    alert = json.loads(dump.read_text())["parameters"]["alert"]
+    assert alert["syscheck"]["path"] == "/etc/nginx/nginx.conf"
+    assert alert["rule"]["id"] == "550" and "data" not in alert
+
+    out = tmp_path / "argv.txt"
+    install(bin_dir, "legacy.sh", f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done > {out}\n')
+    ScriptAction(command("legacy.sh", legacy=True, expect="filename"), bin_dir).add(
+        "/etc/nginx/nginx.conf", None, fim_alert("/etc/nginx/nginx.conf"))
+    assert out.read_text().splitlines() == [
+        "add", "-", "-", "1700000000.7", "550", "syscheck", "/etc/nginx/nginx.conf", "-"]
+    with pytest.raises(ActionError, match="not a file path"):
+        ScriptAction(command("dump", expect="filename"), bin_dir).add("etc/x", None, None)
 
 
 def test_script_that_never_answers_gets_stdin_closed(bin_dir, tmp_path):

@@ -353,34 +353,35 @@ def test_addresses_are_normalised(tmp_path, address, expected):
     assert pipeline.process(Line(line, "t", 0.0)).event.fields["srcip"] == expected
 
 
-def test_literal_fast_path_agrees_with_the_regex_on_every_shipped_pattern(shipped_ruleset,
-                                                                          request):
+def test_literal_checks_agree_with_the_regex_on_every_shipped_pattern(shipped_ruleset,
+                                                                     request):
     """Rules whose `match` is plain literal alternatives are checked with `in`/`startswith`
-    on the lower-cased message (the engine's probe loop); on every corpus line that must give
-    the regex's answer."""
-    import re
-
-    from arguard.ruleset.engine import Engine, _literal_probes
+    on the lower-cased message; on every corpus line that must give the regex's answer, in
+    the check object and in the expression the compiled walk runs."""
+    from arguard.ruleset.checks import Context, MessageLiterals, Names, literal_alternatives
     from tests.conftest import SHARED, require_corpus
 
     require_corpus(request, SHARED / "corpus")
     messages = [line.split(": ", 1)[-1] for path in (SHARED / "corpus").rglob("*")
                 if path.is_file() for line in path.read_text(errors="replace").splitlines()]
     messages += ["Invalid user admin from 1.2.3.4", "FAILED PASSWORD", "x [preauth]", ""]
-    engine = Engine(shipped_ruleset.rules)
     checked = 0
     for rule in shipped_ruleset.rules.rules.values():
         for condition in (rule.match, rule.regex):
-            if condition is None or not isinstance(condition.pattern, re.Pattern):
+            if condition is None:
                 continue
-            probes = _literal_probes(condition.pattern.pattern)
-            if probes is None:
+            alternatives = literal_alternatives(condition)
+            if alternatives is None:
                 continue
-            entries = tuple((kind, probe, rule, False) for kind, probe in probes)
+            check = MessageLiterals(alternatives, condition.negate)
+            names = Names()
+            compiled = eval(f"lambda m, l: {check.expression(names)}", dict(names.bound))
             checked += 1
             for message in messages:
-                fast = engine._first(entries, None, message, message.lower()) is rule
-                assert fast == (condition.pattern.search(message) is not None), (rule.id, message)
+                expected = condition.holds(message)
+                context = Context(None, message, message.lower(), {})
+                assert check.holds(context) == expected, (rule.id, message)
+                assert compiled(message, message.lower()) == expected, (rule.id, message)
     assert checked > 30
 
 

@@ -10,6 +10,7 @@ only when the action is built, so that commands which never act (`arguard logtes
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions.base import Action, ActionContext, ActionError, ActionType
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
     from arguard.config import Command
 
 __all__ = ["ACTIONS", "Action", "ActionContext", "ActionError", "EXECUTABLE_ACTION",
-           "action_type", "build_action", "builtin_actions"]
+           "action_type", "build_action", "builtin_actions", "host_notes"]
 
 #: action name (what a [[command]] writes as `action = …`) → the module that declares it
 ACTIONS: dict[str, str] = {
+    "firewall": "arguard.respond.actions.firewall",
+    "nftables": "arguard.respond.actions.nftables",
     "ipset": "arguard.respond.actions.ipset",
     "iptables": "arguard.respond.actions.iptables",
     "route": "arguard.respond.actions.route",
@@ -29,6 +32,7 @@ ACTIONS: dict[str, str] = {
     "disable-account": "arguard.respond.actions.account",
     "webhook": "arguard.respond.actions.webhook",
     "script": "arguard.respond.actions.script",
+    "restore-file": "arguard.respond.actions.restorefile",
 }
 #: the action of a [[command]] that names an `executable` instead of an `action`
 EXECUTABLE_ACTION = "script"
@@ -51,3 +55,15 @@ def build_action(command: Command, context: ActionContext) -> Action:
     if described is None:
         raise ActionError(f"command {command.name!r}: unknown action {command.action!r}")
     return described.build(command, context)
+
+
+def host_notes(commands: Iterable[Command]) -> dict[str, str]:
+    """Command name → what its action says about how it works on this host (the
+    `firewall` action: the backend it chose and why), for the commands whose action says
+    anything."""
+    notes = {}
+    for command in commands:
+        described = action_type(command.action)
+        if described is not None and described.host_note is not None:
+            notes[command.name] = f"{command.action} → {described.host_note()}"
+    return notes

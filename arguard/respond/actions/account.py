@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions.atomicfile import remove_leftovers, write_atomically
-from arguard.respond.actions.base import ActionError, ActionType
+from arguard.respond.actions.base import INTEGER, PATH, ActionError, ActionType, Option
 from arguard.respond.targets import check_user
-from arguard.schema import INTEGER, PATH, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command

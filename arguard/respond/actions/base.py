@@ -20,12 +20,11 @@ responder logs it, counts it and writes it to active-responses.log.
 from __future__ import annotations
 
 import copy
+import enum
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-from arguard.schema import REQUIRED, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command, Paths
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ActionError(Exception):
@@ -95,7 +95,99 @@ def parse_address(text: str) -> Address:
     return address
 
 
+def parse_network(text: str) -> Network:
+    """A target as the actions that block prefixes take it: an address (as parse_address)
+    or a CIDR (`198.51.100.0/24`, host bits cleared), as a network; ActionError otherwise."""
+    if "/" not in text:
+        address = parse_address(text)
+        return ipaddress.ip_network(address)
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ActionError(f"not an IP address or network: {text!r}") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+        raise ActionError(f"not a plain network (IPv4-mapped): {text!r}")
+    return network
+
+
+def network_target(network: Network) -> str:
+    """The target text of a network: the address alone for a full-length prefix."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
 # --- self-description ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OptionType:
+    """A type an option value may have, named as the configuration reference names it."""
+
+    name: str
+    accepts: Callable[[Any], bool]
+    #: a path, made absolute relative to the configuration file's directory
+    path: bool = False
+
+
+def _plain(*kinds: type) -> Callable[[Any], bool]:
+    def accepts(value: Any) -> bool:
+        return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+    return accepts
+
+
+STRING = OptionType("a string", _plain(str))
+PATH = OptionType("a path", _plain(str), path=True)
+INTEGER = OptionType("an integer", _plain(int))
+NUMBER = OptionType("a number", _plain(int, float))
+BOOLEAN = OptionType("true or false", _plain(bool))
+STRINGS = OptionType("a list of strings",
+                     lambda value: isinstance(value, list) and all(isinstance(v, str)
+                                                                   for v in value))
+INTEGERS = OptionType("a list of integers",
+                      lambda value: isinstance(value, list) and all(
+                          isinstance(v, int) and not isinstance(v, bool) for v in value))
+
+
+class _Required(enum.Enum):
+    REQUIRED = "required"
+
+
+#: the default of an option that must be given
+REQUIRED = _Required.REQUIRED
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of a table: of a [[command]] table, that an action reads, or of the
+    configuration's own tables (arguard/schema.py)."""
+
+    name: str
+    type: OptionType
+    default: Any
+    #: one line for the configuration reference
+    meaning: str
+    #: the only values allowed (empty: any value of the type)
+    choices: tuple[Any, ...] = ()
+    #: what is wrong with a value of the right type ("must be …", "is not …"), or None
+    check: Callable[[Any], str | None] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if not self.type.accepts(value):
+            return f"{self.name} must be {self.type.name}"
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be {self.choices_text}"
+        if self.check is not None:
+            problem = self.check(value)
+            if problem is not None:
+                return f"{self.name} {value!r} {problem}"
+        return None
+
+    @property
+    def choices_text(self) -> str:
+        """The choices as messages and the configuration reference name them."""
+        names = [f'"{c}"' for c in self.choices]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
 
 #: a problem with a command's options: (the key it is about, or None for the table; message)
 Problem = tuple["str | None", str]
@@ -120,6 +212,13 @@ class ActionType:
     default_expect: str = "srcip"
     #: problems that involve several options, given all of them with their defaults
     check: Callable[[Mapping[str, Any]], Iterable[Problem]] | None = None
+    #: acts on networks too (`arguard block 198.51.100.0/24`); such an action declares
+    #: PREFIX_V4 and PREFIX_V6, and the policy blocks an alert's address as the covering
+    #: prefix they give
+    networks: bool = False
+    #: one line on how the action works on this host, for check-config and status (the
+    #: `firewall` action: which backend it chose and why)
+    host_note: Callable[[], str] | None = None
 
     def problems(self, action: str, values: Mapping[str, Any]) -> list[Problem]:
         """Everything wrong with a command's options for this action (`action`: its name):
@@ -147,6 +246,14 @@ class ActionType:
         return {option.name: values[option.name] if option.name in values
                 else copy.deepcopy(option.default) for option in self.options}
 
+    def prefixes(self, command: Command) -> tuple[int, int] | None:
+        """The covering prefix lengths (IPv4, IPv6) the command blocks, None when the action
+        blocks single addresses only."""
+        if not self.networks:
+            return None
+        options = self.with_defaults(command.options)
+        return options["prefix_v4"], options["prefix_v6"]
+
     def options_of(self, command: Command) -> dict[str, Any]:
         """The command's options with their defaults, checked: the loader has checked
         them already, but commands built in code (tests, benchmarks) come here unchecked.
@@ -156,3 +263,31 @@ class ActionType:
             raise ActionError(f"command {command.name!r}: "
                               + "; ".join(message for _, message in problems))
         return self.with_defaults(command.options)
+
+
+# --- options shared by the firewall actions ----------------------------------------------------
+
+def _ports_problem(ports: list[int]) -> str | None:
+    if not all(1 <= port <= 65535 for port in ports):
+        return "must be port numbers from 1 to 65535"
+    if len(set(ports)) != len(ports):
+        return "names a port twice"
+    if len(ports) > 15:
+        return "may name at most 15 ports (as iptables' multiport match)"
+    return None
+
+
+def _prefix_check(bits: int) -> Callable[[int], str | None]:
+    def problem(length: int) -> str | None:
+        return None if 1 <= length <= bits else f"must be a prefix length from 1 to {bits}"
+    return problem
+
+
+PORTS = Option("ports", INTEGERS, [], "limit the block to these destination ports (empty: "
+               "every port and protocol)", check=_ports_problem)
+PROTOCOL = Option("protocol", STRING, "tcp", "the protocol of `ports`", choices=("tcp", "udp"))
+PREFIX_V4 = Option("prefix_v4", INTEGER, 32, "block the IPv4 prefix of this length that "
+                   "covers an alert's address (32: the address itself)", check=_prefix_check(32))
+PREFIX_V6 = Option("prefix_v6", INTEGER, 128, "block the IPv6 prefix of this length that "
+                   "covers an alert's address (128: the address itself; 64: the attacker's "
+                   "whole subnet)", check=_prefix_check(128))

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions.atomicfile import remove_leftovers, write_atomically
-from arguard.respond.actions.base import ActionError, ActionType, Address, parse_address
+from arguard.respond.actions.base import PATH, STRING, ActionError, ActionType, Address, \
+    Option, parse_address
 from arguard.respond.owner import UNTAGGED, Owner, tag_of_label
-from arguard.schema import PATH, STRING, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command

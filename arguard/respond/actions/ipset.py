@@ -3,10 +3,18 @@ two kernel sets, matched by one firewall rule per IP version.
 
     ipset: arguard  hash:ip family inet  timeout 0   (option set_name)
            arguard6 hash:ip family inet6 timeout 0
+           arguard-net, arguard-net6 hash:net …       (prefixes: `arguard block 198.51.100.0/24`,
+                                                        prefix_v4 / prefix_v6)
     -N arguard-ipset                                                (option chain)
     -I INPUT -j arguard-ipset                                       (option jump_from)
     -A arguard-ipset -m set --match-set arguard src -j DROP         (option target)
-    ip6tables: the same with arguard6
+    -A arguard-ipset -m set --match-set arguard-net src -j DROP
+    ip6tables: the same with arguard6, arguard-net6
+    with ports = [22]: -A arguard-ipset -p tcp -m set --match-set arguard src
+                          -m multiport --dports 22 -j DROP        (option protocol)
+
+Commands whose sets have the same names share them and their rules: give each its own
+set_name when their ports differ.
 
 A lookup in a hash set costs the same for 10 or 100 000 members, per packet and per ban;
 with one rule per address (the `iptables` action) both grow with the number of blocks.
@@ -48,21 +56,29 @@ import os
 import re
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from arguard.respond.actions.base import (
+    PORTS,
+    PREFIX_V4,
+    PREFIX_V6,
+    PROTOCOL,
+    STRING,
     ActionError,
     ActionType,
-    Address,
+    Network,
+    Option,
     OwnerConflict,
-    parse_address,
+    network_target,
+    parse_network,
 )
+from arguard.respond.actions import netlink
+from arguard.respond.actions.netlink import attr as _attr
+from arguard.respond.actions.netlink import spans as _spans
 from arguard.respond.actions.iptables import JUMP_FROM, TARGET, check_jumps, chain_option
 from arguard.respond.actions.loopsafe import outside_event_loop
 from arguard.respond.owner import UNTAGGED, Owner, describe_tag
-from arguard.schema import STRING, Option
 
 if TYPE_CHECKING:
     from pyroute2 import IPSet
@@ -78,17 +94,11 @@ MAX_TIMEOUT = 2_147_483
 #: entries per batched message: the ADT attribute's 16-bit length must hold them (an IPv6
 #: entry is 36 bytes)
 BATCH = 1024
-#: seconds to wait for the kernel's answer to one request
-REPLY_TIMEOUT = 5.0
 
 # Netlink and ipset numbers (kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h,
 # linux/netfilter/ipset/ip_set.h), written here so that this module loads without pyroute2.
-NETLINK_NETFILTER = 12
-NLM_F_REQUEST = 1
 NLM_F_ACK = 4
 NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 NLA_F_NESTED = 1 << 15
 NLA_F_NET_BYTEORDER = 1 << 14
 NFNL_SUBSYS_IPSET = 6
@@ -108,15 +118,13 @@ IPSET_ATTR_DATA = 7
 IPSET_ATTR_ADT = 8
 IPSET_ATTR_LINENO = 9    # required with ADT (batch mode)
 IPSET_ATTR_IP = 1        # inside DATA
+IPSET_ATTR_CIDR = 3      # inside DATA (hash:net)
 IPSET_ATTR_TIMEOUT = 6   # inside DATA
 IPSET_ATTR_IPADDR_IPV4 = 1
 IPSET_ATTR_IPADDR_IPV6 = 2
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10     # errors come back without a copy of the request
-NLA_TYPE_MASK = 0x3FFF   # an attribute's type without the NESTED / NET_BYTEORDER flags
 IPSET_ERR_PRIVATE = 4096  # ipset's own error codes start here
 
-_SET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,30}")  # 31 bytes at most with the IPv6 suffix
+_SET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,26}")  # 31 bytes at most with "-net6"
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 _KERNEL_ERRORS = {
     IPSET_ERR_PROTOCOL: "the kernel's ipset module rejected the message (protocol)",
@@ -131,59 +139,63 @@ class IpsetAction:
         options = ACTION.options_of(command)
         name = options["set_name"]
         self.command = command.name
-        self.sets = {4: name, 6: f"{name}6"}
+        #: (kind, IP version) → set name; kind "ip" (hash:ip) or "net" (hash:net)
+        self.sets = {("ip", 4): name, ("ip", 6): f"{name}6",
+                     ("net", 4): f"{name}-net", ("net", 6): f"{name}-net6"}
         self.chain: str = options["chain"]
         self.jump_from: tuple[str, ...] = tuple(options["jump_from"])
         self.target: str = options["target"]
+        self.ports: tuple[int, ...] = tuple(options["ports"])
+        self.protocol: str = options["protocol"]
         self.owner = owner
         self._netlink = _Netlink(self._setup())
 
     # --- the Action contract -------------------------------------------------------------
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
-        address = parse_address(target)
-        self._add(address.version, [_entry(address, _kernel_timeout(timeout))])
+        network = parse_network(target)
+        self._add(_where(network), [_entry(network, _kernel_timeout(timeout))])
 
     def add_many(self, items: Sequence[tuple[str, int | None]]) -> None:
         """Add (or refresh) many entries, BATCH per netlink message."""
-        by_version: dict[int, list[bytes]] = {4: [], 6: []}
+        grouped: dict[tuple[str, int], list[bytes]] = {where: [] for where in self.sets}
         for target, timeout in items:
-            address = parse_address(target)
-            by_version[address.version].append(_entry(address, _kernel_timeout(timeout)))
-        for version, entries in by_version.items():
+            network = parse_network(target)
+            grouped[_where(network)].append(_entry(network, _kernel_timeout(timeout)))
+        for where, entries in grouped.items():
             for start in range(0, len(entries), BATCH):
-                self._add(version, entries[start:start + BATCH])
+                self._add(where, entries[start:start + BATCH])
 
     def delete(self, target: str) -> None:
-        address = parse_address(target)
-        error = self._netlink.request(IPSET_CMD_DEL, self.sets[address.version],
-                                      [_entry(address, None)])
+        network = parse_network(target)
+        where = _where(network)
+        error = self._netlink.request(IPSET_CMD_DEL, self.sets[where], [_entry(network, None)])
         if error not in (0, errno.ENOENT):  # ENOENT: no set, so nothing to delete
-            raise self._error("delete", address.version, error)
+            raise self._error("delete", where, error)
 
     def check(self, target: str) -> bool:
         """Whether the address is a member and its set's rule is reachable."""
         from arguard.respond.actions import xtables
 
-        address = parse_address(target)
-        error = self._netlink.request(IPSET_CMD_TEST, self.sets[address.version],
-                                      [_entry(address, None)])
+        network = parse_network(target)
+        where = _where(network)
+        error = self._netlink.request(IPSET_CMD_TEST, self.sets[where], [_entry(network, None)])
         if error in (IPSET_ERR_EXIST, errno.ENOENT):
             return False
         if error:
-            raise self._error("test", address.version, error)
-        with xtables.xtables(address.version) as table:
+            raise self._error("test", where, error)
+        with xtables.xtables(network.version) as table:
             return (xtables.chain_in_place(table, self.chain, self.jump_from)
-                    and self._set_rule(table, address.version, self.target)
-                    in xtables.chain(table, self.chain).rules)
+                    and all(rule in xtables.chain(table, self.chain).rules
+                            for rule in self._set_rules(table, where, self.target)))
 
     def list_targets(self) -> set[str] | None:
-        """The members of both sets (entries whose kernel timeout ran out are not listed)."""
+        """The members of the sets (entries whose kernel timeout ran out are not listed)."""
         members: set[str] = set()
-        for version, name in self.sets.items():
+        for where, name in self.sets.items():
             error, listed = self._netlink.members(name)
             if error not in (0, errno.ENOENT):  # ENOENT: no set, no members
-                raise self._error("list", version, error)
+                raise self._error("list", where, error)
             members.update(listed)
         return members
 
@@ -201,29 +213,35 @@ class IpsetAction:
         try:
             with IPSet() as ipset:
                 protocol = ipset.get_proto_version()[0].get_attr("IPSET_ATTR_PROTOCOL")
-                for version, name in self.sets.items():
-                    _create_set(ipset, name, _FAMILIES[version])
+                for (kind, version), name in self.sets.items():
+                    _create_set(ipset, name, f"hash:{kind}", _FAMILIES[version])
         except (NetlinkError, OSError) as error:
             raise ActionError(f"cannot set up ipsets {self._names()}: {_reason(error)}") \
                 from error
         for version in (4, 6):
             with xtables.xtables(version) as table:
-                self._refuse_foreign(table, version)
+                for where in self.sets:
+                    if where[1] == version:
+                        self._refuse_foreign(table, where)
                 chain = xtables.ensure_chain(table, self.chain, self.jump_from)
-                for other in xtables.TARGETS:
-                    if other != self.target:
-                        xtables.delete_all(chain, self._set_rule(table, version, other))
-                rule = self._set_rule(table, version, self.target)
-                if rule not in chain.rules:
-                    chain.append_rule(rule)
+                for where in self.sets:
+                    if where[1] != version:
+                        continue
+                    wanted = self._set_rules(table, where, self.target)
+                    for rule in xtables.set_rules_of(chain, self.sets[where], self.owner):
+                        if rule not in wanted:  # another target or other ports before
+                            chain.delete_rule(rule)
+                    for rule in wanted:
+                        if rule not in chain.rules:
+                            chain.append_rule(rule)
         return protocol
 
-    def _refuse_foreign(self, table: Table, version: int) -> None:
+    def _refuse_foreign(self, table: Table, where: tuple[str, int]) -> None:
         """A set belongs to the instance whose rule matches it: one entry per address
         cannot serve two instances (one would lift what the other still blocks)."""
         from arguard.respond.actions import xtables
 
-        name = self.sets[version]
+        name = self.sets[where]
         for tag, chain in xtables.set_rule_owners(table, name).items():
             if tag != self.owner.tag:
                 raise OwnerConflict(
@@ -231,51 +249,41 @@ class IpsetAction:
                     f"{describe_tag(tag)}: its rule in chain {chain!r} matches the set; "
                     f"give command {self.command!r} a set_name (and chain) of its own")
 
-    def _set_rule(self, table: Table, version: int, target: str) -> Rule:
+    def _set_rules(self, table: Table, where: tuple[str, int], target: str) -> list[Rule]:
         from arguard.respond.actions import xtables
 
-        return xtables.set_rule(table, self.sets[version], target, self.owner)
+        return xtables.set_rules(table, self.sets[where], target, self.owner, self.ports,
+                                 self.protocol)
 
     # --- netlink ---------------------------------------------------------------------------
 
-    def _add(self, version: int, entries: list[bytes]) -> None:
+    def _add(self, where: tuple[str, int], entries: list[bytes]) -> None:
         """When the set has disappeared since start (destroyed by hand), set up again and
         retry once."""
-        name = self.sets[version]
+        name = self.sets[where]
         error = self._netlink.request(IPSET_CMD_ADD, name, entries)
         if error == errno.ENOENT:
             self._netlink.protocol = self._setup()
             error = self._netlink.request(IPSET_CMD_ADD, name, entries)
         if error:
-            raise self._error("add", version, error)
+            raise self._error("add", where, error)
 
-    def _error(self, verb: str, version: int, code: int) -> ActionError:
+    def _error(self, verb: str, where: tuple[str, int], code: int) -> ActionError:
         reason = _KERNEL_ERRORS.get(code) or (
             f"ipset error {code}" if code >= IPSET_ERR_PRIVATE else _strerror(code))
-        return ActionError(f"ipset {verb} in set {self.sets[version]!r}: {reason}")
+        return ActionError(f"ipset {verb} in set {self.sets[where]!r}: {reason}")
 
     def _names(self) -> str:
         return " and ".join(repr(n) for n in self.sets.values())
 
 
 class _Netlink:
-    """Requests on a NETLINK_NETFILTER socket, one at a time: ADD/DEL/TEST answered by the
-    kernel's ACK (0) or error code, and the LIST dump."""
+    """ipset requests on a netfilter netlink socket: ADD/DEL/TEST answered by the kernel's
+    ACK (0) or error code, and the LIST dump."""
 
     def __init__(self, protocol: int):
         self.protocol = protocol
-        self._lock = threading.Lock()
-        self._sequence = 0
-        try:
-            self._socket = socket.socket(socket.AF_NETLINK,
-                                         socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                         NETLINK_NETFILTER)
-            self._socket.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            self._socket.bind((0, 0))
-            self._socket.settimeout(REPLY_TIMEOUT)
-        except OSError as error:
-            raise ActionError(f"cannot open a netfilter netlink socket: {error.strerror}") \
-                from error
+        self._socket = netlink.NetfilterSocket("ipset module")
 
     def request(self, command: int, set_name: str, entries: list[bytes]) -> int:
         """One command for one entry (DATA) or many (ADT); 0 or the (positive) error."""
@@ -300,50 +308,21 @@ class _Netlink:
                    + _attr(IPSET_ATTR_PROTOCOL, bytes([self.protocol]))
                    + _attr(IPSET_ATTR_SETNAME, set_name.encode() + b"\0")
                    + body)
-        with self._lock:
-            self._sequence = self._sequence % 0xFFFFFFFF + 1
-            header = struct.pack("=IHHII", 16 + len(payload), NFNL_SUBSYS_IPSET << 8 | command,
-                                 NLM_F_REQUEST | flags, self._sequence, 0)
-            try:
-                self._socket.send(header + payload)
-                return self._replies(self._sequence, on_data)
-            except TimeoutError:
-                raise ActionError(f"no answer from the kernel's ipset module within "
-                                  f"{REPLY_TIMEOUT:g} s") from None
-            except OSError as error:
-                raise ActionError(f"ipset netlink request failed: {error.strerror}") from error
-
-    def _replies(self, sequence: int,
-                 on_data: Callable[[bytes, int, int], None] | None) -> int:
-        """Read the answers to one request up to its ACK, error or end of dump; data
-        messages go to `on_data` (payload span after the nfgenmsg)."""
-        while True:
-            data = self._socket.recv(1 << 17)  # an error may quote a whole batch
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
-                if length < 16:
-                    break
-                if seq == sequence:
-                    if kind == NLMSG_ERROR:
-                        return -struct.unpack_from("=i", data, offset + 16)[0]
-                    if kind == NLMSG_DONE:
-                        return 0
-                    if on_data is not None:
-                        on_data(data, offset + 20, offset + length)
-                offset += (length + 3) & ~3
+        return self._socket.request(NFNL_SUBSYS_IPSET << 8 | command, flags, payload, on_data)
 
 
-def _attr(kind: int, value: bytes) -> bytes:
-    """One netlink attribute: length, type, value, padding to 4 bytes."""
-    length = 4 + len(value)
-    return struct.pack("=HH", length, kind) + value + b"\0" * (-length % 4)
+def _where(network: Network) -> tuple[str, int]:
+    """The set an entry goes to: addresses to hash:ip, prefixes to hash:net."""
+    return ("ip" if network.prefixlen == network.max_prefixlen else "net"), network.version
 
 
-def _entry(address: Address, timeout: int | None) -> bytes:
-    """The DATA attribute for one address, with its timeout when given."""
+def _entry(network: Network, timeout: int | None) -> bytes:
+    """The DATA attribute for one address or prefix, with its timeout when given."""
+    address = network.network_address
     kind = IPSET_ATTR_IPADDR_IPV4 if address.version == 4 else IPSET_ATTR_IPADDR_IPV6
     body = _attr(IPSET_ATTR_IP | NLA_F_NESTED, _attr(kind | NLA_F_NET_BYTEORDER, address.packed))
+    if network.prefixlen != network.max_prefixlen:
+        body += _attr(IPSET_ATTR_CIDR, bytes([network.prefixlen]))
     if timeout is not None:
         body += _attr(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, struct.pack("!I", timeout))
     return _attr(IPSET_ATTR_DATA | NLA_F_NESTED, body)
@@ -357,11 +336,11 @@ def _kernel_timeout(timeout: int | None) -> int:
     return max(1, int(timeout))
 
 
-def _create_set(ipset: IPSet, name: str, family: int) -> None:
+def _create_set(ipset: IPSet, name: str, stype: str, family: int) -> None:
     from pyroute2.ipset import AlreadyExists
 
     try:
-        ipset.create(name, stype="hash:ip", family=family, exclusive=False, timeout=0,
+        ipset.create(name, stype=stype, family=family, exclusive=False, timeout=0,
                      maxelem=MAXELEM)
         return
     except AlreadyExists:
@@ -369,32 +348,27 @@ def _create_set(ipset: IPSet, name: str, family: int) -> None:
     header = next(iter(ipset.list(name, flags=IPSET_FLAG_LIST_HEADER)))
     data = header.get_attr("IPSET_ATTR_DATA")
     kind = header.get_attr("IPSET_ATTR_TYPENAME")
-    if (kind != "hash:ip" or header.get_attr("IPSET_ATTR_FAMILY") != family
+    if (kind != stype or header.get_attr("IPSET_ATTR_FAMILY") != family
             or data is None or data.get_attr("IPSET_ATTR_TIMEOUT") is None):
         family_name = "inet" if family == socket.AF_INET else "inet6"
-        raise ActionError(f"ipset {name!r} exists but is not a hash:ip set of family "
+        raise ActionError(f"ipset {name!r} exists but is not a {stype} set of family "
                           f"{family_name} with timeout support (it is {kind}); remove it "
                           f"(ipset destroy {name}) or choose another set_name")
 
 
 def _members(data: bytes, start: int, end: int) -> Iterator[str]:
-    """The addresses in one LIST message: ADT > DATA > IP > IPADDR_IPV4|IPV6."""
+    """The addresses (and prefixes: CIDR beside IP) in one LIST message: ADT > DATA > IP >
+    IPADDR_IPV4|IPV6."""
     for adt in _spans(data, start, end, IPSET_ATTR_ADT):
         for entry in _spans(data, *adt, IPSET_ATTR_DATA):
+            cidr = next(_spans(data, *entry, IPSET_ATTR_CIDR), None)
             for ip in _spans(data, *entry, IPSET_ATTR_IP):
                 for value in _spans(data, *ip, IPSET_ATTR_IPADDR_IPV4, IPSET_ATTR_IPADDR_IPV6):
-                    yield str(ipaddress.ip_address(data[value[0]:value[1]]))
-
-
-def _spans(data: bytes, start: int, end: int, *kinds: int) -> Iterator[tuple[int, int]]:
-    """Value spans of the attributes of the given types in data[start:end]."""
-    while start + 4 <= end:
-        length, kind = struct.unpack_from("=HH", data, start)
-        if length < 4:
-            return
-        if kind & NLA_TYPE_MASK in kinds:
-            yield start + 4, start + length
-        start += (length + 3) & ~3
+                    address = ipaddress.ip_address(data[value[0]:value[1]])
+                    if cidr is None:
+                        yield str(address)
+                    else:
+                        yield network_target(ipaddress.ip_network((address, data[cidr[0]])))
 
 
 def _reason(error: Exception) -> str:
@@ -410,17 +384,19 @@ def _strerror(code: int) -> str:
 
 def _set_name_problem(name: str) -> str | None:
     return None if _SET_NAME.fullmatch(name) else \
-        "must be 1 to 30 letters, digits, '_', '.' or '-'"
+        "must be 1 to 26 letters, digits, '_', '.' or '-'"
 
 
 ACTION = ActionType(
-    summary="blocked addresses are members of a kernel hash set (IPv4 and IPv6) matched by "
-            "one iptables rule per family, each entry with the block's timeout",
+    summary="blocked addresses and prefixes are members of kernel hash sets (IPv4 and IPv6) "
+            "matched by iptables rules, each entry with the block's timeout",
     kinds=("ip",),
     build=lambda command, context: IpsetAction(command, context.owner),
     options=(Option("set_name", STRING, "arguard", "the IPv4 set; the IPv6 set is this name "
-                    "with 6 appended", check=_set_name_problem),
+                    "with 6 appended, the prefix sets with -net and -net6",
+                    check=_set_name_problem),
              chain_option("arguard-ipset", "the chain holding the set-matching rules"),
-             JUMP_FROM, TARGET),
+             JUMP_FROM, TARGET, PORTS, PROTOCOL, PREFIX_V4, PREFIX_V6),
     check=check_jumps,
+    networks=True,
 )

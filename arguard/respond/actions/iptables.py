@@ -24,9 +24,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from arguard.respond.actions.base import ActionType, Problem, parse_address
+from arguard.respond.actions.base import (
+    STRING,
+    STRINGS,
+    ActionType,
+    Option,
+    Problem,
+    parse_address,
+)
 from arguard.respond.owner import UNTAGGED, Owner
-from arguard.schema import STRING, STRINGS, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command

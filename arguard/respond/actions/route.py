@@ -36,10 +36,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from arguard.respond.actions.base import ActionError, ActionType, Address, parse_address
+from arguard.respond.actions.base import STRING, ActionError, ActionType, Address, Option, \
+    parse_address
 from arguard.respond.actions.loopsafe import outside_event_loop
 from arguard.respond.owner import UNTAGGED, Owner
-from arguard.schema import STRING, Option
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute

@@ -30,9 +30,10 @@ LOCATION, FILENAME, *extra_args]` ('-' for what is unknown, and a single '-' whe
 no extra args, as analysisd's string message gave them) and stdin closed at once.
 
 The alert sent is the alert that caused the response (alerts.alert_to_dict), with the
-`expect` field of `data` set to the validated target, so the script acts on exactly what
-arguard decided; `delete`, and `add` without an alert (manual blocks), send a minimal alert
-carrying just the target. Alert fields in legacy argv other than the target are passed only
+`expect` field of `data` set to the validated target (for `expect = "filename"`,
+`syscheck.path`, where Wazuh's FIM alerts carry it; in legacy argv, FILENAME), so the script
+acts on exactly what arguard decided; `delete`, and `add` without an alert (manual blocks),
+send a minimal alert carrying just the target. Alert fields in legacy argv other than the target are passed only
 when they are themselves a valid address or user name.
 
 No shell is involved. The environment is empty but for a fixed PATH; the working directory
@@ -60,9 +61,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from arguard.alerts import alert_to_dict, format_time
-from arguard.respond.actions.base import ActionError, ActionType
-from arguard.respond.targets import EXPECT_KINDS, TargetKind, check_user, normalise_address
-from arguard.schema import NUMBER, Option
+from arguard.respond.actions.base import NUMBER, ActionError, ActionType, Option
+from arguard.respond.targets import (EXPECT_KINDS, TargetKind, check_file, check_user,
+                                    normalise_address)
 
 if TYPE_CHECKING:
     from arguard.config import Command
@@ -165,6 +166,11 @@ class ScriptAction:
         return real
 
     def _checked_target(self, target: str) -> str:
+        if self.kind == "file":
+            refused = check_file(target).refused
+            if refused:
+                raise ActionError(f"not a file path: {target!r} ({refused})")
+            return target
         if self.kind == "ip":
             address = normalise_address(target)
             if address is None or "%" in address or target != target.strip():
@@ -185,15 +191,18 @@ class ScriptAction:
                 "id": "", "full_log": "", "location": "arguard"}
         else:
             result = alert_to_dict(alert)
-        result["data"] = {**result.get("data", {}), self.command.expect: target}
+        if self.kind == "file":
+            result["syscheck"] = {**result.get("syscheck", {}), "path": target}
+        else:
+            result["data"] = {**result.get("data", {}), self.command.expect: target}
         return result
 
     def _legacy_args(self, target: str, alert: Alert | None,
                      alert_json: dict[str, Any]) -> list[str]:
-        data = alert_json["data"]
+        data = alert_json.get("data", {})
         user = target if self.kind == "user" else _valid_user(data.get("dstuser"))
         ip = target if self.kind == "ip" else _valid_address(data.get("srcip"))
-        filename = data.get("filename")
+        filename = target if self.kind == "file" else data.get("filename")
         return [user, ip,
                 alert.id if alert and alert.id else "-",
                 str(alert.rule.id) if alert else "-",
@@ -473,7 +482,7 @@ def _kill_group(pid: int) -> None:
 ACTION = ActionType(
     summary="run a custom active-response executable from paths.ar_bin_dir with Wazuh's 4.x "
             "JSON protocol (a [[command]] with `executable = …`)",
-    kinds=("ip", "user"),
+    kinds=("ip", "user", "file"),
     build=lambda command, context: ScriptAction(command, context.paths.ar_bin_dir),
     options=(Option("exec_timeout", NUMBER, 60, "seconds before the script's process group "
                     "is killed"),),

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from arguard.alerts import alert_to_dict
-from arguard.respond.actions.base import ActionError, ActionType
-from arguard.schema import INTEGER, NUMBER, REQUIRED, STRING, Option
+from arguard.respond.actions.base import INTEGER, NUMBER, REQUIRED, STRING, ActionError, \
+    ActionType, Option
 
 if TYPE_CHECKING:
     from arguard.config import Command

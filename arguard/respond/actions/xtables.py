@@ -184,14 +184,36 @@ def address_rule_sources(chain: iptc.Chain, owner: Owner) -> set[Address]:
     return sources
 
 
-# --- one rule per set (the ipset action) -----------------------------------------------------
+# --- rules per set (the ipset action) --------------------------------------------------------
 
-def set_rule(table: Table, set_name: str, target: str, owner: Owner) -> Rule:
-    """`-m set --match-set SET src [-m comment --comment LABEL] -j TARGET`"""
+def set_rules(table: Table, set_name: str, target: str, owner: Owner,
+              ports: Sequence[int] = (), protocol: str = "tcp") -> list[Rule]:
+    """`-m set --match-set SET src [-m comment --comment LABEL] -j TARGET`, or with ports
+    `-p PROTOCOL -m set --match-set SET src -m multiport --dports PORTS …`."""
     rule = new_rule(table)
+    if ports:
+        rule.protocol = protocol
     match = rule.create_match("set")
     match.match_set = [set_name, "src"]
-    return _finish(rule, target, owner)
+    if ports:
+        multiport = rule.create_match("multiport")
+        multiport.dports = ",".join(map(str, ports))
+    return [_finish(rule, target, owner)]
+
+
+def _set_rule_owner(rule: Rule, set_name: str) -> str | None:
+    """The owner tag of a rule of the shape set_rules writes for this set (any target,
+    any ports), None for any other rule."""
+    if (rule.target.name not in TARGETS or not rule.matches or rule.matches[0].name != "set"
+            or rule.matches[0].match_set.split() != [set_name, "src"]):
+        return None
+    others = 2 if len(rule.matches) > 1 and rule.matches[1].name == "multiport" else 1
+    return _owner_of(rule, others)
+
+
+def set_rules_of(chain: iptc.Chain, set_name: str, owner: Owner) -> list[Rule]:
+    """The owner's rules in the chain that match the set as set_rules' do."""
+    return [rule for rule in chain.rules if _set_rule_owner(rule, set_name) == owner.tag]
 
 
 def set_rule_owners(table: Table, set_name: str) -> dict[str, str]:
@@ -200,10 +222,7 @@ def set_rule_owners(table: Table, set_name: str) -> dict[str, str]:
     owners: dict[str, str] = {}
     for chain in table.chains:
         for rule in chain.rules:
-            if (rule.target.name in TARGETS and rule.matches
-                    and rule.matches[0].name == "set"
-                    and rule.matches[0].match_set.split() == [set_name, "src"]):
-                tag = _owner_of(rule, 1)
-                if tag is not None:
-                    owners.setdefault(tag, chain.name)
+            tag = _set_rule_owner(rule, set_name)
+            if tag is not None:
+                owners.setdefault(tag, chain.name)
     return owners
