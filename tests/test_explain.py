@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from arguard.config import load_config
+from arguard.explain import explain, render
 from arguard.model import Block, Offence
+from arguard.ruleset.files import load_ruleset
 from arguard.store import MIGRATIONS, Store
+from tests.conftest import write_config
 from tests.daemon_process import (ATTACKER, ArguardProcess, arguard, failed_password,
                                   hosts_deny_config, status, syslog_line, wait_for)
 
@@ -138,3 +142,20 @@ def test_a_database_from_before_explain_is_migrated(tmp_path: Path):
     assert store.schema_version == len(MIGRATIONS)
     [(block_id, block)] = store.blocks_of("203.0.113.7", 0)
     assert block.command == "drop" and store.offences_of(block_id) == []
+
+
+def test_an_address_inside_a_blocked_network_is_explained_by_that_block(tmp_path: Path):
+    """Prefix blocks (an IPv6 attacker's /64): explain of one of its addresses shows it."""
+    config = load_config(write_config(tmp_path))
+    store = Store(config.paths.database)
+    store.insert_block(Block("2001:db8:1::/64", "ip", "firewall-drop", 5763, "1.1", 1000.0,
+                             None, 1))
+    store.record_offence("firewall-drop", "2001:db8:1::/64", offence(1), 10, 100)
+    store.close()
+    record = explain(config, load_ruleset(config), "2001:db8:1::5")
+    assert record["blocked"] is True
+    [block] = record["blocks"]
+    assert block["target"] == "2001:db8:1::/64" and block["offences"][0]["lines"] == ["line 1"]
+    assert "2001:db8:1::5: blocked (as part of 2001:db8:1::/64) by firewall-drop" in \
+        render(record)
+    assert explain(config, load_ruleset(config), "2001:db8:2::5")["blocks"] == []
