@@ -152,11 +152,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from arguard.explain import explain, render
 
-    target, _, problem = _target(args)
-    if problem is None and target is None:
-        problem = "give an address or network (TARGET), or --user NAME"
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
+    target, _ = _one_target(args)
+    if target is None:
         return EXIT_USAGE
     config, ruleset = _load(args)
     record = explain(config, ruleset, target)
@@ -173,14 +170,23 @@ def _target(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
     return args.target, "ip", None
 
 
-def cmd_block(args: argparse.Namespace) -> int:
-    from arguard.manual import DaemonDown, ask_daemon, direct_block
-
+def _one_target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(target, kind) from TARGET or --user NAME; (None, …) when neither or both were given
+    (the usage error is printed)."""
     target, kind, problem = _target(args)
     if problem is None and target is None:
         problem = "give an address or network (TARGET), or --user NAME"
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
+        return None, kind
+    return target, kind
+
+
+def cmd_block(args: argparse.Namespace) -> int:
+    from arguard.manual import DaemonDown, ask_daemon, direct_block
+
+    target, kind = _one_target(args)
+    if target is None:
         return EXIT_USAGE
     config = load_config(resolve_config_path(args.config))
     reply = ask_daemon(config, {"op": "block", "target": target, "kind": kind,
