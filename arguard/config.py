@@ -43,6 +43,7 @@ DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
 CONFIG_ENV = "ARGUARD_CONFIG"
 
 JOURNALCTL = "journalctl"
+START_AT = ("recent", "end", "beginning")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class Paths:
     @property
     def database(self) -> Path:
         return self.state_dir / "arguard.db"
+
+    @property
+    def dry_run_database(self) -> Path:
+        """`arguard run --dry-run`'s own database: its read positions and would-be blocks,
+        never mixed with the blocks that are in place."""
+        return self.state_dir / "dry-run.db"
 
     @property
     def lock_file(self) -> Path:
@@ -94,10 +101,23 @@ class GlobalSettings:
 
 
 @dataclass(frozen=True)
+class Correlation:
+    """[ruleset] settings of the correlation state (frequency and ignore windows)."""
+
+    #: correlation keys each frequency rule keeps at most (the ones with fewest events go first)
+    max_keys: int = 100_000
+    #: IPv6 addresses are correlated per prefix of this length (an attacker rotating the
+    #: addresses of its own /64 is one source); 128: per address
+    ipv6_prefix: int = 64
+
+
+@dataclass(frozen=True)
 class Source:
     path: str | None = None
     journal_matches: tuple[str, ...] | None = None
-    start_at: str = "end"
+    #: where a source never read before starts: "recent" (its lines of the last minutes,
+    #: arguard.sources.recent), "end" or "beginning"
+    start_at: str = "recent"
     max_line_bytes: int = 65_536
     poll: bool = False
     journal_directory: str | None = None   # journalctl --directory (default: the system journal)
@@ -201,9 +221,12 @@ class Config:
     commands: Mapping[str, Command]
     active_responses: tuple[ActiveResponse, ...]
     shipped_ruleset: bool = True
+    correlation: Correlation = Correlation()
     integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
     metrics: MetricsSettings = MetricsSettings()
+    #: each file's path and text as loaded (main file first), for the copy the daemon keeps
+    texts: tuple[tuple[Path, str], ...] = ()
 
 # --- the schema: every table and key the loader accepts (docs/configuration.md is made
 # from it, by arguard.configdoc) -------------------------------------------------------------
@@ -214,8 +237,9 @@ PATHS = Table("paths", False, (
     "a user can keep a whole arguard in one directory. A change takes effect at the next "
     "restart."), (
     Option("state_dir", PATH, str(Paths.state_dir),
-           "arguard.db (blocks, offences and their log lines, offenders, read offsets) and "
-           "the daemon's lock file"),
+           "arguard.db (blocks, offences and their log lines, offenders, read offsets), "
+           "dry-run.db (a dry run's own), config.last-good.json (the configuration the "
+           "daemon loaded, for the CLI when the file is broken) and the daemon's lock file"),
     Option("log_dir", PATH, str(Paths.log_dir),
            "alerts.json (Wazuh's alert format) and active-responses.log"),
     Option("run_dir", PATH, str(Paths.run_dir), "control.sock, the CLI's way to the daemon"),
@@ -224,9 +248,17 @@ PATHS = Table("paths", False, (
     Option("ar_bin_dir", PATH, str(Paths.ar_bin_dir),
            "the custom response executables a `[[command]]` names with `executable`"),
 ))
-RULESET = Table("ruleset", False, "Which decoder and rule files load.", (
+RULESET = Table("ruleset", False, (
+    "Which decoder and rule files load, and the bounds of the correlation state (what "
+    "`frequency` and `ignore` rules remember; docs/formats.md)."), (
     Option("shipped", BOOLEAN, True,
            "load the package's decoders and rules before the drop-ins; false: drop-ins only"),
+    Option("correlation_keys", INTEGER, Correlation.max_keys,
+           "correlation keys each frequency or ignore rule keeps at most (at least 1); past "
+           "it, the key with the fewest events, then the least recently seen, is dropped"),
+    Option("correlation_ipv6_prefix", INTEGER, Correlation.ipv6_prefix,
+           "IPv6 addresses in a `same_*` key count per prefix of this length (1-128; 128: "
+           "per address), so an attacker cycling the addresses of its own /64 is one source"),
 ))
 GLOBAL = Table("global", False, "Settings of the respond stage as a whole.", (
     Option("white_list", STRINGS, [],
@@ -250,8 +282,10 @@ SOURCE = Table("source", True, (
            "follow the systemd journal through journalctl: `journal = { matches = "
            "[\"_COMM=sshd\"] }` (the keys of [source.journal] below)"),
     Option("start_at", STRING, Source.start_at,
-           "where a file never read before starts: its end (new lines only) or its "
-           "beginning", choices=("end", "beginning")),
+           "where a source never read before starts: \"recent\", its lines of the last "
+           "minutes (as far back as the longest correlation timeframe, at most 8 MiB; "
+           "docs/operations.md); \"end\", new lines only; \"beginning\", all of it",
+           choices=START_AT),
     Option("max_line_bytes", INTEGER, Source.max_line_bytes,
            "longer lines are cut (and counted), at least 256"),
     Option("poll", BOOLEAN, Source.poll,
@@ -369,6 +403,13 @@ def load_config(path: Path | None) -> Config:
     return _Loader(ConfigDocument.load(path), is_default=False).load()
 
 
+def config_from_texts(files: list[tuple[Path, str]]) -> Config:
+    """A configuration from the saved text of its files (the main file first, then its
+    fragments), loaded as if read from those paths."""
+    main, *fragments = [TomlFile.parse(path, text) for path, text in files]
+    return _Loader(ConfigDocument(main, fragments), is_default=False).load()
+
+
 class _Loader:
     def __init__(self, doc: TomlFile | ConfigDocument, is_default: bool):
         self.doc = doc
@@ -443,6 +484,14 @@ class _Loader:
         paths = self.load_paths()
         global_ = self.load_global()
         ruleset = self.table(RULESET)
+        correlation = Correlation(ruleset.get("correlation_keys", Correlation.max_keys),
+                                  ruleset.get("correlation_ipv6_prefix", Correlation.ipv6_prefix))
+        if correlation.max_keys < 1:
+            self.fail("ruleset.correlation_keys must be at least 1", "ruleset",
+                      key="correlation_keys")
+        if not 1 <= correlation.ipv6_prefix <= 128:
+            self.fail("ruleset.correlation_ipv6_prefix must be 1-128", "ruleset",
+                      key="correlation_ipv6_prefix")
         metrics = self.load_metrics()
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
@@ -468,9 +517,9 @@ class _Loader:
             path=None if self.is_default else self.doc.path,
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
-            shipped_ruleset=ruleset.get("shipped", True),
+            shipped_ruleset=ruleset.get("shipped", True), correlation=correlation,
             fragments=getattr(self.doc, "fragments", ()), metrics=metrics,
-            integrity=integrity,
+            integrity=integrity, texts=self.doc.texts,
         )
 
     def load_paths(self) -> Paths:

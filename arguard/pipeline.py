@@ -36,7 +36,8 @@ class Pipeline:
         self.predecoder = Predecoder(reference_time)
         self.decoders = ruleset.decoders
         self.source_memory = SourceMemory()
-        self.engine = Engine(ruleset.rules)
+        self.engine = Engine(ruleset.rules, ruleset.correlation.max_keys,
+                             ruleset.correlation.ipv6_prefix)
         self.line_time = line_time
         self.decide = decide
         self.firedtimes: Counter[int] = Counter()

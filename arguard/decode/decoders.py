@@ -535,7 +535,8 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         text = data.get(key)
         if isinstance(text, str):
             try:
-                compiled[key] = compile_pattern(text)
+                compiled[key] = compile_pattern(
+                    text, lambda key=key: doc.location("decoder", index, key))
             except regex.error as exc:
                 problems.append(pattern_problem(doc, "decoder", index, key, text, exc))
     parent = data.get("parent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from arguard.config import ActiveResponse, Config, shipped_dir
+from arguard.config import ActiveResponse, Config, Correlation, shipped_dir
 from arguard.decode.decoders import DecoderSet, load_decoder_files
 from arguard.errors import ConfigError, Problem
 from arguard.ruleset.loader import Rule, RuleTree, load_rule_files
@@ -15,6 +15,7 @@ from arguard.ruleset.loader import Rule, RuleTree, load_rule_files
 class Ruleset:
     decoders: DecoderSet
     rules: RuleTree
+    correlation: Correlation = Correlation()
 
 
 def _toml_files(directory: Path) -> list[Path]:
@@ -50,7 +51,7 @@ def load_ruleset(config: Config) -> Ruleset:
     problems = [p for binding in config.active_responses for p in binding_problems(binding, rules)]
     if problems:
         raise ConfigError(problems)
-    return Ruleset(decoders, rules)
+    return Ruleset(decoders, rules, config.correlation)
 
 
 def selected_rules(binding: ActiveResponse, rules: RuleTree) -> list[Rule]:

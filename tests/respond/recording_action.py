@@ -8,6 +8,7 @@ arguard command line with ARGS, so that a real daemon and the CLI can use it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -34,7 +35,10 @@ class RecordingAction:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def _write(self, entries: dict) -> None:
-        self.path.write_text(json.dumps(entries))
+        # replaced whole, so a test reading it never sees it half written
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(entries))
+        os.replace(partial, self.path)
 
     def add(self, target, timeout, alert):
         entries = self._read()
