@@ -328,6 +328,8 @@ def _report(reply: dict, as_json: bool) -> int:
 
 def _describe(applied: dict) -> str:
     verb, command, target = applied["verb"], applied["command"], applied["target"]
+    if verb == "add" and applied.get("detail"):  # an action that acts once says what it did
+        return f"{command} {target}: {applied['detail']}"
     if verb in ("add", "extend"):
         expires = applied.get("expires_at")
         until = "permanently" if expires is None else \

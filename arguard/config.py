@@ -21,9 +21,10 @@ from arguard.durations import parse_duration
 from arguard.errors import ConfigError, Place, Problem
 from arguard.model import RuleInfo
 from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
-from arguard.respond.targets import EXPECT_KINDS
+from arguard.respond.targets import EXPECT_KINDS, check_user
 from arguard.schema import (
     BOOLEAN,
+    COMMANDS,
     DURATION,
     INTEGER,
     MINUTES,
@@ -95,6 +96,8 @@ class Paths:
 @dataclass(frozen=True)
 class GlobalSettings:
     white_list: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: account names never acted on (locked, terminated)
+    white_list_users: tuple[str, ...] = ()
     max_blocks: int = 100_000
     offender_forget: int = 86_400
     unblock_on_exit: bool = False
@@ -264,6 +267,9 @@ GLOBAL = Table("global", False, "Settings of the respond stage as a whole.", (
     Option("white_list", STRINGS, [],
            "addresses and CIDRs (IPv4, IPv6, `::ffff:` forms folded) never acted on, "
            "whatever the logs say"),
+    Option("white_list_users", STRINGS, [],
+           "account names never locked, terminated or otherwise acted on (root and UIDs below "
+           "an action's min_uid never are)"),
     Option("max_blocks", INTEGER, GlobalSettings.max_blocks,
            "active blocks at most; past this new blocks are skipped and logged"),
     Option("offender_forget", DURATION, GlobalSettings.offender_forget,
@@ -333,8 +339,9 @@ COMMAND = Table("command", True, (
            "protocol on stdin: the `script` action"),
     Option("expect", STRING, "srcip",
            "the alert field it acts on (its kind of target: srcip, dstip an address; "
-           "srcuser, dstuser, user an account); default: the action's (srcip, dstuser for "
-           "disable-account)", choices=tuple(EXPECT_KINDS)),
+           "srcuser, dstuser, user an account; filename a watched file; _PID the process "
+           "the journal attested for the entry); default: the action's",
+           choices=tuple(EXPECT_KINDS)),
     Option("timeout_allowed", BOOLEAN, Command.timeout_allowed,
            "whether blocks of this command may be timed (active_response.timeout)"),
     Option("extra_args", STRINGS, [],
@@ -346,7 +353,10 @@ COMMAND = Table("command", True, (
 ACTIVE_RESPONSE = Table("active_response", True, (
     "Binds a command to rules. `rules_id` OR (`level` AND `rules_group`); a selection that "
     "selects no loaded alerting rule is an error."), (
-    Option("command", STRING, REQUIRED, "the `[[command]]` to apply"),
+    Option("command", COMMANDS, REQUIRED,
+           "the `[[command]]` to apply, or a list of them: a chain, run in that order for "
+           "each alert (`[\"disable-account\", \"terminate-sessions\"]`: lock, then "
+           "terminate)"),
     Option("location", STRING, "local", "where: arguard runs on one host",
            choices=("local",)),
     Option("rules_id", RULE_IDS, [], "rule ids whose alerts it responds to"),
@@ -354,7 +364,9 @@ ACTIVE_RESPONSE = Table("active_response", True, (
     Option("rules_group", STRING, None,
            "alerts of rules in this group, or in any of several separated by `|`"),
     Option("timeout", DURATION, None,
-           "how long a block lasts (seconds or a duration); none: permanent"),
+           "how long a block lasts (seconds or a duration); none: permanent. A stateless "
+           "command (terminate-sessions, kill-process) acts once and keeps nothing to lift: "
+           "the timeout applies to the other commands of its chain"),
     Option("repeated_offenders", MINUTES, [],
            "the timeouts of the 2nd, 3rd, 4th and later offences (as Wazuh: integers are "
            "minutes); needs timeout"),
@@ -509,8 +521,8 @@ class _Loader:
             if command.name in commands:
                 self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
             commands[command.name] = command
-        responses = tuple(r for r in (self.load_response(i, d, commands, reported)
-                                      for i, d in enumerate(self.array("active_response"))) if r)
+        responses = tuple(r for i, d in enumerate(self.array("active_response"))
+                          for r in self.load_response(i, d, commands, reported))
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -535,11 +547,18 @@ class _Loader:
                           "global", key="white_list")
             else:
                 networks.append(network)
+        users = data.get("white_list_users", [])
+        for entry in users:
+            refused = check_user(entry).refused
+            if refused is not None:
+                self.fail(f"white_list_users entry {entry!r} is not an account name ({refused})",
+                          "global", key="white_list_users")
         if data.get("max_blocks", 1) <= 0:
             self.fail("global.max_blocks must be positive", "global", key="max_blocks")
         defaults = GlobalSettings()
         return GlobalSettings(
             white_list=tuple(networks),
+            white_list_users=tuple(users),
             max_blocks=data.get("max_blocks", defaults.max_blocks),
             offender_forget=self.duration(data, "offender_forget", "global", None,
                                           defaults.offender_forget),
@@ -719,23 +738,41 @@ class _Loader:
         )
 
     def load_response(self, index: int, raw: dict, commands: Mapping[str, Command],
-                      reported: set[str]) -> ActiveResponse | None:
-        """An [[active_response]]. Each mistake is reported once: a key of the wrong type
-        by `check` only, a command whose own table is wrong at that table only."""
+                      reported: set[str]) -> list[ActiveResponse]:
+        """An [[active_response]]: one binding per command it names, in their order.
+        `command = ["disable-account", "terminate-sessions"]` is a chain, whose commands run
+        one after another for each alert (lock, then terminate). A stateless command acts
+        once: the table's timeout and repeated_offenders apply to the others. Each mistake
+        is reported once: a key of the wrong type by `check` only, a command whose own table
+        is wrong at that table only."""
         table = "active_response"
         before = len(self.problems)
         data = self.check(raw, ACTIVE_RESPONSE, index)
         command = data.get("command")
+        names = [command] if isinstance(command, str) else command or []
         timeout = self.duration(data, "timeout", table, index, None)
         if "command" not in raw:
             if not self.misspelt(before):
                 self.fail("active_response needs 'command'", table, index)
-        elif command is not None and command not in commands and command not in reported:
-            self.fail(f"active_response names unknown command {command!r}", table, index,
-                      "command")
-        elif command in commands and "timeout" in raw and not commands[command].timeout_allowed:
-            self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
-                      table, index, "timeout")
+        elif command is not None and not names:
+            self.fail("active_response needs 'command': a command name, or a list of them "
+                      "(run in that order)", table, index, "command")
+        for name in names:
+            if name not in commands and name not in reported:
+                self.fail(f"active_response names unknown command {name!r}", table, index,
+                          "command")
+        if len(set(names)) < len(names):
+            self.fail("active_response names a command twice", table, index, "command")
+        timed = [name for name in names if name in commands and not stateless(commands[name])]
+        if "timeout" in raw:
+            for name in timed:
+                if not commands[name].timeout_allowed:
+                    self.fail(f"timeout given but command {name!r} does not set "
+                              "timeout_allowed", table, index, "timeout")
+            if not timed and names and all(name in commands for name in names):
+                self.fail("timeout given but " + ", ".join(repr(n) for n in names)
+                          + " act once and keep nothing to lift (stateless)",
+                          table, index, "timeout")
         rules_id = data.get("rules_id", [])
         rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
         if not raw.get("rules_id") and "level" not in raw and "rules_group" not in raw \
@@ -747,14 +784,16 @@ class _Loader:
         if offenders and "timeout" not in raw:
             self.fail("repeated_offenders needs a timeout", table, index, "repeated_offenders")
         if len(self.problems) > before or data.get("disabled", False):
-            return None
-        places = {key: Place.of(self.doc.problem("", table, index, key))
-                  for key in ("rules_id", "level", "rules_group") if key in data}
-        return ActiveResponse(
-            command=command, location="local", rules_id=tuple(rules_id),
+            return []
+        places = MappingProxyType({key: Place.of(self.doc.problem("", table, index, key))
+                                   for key in ("rules_id", "level", "rules_group")
+                                   if key in data})
+        return [ActiveResponse(
+            command=name, location="local", rules_id=tuple(rules_id),
             level=data.get("level"), rules_group=data.get("rules_group"),
-            timeout=timeout, repeated_offenders=offenders, places=MappingProxyType(places),
-        )
+            timeout=timeout if name in timed else None,
+            repeated_offenders=offenders if name in timed else (), places=places,
+        ) for name in names]
 
     def repeated_offenders(self, data: dict, index: int) -> tuple[int, ...]:
         """Minutes for the 2nd, 3rd, … offence: integers (minutes, as in Wazuh) or durations
@@ -772,6 +811,13 @@ class _Loader:
                 return ()
             minutes.append(seconds // 60)
         return tuple(minutes)
+
+
+def stateless(command: Command) -> bool:
+    """Whether the command's action acts once and keeps nothing to lift (its description
+    says): no block is recorded for it, a binding's timeout does not apply to it."""
+    described = action_type(command.action)
+    return described is not None and described.stateless
 
 
 def parse_endpoint(text: str) -> tuple[str, int] | None:

@@ -72,6 +72,8 @@ def _actions() -> str:
                  f"default `expect`: `{described.default_expect}`"]
         if described.detached:
             facts.append("detached (runs in worker threads, never reconciled)")
+        if described.stateless:
+            facts.append("stateless (acts once per alert, keeps no block to lift)")
         lines.append(f"#### `{name}`\n\n{how}: {described.summary}. "
                      f"({'; '.join(facts)}.)\n")
         lines.append(_rows("option", described.options) if described.options

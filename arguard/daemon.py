@@ -273,10 +273,16 @@ class Daemon:
         return outcome.responses
 
     def _respond(self, responses: list[Response]) -> None:
-        """Inline actions before `deliver` returns; detached ones (their action says) in the
-        background."""
-        inline = [r for r in responses if not self.responder.detached(r.command)]
-        detached = [r for r in responses if self.responder.detached(r.command)]
+        """Inline actions before `deliver` returns; detached and stateless ones (their action
+        says) in the background — with them whatever an alert asks for after its first such
+        response, so that one alert's responses keep their order (lock, then terminate)."""
+        inline: list[Response] = []
+        detached: list[Response] = []
+        backgrounded: set[int] = set()
+        for response in responses:
+            if self.responder.detached(response.command):
+                backgrounded.add(id(response.alert))
+            (detached if id(response.alert) in backgrounded else inline).append(response)
         if inline:
             self.responder.apply(inline)
         if detached:

@@ -91,7 +91,8 @@ def print_outcome(text: str, outcome: Outcome, applied: list[Applied], out: IO[s
             write(f"**Response skipped: {response.command} {response.target}: "
                   f"{done.reason}\n")
         else:
-            timeout = f"{response.timeout} s" if response.timeout else "permanent"
+            timeout = ("acts once, nothing kept" if done.block is None
+                       else f"{response.timeout} s" if response.timeout else "permanent")
             write(f"**Response: {done.verb} {response.command} {response.target} ({timeout}, "
                   f"offence {response.offence})\n")
     write("\n")

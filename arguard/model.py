@@ -19,6 +19,9 @@ class Line:
 
     Sources that split fields themselves (the journal) set `program_name`, `hostname`,
     `timestamp` and `pid`; predecoding then takes the text as the bare message.
+    `attested_pid` is the pid of the process that wrote the entry as the kernel told the
+    journal (`_PID`), unlike `pid` and anything in the text, which the writer chooses; only
+    the journal source sets it.
     """
 
     text: str
@@ -28,6 +31,7 @@ class Line:
     hostname: str | None = None
     timestamp: float | None = None
     pid: str | None = None
+    attested_pid: int | None = None
 
 
 @dataclass(slots=True)

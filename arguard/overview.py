@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from arguard.config import Config
+from arguard.config import Config, stateless
 from arguard.durations import format_duration
 from arguard.ruleset.files import Ruleset, selected_rules
 
@@ -20,8 +20,12 @@ def describe(config: Config, ruleset: Ruleset, ssh_client: str | None) -> list[s
     for binding in config.active_responses:
         command = config.commands[binding.command]
         rules = selected_rules(binding, ruleset.rules)
-        how_long = "permanently" if binding.timeout is None else \
-            f"for {format_duration(binding.timeout)}"
+        if stateless(command):
+            how_long = "once per alert (nothing to lift)"
+        elif binding.timeout is None:
+            how_long = "permanently"
+        else:
+            how_long = f"for {format_duration(binding.timeout)}"
         if binding.repeated_offenders:
             how_long += ", repeat offenders " + ", ".join(
                 format_duration(minutes * 60) for minutes in binding.repeated_offenders)

@@ -18,7 +18,7 @@ from arguard.durations import EXAMPLES
 from arguard.respond.actions.base import (BOOLEAN, INTEGER, NUMBER, PATH, REQUIRED, STRING,
                                           STRINGS, Option, OptionType)
 
-__all__ = ["BOOLEAN", "DURATION", "INTEGER", "MINUTES", "NUMBER", "PATH", "REQUIRED",
+__all__ = ["BOOLEAN", "COMMANDS", "DURATION", "INTEGER", "MINUTES", "NUMBER", "PATH", "REQUIRED",
            "RULE_IDS", "SIZE", "STRING", "STRINGS", "TABLE", "Option", "OptionType", "Table"]
 
 
@@ -36,6 +36,10 @@ SIZE = OptionType('a size (bytes, "512KB", "1MB")',
 RULE_IDS = OptionType("a rule id or a list of rule ids",
                       lambda value: _integer(value) or (
                           isinstance(value, list) and all(_integer(v) for v in value)))
+#: one [[command]] name, or a chain of them run in that order
+COMMANDS = OptionType("a command name or a list of them",
+                      lambda value: isinstance(value, str) or (
+                          isinstance(value, list) and all(isinstance(v, str) for v in value)))
 #: integers are minutes (as in Wazuh); strings are durations of whole minutes
 MINUTES = OptionType('a list of minutes (30) or durations ("30m", "2h")',
                      lambda value: isinstance(value, list)

@@ -151,6 +151,38 @@ def test_a_dropin_may_overwrite_a_rule_only_when_it_says_so(tmp_path):
      whitelist = []
      """, "arguard.toml:13: unknown key 'whitelist' in [global]"),
     ("""
+     [global]
+     white_list_users = ["admin", "ops/x"]
+     """, "arguard.toml:13: white_list_users entry 'ops/x' is not an account name ('/' in "
+          "user name)"),
+    ("""
+     [[command]]
+     name = "end"
+     action = "terminate-sessions"
+
+     [[active_response]]
+     command = ["end", "nothing"]
+     rules_id = [5763]
+     """, "arguard.toml:17: active_response names unknown command 'nothing'"),
+    ("""
+     [[command]]
+     name = "end"
+     action = "terminate-sessions"
+     timeout_allowed = true
+
+     [[active_response]]
+     command = ["end"]
+     rules_id = [5763]
+     timeout = 600
+     """, "arguard.toml:20: timeout given but 'end' act once and keep nothing to lift "
+          "(stateless)"),
+    ("""
+     [[active_response]]
+     command = []
+     rules_id = [5763]
+     """, "arguard.toml:13: active_response needs 'command': a command name, or a list of "
+          "them"),
+    ("""
      [[integrity]]
      paths = ["/etc/nginx"]
      checks = ["sha256", "md5"]
@@ -357,6 +389,17 @@ def test_durations_are_read_the_same_in_the_config_and_on_the_command_line(tmp_p
     ('action = "disable-account"\n     expect = "srcip"',
      "arguard.toml:15: expect 'srcip' gives targets of kind ip, but action 'disable-account' "
      "acts on targets of kind user"),
+    ('action = "kill-process"', "arguard.toml:12: a kill-process command needs 'exe'"),
+    ('action = "kill-process"\n     exe = "/usr/bin/(nc"',
+     "arguard.toml:15: exe '/usr/bin/(nc' is not a valid pattern: missing )"),
+    ('action = "kill-process"\n     exe = ".*/nc"\n     expect = "srcpid"',
+     'arguard.toml:16: command.expect must be "srcip", "dstip", "srcuser", "dstuser", "user", '
+     '"filename" or "_PID"'),
+    ('action = "kill-process"\n     exe = ".*/nc"\n     expect = "srcuser"',
+     "arguard.toml:16: expect 'srcuser' gives targets of kind user, but action "
+     "'kill-process' acts on targets of kind process"),
+    ('action = "terminate-sessions"\n     grace = -1',
+     "arguard.toml:15: grace -1 must not be negative"),
 ])
 def test_command_options_are_checked_by_the_action_with_line(tmp_path, command, expected):
     result = check(write_config(tmp_path, extra=f"""
@@ -371,7 +414,8 @@ def test_command_options_are_checked_by_the_action_with_line(tmp_path, command, 
 @pytest.mark.parametrize("command,key,expected", [
     ('action = "ipset"\nexpect = 5', "expect", "command.expect must be a string"),
     ('action = "ipset"\nexpect = "src"', "expect",
-     'command.expect must be "srcip", "dstip", "srcuser", "dstuser", "user" or "filename"'),
+     'command.expect must be "srcip", "dstip", "srcuser", "dstuser", "user", "filename" or '
+     '"_PID"'),
     ('nmae = "x"\naction = "ipset"', "nmae", "unknown key 'nmae' in [command]"),
     ('name = 7\naction = "ipset"', "name", "command.name must be a string"),
     ('action = "ipsett"', "action", "unknown action 'ipsett'"),
@@ -413,3 +457,27 @@ def test_check_config_says_what_it_will_do_and_whether_the_ssh_session_is_safe(t
     assert "This SSH session's address 198.51.100.9 is on the white list." in safe
     assert "WARNING: this SSH session's address 203.0.113.9 is NOT on the white list" in \
         run("203.0.113.9 50000 192.0.2.1 22")
+
+
+def test_check_config_says_a_chain_locks_for_its_timeout_and_terminates_once(tmp_path):
+    config = write_config(tmp_path, extra="""
+        [[command]]
+        name = "lock"
+        action = "disable-account"
+        timeout_allowed = true
+
+        [[command]]
+        name = "end"
+        action = "terminate-sessions"
+
+        [[active_response]]
+        command = ["lock", "end"]
+        rules_id = [5763]
+        timeout = "1h"
+        """)
+    result = check(config)
+    assert result.returncode == 0, result.stderr
+    assert ("  lock (disable-account) acts on the dstuser of the alerts of rules 5763 (1 rule), "
+            "for 1h:\n       5763  level 10  sshd: password brute force from one source\n"
+            "  end (terminate-sessions) acts on the user of the alerts of rules 5763 (1 rule), "
+            "once per alert (nothing to lift):\n") in result.stdout

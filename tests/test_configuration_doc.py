@@ -91,13 +91,18 @@ def minimal(table: str, extra: dict) -> dict:
     return {table: extra}
 
 
+#: a valid value of each action option that has no default
+REQUIRED_VALUES = {("webhook", "url"): "http://127.0.0.1:9/", ("kill-process", "exe"): ".*/nc"}
+
+
 def action_command(name: str, extra: dict) -> dict:
     command = {"name": "c", "executable": "x"} if name == EXECUTABLE_ACTION else \
         {"name": "c", "action": name}
     if action_type(name).default_expect == "filename":
         command["expect"] = "filename"
-    if name == "webhook":
-        command["url"] = "http://127.0.0.1:9/"
+    for option in action_type(name).options:
+        if option.default is REQUIRED:
+            command[option.name] = REQUIRED_VALUES[name, option.name]
     return {"command": [{**command, **extra}]}
 
 

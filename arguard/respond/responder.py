@@ -26,8 +26,10 @@ backend, all in one transaction: the rows of a batch are committed together, bef
 its actions runs. `_invoke` makes each backend call through the one guard (dry run, action
 errors, an action that crashes). `_settle` records the outcomes in a second transaction.
 `apply` makes the calls inline; `apply_async` runs the calls of detached actions (scripts,
-webhooks: they can take seconds) in worker threads. Reconciliation's calls go through the
-same guard. Store access always stays in the caller's thread.
+webhooks: they can take seconds) and stateless ones (ending processes waits a grace) in
+worker threads, and the calls one alert asks for one after another, in the order of their
+bindings (lock, then terminate). Reconciliation's calls go through the same guard. Store
+access always stays in the caller's thread.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from arguard.config import Config
+from arguard.config import Config, stateless
 from arguard.faults import LastingFault
 from arguard.model import Alert, Block, Lift, Offence, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
@@ -77,6 +79,8 @@ class Applied:
     target: str
     block: Block | None = None
     reason: str | None = None
+    #: what the action said it did (the pids a terminate ended)
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,7 +110,10 @@ class _Call:
     timeout: int | None = None
     alert: Alert | None = None
     items: Sequence[tuple[str, int | None]] = ()
+    #: runs in a worker thread
     detached: bool = False
+    #: what the action said it did (an add's return value)
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -167,19 +174,20 @@ class Responder:
         return self._settle(steps, [self._invoke(step.call) for step in steps])
 
     async def apply_async(self, requests: Sequence[Request]) -> list[Applied]:
-        """Apply a batch, the calls of detached actions concurrently in worker threads."""
+        """Apply a batch, the calls of detached and stateless actions in worker threads: the
+        calls of one alert one after another in their order, alerts concurrently."""
         steps = self._begin(requests)
         errors: list[str | None] = [None] * len(steps)
-        threaded = []
-        for index, step in enumerate(steps):
-            if step.call is not None and step.call.detached and not self.dry_run:
-                threaded.append(index)
-            else:
-                errors[index] = self._invoke(step.call)
-        outcomes = await asyncio.gather(*(asyncio.to_thread(self._invoke, steps[i].call)
-                                          for i in threaded))
-        for index, error in zip(threaded, outcomes):
-            errors[index] = error
+
+        async def in_order(indices: list[int]) -> None:
+            for index in indices:
+                call = steps[index].call
+                if call is not None and call.detached and not self.dry_run:
+                    errors[index] = await asyncio.to_thread(self._invoke, call)
+                else:
+                    errors[index] = self._invoke(call)
+
+        await asyncio.gather(*(in_order(indices) for indices in _by_alert(steps)))
         return self._settle(steps, errors)
 
     def lift_expired(self) -> list[Applied]:
@@ -228,9 +236,11 @@ class Responder:
     # --- the stage around it ---------------------------------------------------------------
 
     def detached(self, command: str) -> bool:
-        """Whether the command's action runs detached (unknown commands are not)."""
+        """Whether the command's calls run in worker threads, off the daemon's loop: those
+        of detached actions and of stateless ones (unknown commands' do not). Neither kind
+        is reconciled."""
         spec = self.config.commands.get(command)
-        return spec is not None and detached(spec)
+        return spec is not None and (detached(spec) or stateless(spec))
 
     def action(self, command: str) -> Action | None:
         """The action of a configured command, built on first use; None when the command is
@@ -430,7 +440,7 @@ class Responder:
         started = time.perf_counter()
         try:
             if call.method == "add":
-                call.action.add(call.target, call.timeout, call.alert)
+                call.detail = call.action.add(call.target, call.timeout, call.alert)
             elif call.method == "delete":
                 call.action.delete(call.target)
             else:
@@ -494,8 +504,10 @@ class Responder:
 
         def record(verb: Verb, reason: str | None = None, recorded: Block | None = None,
                    timeout: float | None = response.timeout) -> Applied:
+            detail = step.call.detail if step.call is not None else None
             return self._record(verb, response.command, response.target, block=recorded,
-                                reason=reason, timeout=timeout, response=response)
+                                reason=reason, timeout=timeout, response=response,
+                                detail=detail)
 
         if decision.verb == "skip":
             return record("skip", decision.reason)
@@ -557,9 +569,9 @@ class Responder:
 
     def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
                 reason: str | None = None, timeout: float | None = None,
-                response: Response | None = None) -> Applied:
+                response: Response | None = None, detail: str | None = None) -> Applied:
         """Count and log one outcome; its rule, alert and offence are those of the response
-        that asked for it, else those of the block."""
+        that asked for it, else those of the block; `detail`: what the action said it did."""
         self.counters[(command, verb)] += 1
         if verb == "skip":
             self.skips[(command, reason or "")] += 1
@@ -572,8 +584,8 @@ class Responder:
         else:
             rule_id = alert_id = offence = None
         self.log.write(verb, command, target, rule_id=rule_id, alert_id=alert_id,
-                       timeout=timeout, offence=offence, reason=reason)
-        return Applied(verb, command, target, block, reason)
+                       timeout=timeout, offence=offence, reason=reason, detail=detail)
+        return Applied(verb, command, target, block, reason, detail)
 
     def _notify(self, expires_at: float | None) -> None:
         if expires_at is None:
@@ -692,3 +704,13 @@ class Responder:
                 result.restored.append(self._record(
                     "add", name, block.target, block=block, timeout=timeout,
                     reason="reconcile: restored"))
+
+
+def _by_alert(steps: list[_Step]) -> list[list[int]]:
+    """The steps' indices, those of one alert's responses together in their order (a
+    chain: lock, then terminate); every other request alone."""
+    groups: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        alert = getattr(step.request, "alert", None)
+        groups.setdefault(id(alert) if alert is not None else -1 - index, []).append(index)
+    return list(groups.values())

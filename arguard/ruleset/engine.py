@@ -79,6 +79,8 @@ class Engine:
         #: decoder, fields, program, host, location and message they are the same
         self._recent: dict[tuple, Evaluation] = {}
         self._state_tested = False
+        #: the reference (compiled=False) keeps no recent walks: each event is walked
+        self._remembers = compiled
         if compiled:
             from arguard.ruleset.plan import CompiledWalk
             self._walk = CompiledWalk(self).walk
@@ -158,7 +160,7 @@ class Engine:
         pre = event.pre
         message = pre.message
         key = None
-        if len(message) <= _RECENT_MESSAGE_LIMIT:
+        if self._remembers and len(message) <= _RECENT_MESSAGE_LIMIT:
             key = (event.decoder, event.category, pre.program_name, pre.hostname,
                    event.line.location, message, tuple(event.fields.items()))
             evaluation = self._recent.get(key)

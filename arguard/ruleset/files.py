@@ -48,7 +48,9 @@ def load_ruleset(config: Config) -> Ruleset:
         problems.extend(exc.problems)
     if problems or decoders is None or rules is None:
         raise ConfigError(problems)
-    problems = [p for binding in config.active_responses for p in binding_problems(binding, rules)]
+    # a chain's bindings share their selection (and where it was written): each mistake once
+    problems = list(dict.fromkeys(p for binding in config.active_responses
+                                  for p in binding_problems(binding, rules)))
     if problems:
         raise ConfigError(problems)
     return Ruleset(decoders, rules, config.correlation)

@@ -14,7 +14,8 @@ code that uses them.
 
 Actions are idempotent: adding a target that is already in place, or deleting one that is
 not, succeeds quietly. Failures raise ActionError with a message fit for the operator; the
-responder logs it, counts it and writes it to active-responses.log.
+responder logs it, counts it and writes it to active-responses.log. `add` may return a short
+text saying what it did (the pids a terminate ended), which goes to the same line.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class OwnerConflict(ActionError):
 
 
 class Action(Protocol):
-    def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
-        """Put the response in place for `timeout` seconds (None: until deleted)."""
+    def add(self, target: str, timeout: int | None, alert: Alert | None) -> str | None:
+        """Put the response in place for `timeout` seconds (None: until deleted); optionally
+        a short text of what was done, for active-responses.log."""
 
     def delete(self, target: str) -> None:
         """Lift the response."""
@@ -214,6 +216,10 @@ class ActionType:
     #: threads, it cannot be observed (never reconciled), and a binding without a timeout
     #: runs it on every alert without recording a block
     detached: bool = False
+    #: acts once per alert and leaves nothing to lift (it ends processes): no block is
+    #: recorded whatever the binding's timeout, nothing is reconciled, and its calls run in
+    #: worker threads as a detached action's do (they may wait)
+    stateless: bool = False
     #: the `expect` of a command that does not say
     default_expect: str = "srcip"
     #: problems that involve several options, given all of them with their defaults
