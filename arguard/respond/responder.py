@@ -46,7 +46,7 @@ from typing import Literal
 
 from arguard.config import Config, stateless
 from arguard.faults import LastingFault
-from arguard.model import Alert, Block, Lift, Response
+from arguard.model import Alert, Block, Lift, Offence, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
 from arguard.respond.actions.base import BatchAction, OwnerConflict
 from arguard.respond.policy import Decision, Policy, backend_timeout, detached, later_expiry
@@ -60,6 +60,12 @@ log = logging.getLogger(__name__)
 LIFT_RETRY = 60
 #: lifted blocks are kept this long as history (seconds)
 HISTORY = 30 * 86_400
+#: why blocks are there (`arguard explain`): offences kept per block and in all, log lines
+#: kept per offence (the last ones), characters kept per line
+OFFENCES_PER_BLOCK = 10
+OFFENCES_KEPT = 20_000
+LINES_PER_OFFENCE = 20
+LINE_CHARS = 1024
 
 Request = Response | Lift
 
@@ -97,6 +103,7 @@ class Reconciled:
 class _Call:
     """One backend call (its action is None in a dry run, where nothing is called)."""
 
+    command: str
     action: Action | None
     method: Literal["add", "delete", "add_many"]
     target: str = ""
@@ -146,6 +153,11 @@ class Responder:
         self.log = ResponseLog(None if dry_run else config.paths.responses_log, clock)
         #: (command, verb) → how many times; failures per command feed `arguard status`
         self.counters: Counter[tuple[str, str]] = Counter()
+        #: (command, reason) → how many requests were skipped for that reason (metrics)
+        self.skips: Counter[tuple[str, str]] = Counter()
+        #: told (command, method, seconds) after every backend call (metrics), from the
+        #: thread that made it
+        self.timed: Callable[[str, str, float], None] | None = None
         self._actions: dict[str, Action] = dict(actions or {})
         self._active = store.count_active_blocks()
         self._listeners: list[Callable[[float], None]] = []
@@ -386,7 +398,7 @@ class Responder:
             if block.expires_at != current.expires_at:
                 self._notify(block.expires_at)
             if decision.refresh:
-                step.call = _Call(action, "add", response.target,
+                step.call = _Call(response.command, action, "add", response.target,
                                   backend_timeout(decision.remaining), alert)
             return step
         if block is not None:
@@ -396,7 +408,8 @@ class Responder:
                 self.store.insert_block(block)
             self._active += 1
             self._notify(block.expires_at)
-        step.call = _Call(action, "add", response.target, response.timeout, alert,
+        step.call = _Call(response.command, action, "add", response.target, response.timeout,
+                          alert,
                           detached=self.detached(response.command))
         return step
 
@@ -415,7 +428,7 @@ class Responder:
         except ActionError as error:
             step.failed = str(error)
             return step
-        step.call = _Call(action, "delete", current.target,
+        step.call = _Call(current.command, action, "delete", current.target,
                           detached=self.detached(current.command))
         return step
 
@@ -424,6 +437,7 @@ class Responder:
         if call is None or self.dry_run:
             return None
         assert call.action is not None
+        started = time.perf_counter()
         try:
             if call.method == "add":
                 call.detail = call.action.add(call.target, call.timeout, call.alert)
@@ -438,6 +452,9 @@ class Responder:
             log.exception("action %s(%s) crashed", call.method,
                           call.target or f"{len(call.items)} targets")
             return f"internal error: {type(error).__name__}: {error}"
+        finally:
+            if self.timed is not None:
+                self.timed(call.command, call.method, time.perf_counter() - started)
         return None
 
     def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
@@ -499,6 +516,7 @@ class Responder:
         if decision.verb == "extend":
             if error is not None:
                 return record("fail", f"extend: {error}", block, decision.remaining)
+            self._offence("extend", response, block, step.now)
             return record("extend", None, block, decision.remaining)
         if block is None:
             return record("fail" if error else "add", error)
@@ -506,6 +524,7 @@ class Responder:
             self.store.lift_block(block.command, block.target)
             self._active -= 1
             return record("fail", error, replace(block, state="lifted"))
+        self._offence("add", response, block, step.now)
         return record("add", None, block)
 
     def _settle_lift(self, step: _Step, error: str | None) -> Applied:
@@ -531,12 +550,31 @@ class Responder:
         return self._record("delete", current.command, current.target,
                             block=replace(current, state="lifted"))
 
+    def _offence(self, verb: Literal["add", "extend"], response: Response, block: Block | None,
+                 now: float) -> None:
+        """Keep why the block is there: the alert and its lines (not in a dry run: its
+        would-be blocks are in its own database, which `arguard explain` does not read)."""
+        if self.dry_run or block is None:
+            return
+        alert = response.alert
+        rule = alert.rule if alert is not None else None
+        lines = alert.lines[-LINES_PER_OFFENCE:] if alert is not None else ()
+        self.store.record_offence(block.command, block.target, Offence(
+            at=now, verb=verb, offence=response.offence if alert is not None else None,
+            rule_id=rule.id if rule else None, level=rule.level if rule else None,
+            description=rule.description if rule else None,
+            alert_id=alert.id if alert is not None else None, timeout=response.timeout,
+            expires_at=block.expires_at, lines=tuple(line[:LINE_CHARS] for line in lines)),
+            OFFENCES_PER_BLOCK, OFFENCES_KEPT)
+
     def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
                 reason: str | None = None, timeout: float | None = None,
                 response: Response | None = None, detail: str | None = None) -> Applied:
         """Count and log one outcome; its rule, alert and offence are those of the response
         that asked for it, else those of the block; `detail`: what the action said it did."""
         self.counters[(command, verb)] += 1
+        if verb == "skip":
+            self.skips[(command, reason or "")] += 1
         if response is not None:
             alert = response.alert
             rule_id, alert_id = (alert.rule.id, alert.id) if alert else (None, None)
@@ -604,7 +642,7 @@ class Responder:
                 known.setdefault(command.action, set()).update(unknown)
                 continue
             for target in sorted(unknown):
-                error = self._invoke(_Call(action, "delete", target))
+                error = self._invoke(_Call(name, action, "delete", target))
                 if error is not None:
                     result.failed.append(self._record(
                         "fail", name, target,
@@ -648,7 +686,7 @@ class Responder:
         items = [(b, backend_timeout(None if b.expires_at is None else b.expires_at - now))
                  for b in lost]
         if items and isinstance(action, BatchAction):
-            error = self._invoke(_Call(action, "add_many",
+            error = self._invoke(_Call(name, action, "add_many",
                                        items=[(b.target, timeout) for b, timeout in items]))
             if error is None:
                 result.restored.extend(
@@ -657,7 +695,7 @@ class Responder:
                 return
             log.warning("%s: batch restore failed (%s); restoring one by one", name, error)
         for block, timeout in items:
-            error = self._invoke(_Call(action, "add", block.target, timeout))
+            error = self._invoke(_Call(name, action, "add", block.target, timeout))
             if error is not None:
                 result.failed.append(self._record(
                     "fail", name, block.target, block=block, timeout=timeout,

@@ -82,7 +82,7 @@ class KeyMaker:
                 return address
             try:
                 packed = int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
-            except OSError:
+            except (OSError, ValueError):  # not an address (ValueError: a NUL in it)
                 return address
             prefix = f"{packed >> (128 - self.ipv6_prefix):x}/{self.ipv6_prefix}"
             if len(self._prefixes) >= _PREFIX_CACHE_LIMIT:
@@ -91,8 +91,14 @@ class KeyMaker:
         return prefix
 
 
+#: characters of a counted event's line kept in its window (the lines behind an alert, for
+#: `arguard explain`); a longer line is kept cut
+KEPT_LINE_CHARS = 1024
+
+
 class Windows:
-    """Per correlation key, the recent counted events of one frequency rule."""
+    """Per correlation key, the recent counted events of one frequency rule: (time, values
+    of its different_* fields, its line)."""
 
     __slots__ = ("rule", "keys", "max_keys", "history", "_by_count", "_recent")
 
@@ -121,9 +127,9 @@ class Windows:
             self._moved(key, before, len(window))
         if different is None:
             return len(window) + 1
-        return len({values for _, values in window} | {different})
+        return len({entry[1] for entry in window} | {different})
 
-    def add(self, key: tuple, now: float, different: tuple | None) -> None:
+    def add(self, key: tuple, now: float, different: tuple | None, line: str) -> None:
         window = self.keys.get(key)
         if window is None:
             self._make_room()
@@ -132,7 +138,7 @@ class Windows:
         else:
             before = len(window)
             _expire(window, now - self.rule.timeframe)
-        window.append((now, different))
+        window.append((now, different, line[:KEPT_LINE_CHARS]))
         if len(window) > self.history:
             del window[0]
         self._moved(key, before, len(window))
@@ -146,11 +152,14 @@ class Windows:
                 break
             self.reset(oldest)
 
-    def reset(self, key: tuple) -> None:
+    def reset(self, key: tuple) -> tuple[str, ...]:
+        """Start the key's count again; the lines it had counted, oldest first."""
         window = self.keys.pop(key, None)
-        if window is not None:
-            self._by_count[len(window)].pop(key, None)
         self._recent.pop(key, None)
+        if window is None:
+            return ()
+        self._by_count[len(window)].pop(key, None)
+        return tuple(entry[2] for entry in window)
 
     def _moved(self, key: tuple, before: int, after: int) -> None:
         by_count = self._by_count
