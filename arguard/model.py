@@ -81,6 +81,13 @@ class Alert:
     rule: RuleInfo
     event: Event
     firedtimes: int
+    #: the lines of the earlier events a frequency rule counted for it, oldest first
+    previous: tuple[str, ...] = ()
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The log lines that led to the alert: the counted ones, then its own."""
+        return (*self.previous, self.event.line.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +201,24 @@ class Lift:
     block: Block
     operator: bool = False
     origin: Origin | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Offence:
+    """One response that added or extended a block, as `arguard explain` shows it: when,
+    for which alert (an operator's block has none), for how long, and the log lines that
+    led to it."""
+
+    at: float
+    verb: Literal["add", "extend"]
+    #: the offence number (1 = first; None: an operator's block)
+    offence: int | None
+    rule_id: int | None
+    level: int | None
+    description: str | None
+    alert_id: str | None
+    #: seconds the response asked for (None: permanent)
+    timeout: float | None
+    #: the block's expiry after it (None: permanent)
+    expires_at: float | None
+    lines: tuple[str, ...] = ()

@@ -99,16 +99,19 @@ class Pipeline:
             return "every line decoded"
         return self.prefilter.describe()
 
-    def process(self, line: Line) -> Outcome:
+    def process(self, line: Line, pre: Predecoded | None = None) -> Outcome:
+        """`pre`: the line's header when the caller has read it already (a replay of several
+        files orders their lines by it, each file with its own reference year)."""
         if len(line.text) > LONG_LINE and threading.current_thread() is threading.main_thread():
-            event, evaluation = self._limited(line)
+            event, evaluation = self._limited(line, pre)
         else:
-            event = self._event(line)
+            event = self._event(line, pre)
             evaluation = self.engine.evaluate(event)
         return self._conclude(event, evaluation)
 
-    def _event(self, line: Line) -> Event:
-        pre = self.predecoder.predecode(line)
+    def _event(self, line: Line, pre: Predecoded | None) -> Event:
+        if pre is None:
+            pre = self.predecoder.predecode(line)
         when = pre.time if self.line_time and pre.time is not None else line.received
         decoded = self.decoders.decode(pre, self.source_memory, line, self._recent)
         if decoded is None:
@@ -116,7 +119,7 @@ class Pipeline:
         return Event(line, pre, when, decoded.decoder, decoded.child, decoded.category,
                      decoded.fields, decoded.ambiguous)
 
-    def _limited(self, line: Line) -> tuple[Event, Evaluation]:
+    def _limited(self, line: Line, pre: Predecoded | None) -> tuple[Event, Evaluation]:
         """A long line's decoding and matching under LONG_LINE_LIMIT (an interval timer: the
         pattern engines look for signals as they run); out of time, it is an undecoded line
         that matched no rule, counted and logged."""
@@ -124,7 +127,7 @@ class Pipeline:
         try:
             signal.setitimer(signal.ITIMER_REAL, LONG_LINE_LIMIT)
             try:
-                event = self._event(line)
+                event = self._event(line, pre)
                 return event, self.engine.evaluate(event)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -152,6 +155,6 @@ class Pipeline:
         self.firedtimes[rule.id] += 1
         self._alerts += 1
         alert = Alert(id=f"{int(when)}.{self._alerts}", rule=rule.info, event=event,
-                      firedtimes=self.firedtimes[rule.id])
+                      firedtimes=self.firedtimes[rule.id], previous=evaluation.previous)
         responses = self.decide(alert) if self.decide is not None else []
         return Outcome(event, evaluation, alert, responses)

@@ -27,7 +27,7 @@ from arguard.ruletest import read_cases
 from benchmarks.workload import generate_auth, generate_web
 from tests.conftest import SHARED, require_corpus, write_config
 from tests.test_cases import CASES, parse_cases
-from tests.test_hostile import FORGED_FRAGMENTS, _lines, _payloads
+from tests.test_hostile import FORGED_FRAGMENTS, _lines, _payloads, mutated
 
 BATCH = 512
 MUTATIONS = "\x00\t\"'[]():;,= -/\\|<>{}0123456789.aZ\u00e9\u212a\u017f\U0001f600\n"
@@ -56,30 +56,6 @@ def workload_texts() -> list[str]:
     web = [line for _, line, _ in generate_web(20_000, seed=5)]
     hostile = [text for text, _ in _lines(FORGED_FRAGMENTS + _payloads(3, 40))]
     return auth + web + hostile
-
-
-def mutated(texts: list[str], seed: int, count: int) -> list[str]:
-    """Characters dropped, added or replaced (control, non-ASCII that folds onto ASCII, a
-    newline), lines cut, and pieces of two lines spliced together."""
-    rng = random.Random(seed)
-    result = []
-    for _ in range(count):
-        chars = list(rng.choice(texts))
-        for _ in range(rng.randint(1, 4)):
-            position = rng.randrange(len(chars) + 1)
-            operation = rng.random()
-            if operation < 0.25 and chars:
-                del chars[min(position, len(chars) - 1)]
-            elif operation < 0.5:
-                chars.insert(position, rng.choice(MUTATIONS))
-            elif operation < 0.75 and chars:
-                chars[min(position, len(chars) - 1)] = rng.choice(MUTATIONS)
-            else:
-                other = rng.choice(texts)
-                cut = rng.randrange(len(other) + 1)
-                chars[position:] = list(other[cut:])
-        result.append("".join(chars)[:rng.randint(1, len(chars) + 1)])
-    return result
 
 
 def outcome_of(outcome) -> tuple:
@@ -125,7 +101,7 @@ def compare(config_path: Path, texts: list[str]) -> tuple[int, int]:
 def texts(request):
     require_corpus(request, SHARED / "corpus" / "fail2ban")
     base = corpus_texts() + case_texts() + workload_texts()
-    return base + mutated(base, seed=13, count=30_000)
+    return base + mutated(base, seed=13, count=30_000, alphabet=MUTATIONS)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ does."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from contextlib import ExitStack
@@ -69,6 +70,14 @@ def test_attack_on_one_host_is_dropped_by_all_lifts_on_time_and_unblock_anywhere
     for host in ("b", "c"):
         [line] = lab.added(host, ATTACKER)
         assert re.search(r"rule=5763 .* origin=a decision=\d+$", line), line
+    # explain on b: the block came from a's decision, with a's rule and alert (the log
+    # lines stay on a)
+    here, there = (json.loads(arguard(lab.config(host), "explain", ATTACKER, "--json",
+                                      check=True).stdout)["blocks"][0]["offences"]
+                   for host in ("a", "b"))
+    assert [(o["verb"], o["rule"]["id"]) for o in here + there] == [("add", 5763)] * 2
+    assert here[0]["alert_id"] == there[0]["alert_id"] and here[0]["lines"]
+    assert there[0]["lines"] == []
     print("block latency a -> b, c:",
           {h: round(blocks[h]["since"] - blocks["a"]["since"], 3) for h in ("b", "c")})
 

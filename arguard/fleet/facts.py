@@ -4,16 +4,19 @@ every host.
 Only compact facts travel, never log lines: the rule, its correlation key (e.g. the source
 address) and the time of each counted event, and a reset when a host fired the rule (its
 count then restarts everywhere, so 3 + 3 + 2 failures on three hosts fire it once, on the
-host that saw the 8th). This host's facts wait in memory for the fleet link (at most
-MAX_PENDING; a fact whose timeframe is over when the link comes back is dropped, it could
-no longer count); the other hosts' are counted in this host's engine. Facts are not kept
-across restarts, as correlation windows are not.
+host that saw the 8th). A key travels as text: an IPv6 prefix (an int in the engine's keys)
+as `/<prefix length>/<hex>`, a text value as itself (one that starts with "/" with a second
+"/" in front), so neither can pass for the other. This host's facts wait in memory for the
+fleet link (at most MAX_PENDING; a fact whose timeframe is over when the link comes back is
+dropped, it could no longer count); the other hosts' are counted in this host's engine.
+Facts are not kept across restarts, as correlation windows are not.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 10_000
 _MAX_KEY_ITEMS = 8
 _MAX_KEY_TEXT = 256
+_HEX = re.compile(r"[0-9a-f]{1,32}")
 
 
 class SharedCorrelation:
@@ -39,7 +43,7 @@ class SharedCorrelation:
         self.name = name
         self.engine = engine
         self.wake: Callable[[], None] | None = None
-        #: (rule id, key, at, reset, expires) of this host's facts not yet sent
+        #: (rule id, key as sent, at, reset, expires) of this host's facts not yet sent
         self.pending: deque[tuple[int, tuple[str, ...], float, bool, float]] = \
             deque(maxlen=MAX_PENDING)
         self.counts: Counter[str] = Counter()
@@ -47,14 +51,16 @@ class SharedCorrelation:
 
     # --- out (the engine calls these) ----------------------------------------------------
 
-    def counted(self, rule: Rule, key: tuple[str, ...], at: float) -> None:
+    def counted(self, rule: Rule, key: tuple[str | int, ...], at: float) -> None:
         self._queue(rule, key, at, False)
 
-    def fired(self, rule: Rule, key: tuple[str, ...], at: float) -> None:
+    def fired(self, rule: Rule, key: tuple[str | int, ...], at: float) -> None:
         self._queue(rule, key, at, True)
 
-    def _queue(self, rule: Rule, key: tuple[str, ...], at: float, reset: bool) -> None:
-        self.pending.append((rule.id, key, at, reset, at + rule.timeframe))
+    def _queue(self, rule: Rule, key: tuple[str | int, ...], at: float, reset: bool) -> None:
+        prefix = self.engine().keys.ipv6_prefix
+        sent = tuple(_sent_item(item, prefix) for item in key)
+        self.pending.append((rule.id, sent, at, reset, at + rule.timeframe))
         if self.wake is not None:
             self.wake()
 
@@ -79,12 +85,40 @@ class SharedCorrelation:
                 self.counts["malformed"] += 1
                 log.warning("fleet: fact #%d skipped, malformed", ident)
                 continue
-            origin, rule_id, key, at, reset = fact
+            origin, rule_id, sent, at, reset = fact
             if origin == self.name:
                 continue
-            counted = engine.reset_remote(rule_id, key) if reset else \
-                engine.count_remote(rule_id, key, at)
+            key = _received_key(sent, engine.keys.ipv6_prefix)
+            if key is None:
+                counted = False
+            elif reset:
+                counted = engine.reset_remote(rule_id, key)
+            else:
+                counted = engine.count_remote(rule_id, key, at, f"(counted on {origin})")
             self.counts["in" if counted else "ignored"] += 1
+
+
+def _sent_item(item: str | int, ipv6_prefix: int) -> str:
+    if isinstance(item, int):
+        return f"/{ipv6_prefix}/{item:x}"
+    return "/" + item if item.startswith("/") else item
+
+
+def _received_key(sent: tuple[str, ...], ipv6_prefix: int) -> tuple[str | int, ...] | None:
+    """The engine's key of a key as sent; None if it holds an IPv6 prefix of another length
+    than this host's (it could not match one of this host's keys) or an unreadable one."""
+    key: list[str | int] = []
+    for item in sent:
+        if not item.startswith("/"):
+            key.append(item)
+        elif item.startswith("//"):
+            key.append(item[1:])
+        else:
+            length, _, bits = item[1:].partition("/")
+            if length != str(ipv6_prefix) or not _HEX.fullmatch(bits):
+                return None
+            key.append(int(bits, 16))
+    return tuple(key)
 
 
 def _parse_fact(text: str) -> tuple[str, int, tuple[str, ...], float, bool] | None:

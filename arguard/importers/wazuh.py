@@ -19,7 +19,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 import regex
 import tomli_w
@@ -27,6 +27,7 @@ import tomli_w
 from arguard.config import parse_network, shipped_dir
 from arguard.importers import ospatterns
 from arguard.importers.wazuhxml import Node, XmlError, parse_file
+from arguard.progress import Progress
 from arguard.ruleset.compiled import COMPILED_RULES
 
 FRAGMENT = Path("conf.d") / "60-wazuh.toml"
@@ -118,10 +119,12 @@ def field_name(name: str) -> str:
     return safe if _IDENTIFIER.fullmatch(safe) else "_" + safe
 
 
-def import_files(paths: list[Path]) -> ImportResult:
+def import_files(paths: list[Path], progress: IO[str] | None = None) -> ImportResult:
+    """`progress`: where to draw a bar of the files read (only on a terminal)."""
     result = ImportResult()
     parsed: list[tuple[Path, Node]] = []
-    for path in paths:
+    bar = Progress("import wazuh", len(paths), unit="file", stream=progress)
+    for path in bar.items(paths):
         try:
             root = parse_file(path)
         except XmlError as exc:
@@ -130,6 +133,7 @@ def import_files(paths: list[Path]) -> ImportResult:
             continue
         _substitute_variables(root)
         parsed.append((path, root))
+    bar.close()
     stems = _output_stems([path for path, _ in parsed])
     for (path, root), stem in zip(parsed, stems):
         decoders = _Decoders(path, result).translate(root)
@@ -195,7 +199,7 @@ def write_output(result: ImportResult, directory: Path) -> list[Path]:
 def run(paths: list[Path], directory: Path, report: TextIO = sys.stderr) -> int:
     """Import, write, report on `report`; exit code 0 (all translated), 2 (some things not),
     1 (an input file could not be read or parsed)."""
-    result = import_files(paths)
+    result = import_files(paths, progress=report)
     written = write_output(result, directory)
     for note in result.notes:
         print(note, file=report)

@@ -63,20 +63,7 @@ class Decision:
 
 
 def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
-    """Wazuh semantics: `rules_id` OR (`level` AND `rules_group`), where an absent level or
-    group does not restrict. The level matches alerts of that level or higher; `rules_group`
-    names one group, or several separated by `|`, compared with the alert's groups exactly."""
-    rule = alert.rule
-    if rule.id in binding.rules_id:
-        return True
-    if binding.level is None and binding.rules_group is None:
-        return False
-    if binding.level is not None and rule.level < binding.level:
-        return False
-    if binding.rules_group is not None:
-        wanted = {g.strip() for g in binding.rules_group.split("|")}
-        return not wanted.isdisjoint(rule.groups)
-    return True
+    return binding.selects(alert.rule)
 
 
 def target_field(command: Command, alert: Alert) -> str | None:

@@ -50,7 +50,7 @@ from typing import Literal
 
 from arguard.config import Config, stateless
 from arguard.faults import LastingFault
-from arguard.model import Alert, Block, Lift, Origin, Response
+from arguard.model import Alert, Block, Lift, Offence, Origin, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
 from arguard.respond.actions.base import BatchAction, OwnerConflict
 from arguard.respond.policy import Decision, Policy, backend_timeout, detached, later_expiry
@@ -64,6 +64,12 @@ log = logging.getLogger(__name__)
 LIFT_RETRY = 60
 #: lifted blocks are kept this long as history (seconds)
 HISTORY = 30 * 86_400
+#: why blocks are there (`arguard explain`): offences kept per block and in all, log lines
+#: kept per offence (the last ones), characters kept per line
+OFFENCES_PER_BLOCK = 10
+OFFENCES_KEPT = 20_000
+LINES_PER_OFFENCE = 20
+LINE_CHARS = 1024
 
 Request = Response | Lift
 
@@ -101,6 +107,7 @@ class Reconciled:
 class _Call:
     """One backend call (its action is None in a dry run, where nothing is called)."""
 
+    command: str
     action: Action | None
     method: Literal["add", "delete", "add_many"]
     target: str = ""
@@ -190,6 +197,11 @@ class Responder:
         self.log = ResponseLog(None if dry_run else config.paths.responses_log, clock)
         #: (command, verb) → how many times; failures per command feed `arguard status`
         self.counters: Counter[tuple[str, str]] = Counter()
+        #: (command, reason) → how many requests were skipped for that reason (metrics)
+        self.skips: Counter[tuple[str, str]] = Counter()
+        #: told (command, method, seconds) after every backend call (metrics), from the
+        #: thread that made it
+        self.timed: Callable[[str, str, float], None] | None = None
         self._actions: dict[str, Action] = dict(actions or {})
         self._detached: dict[str, bool] = {}
         self._active = store.count_active_blocks()
@@ -452,14 +464,15 @@ class Responder:
             if block.expires_at != current.expires_at:
                 rows.expiring(block.expires_at)
             if decision.refresh:
-                step.call = _Call(action, "add", response.target,
+                step.call = _Call(response.command, action, "add", response.target,
                                   backend_timeout(decision.remaining), alert)
             return step
         if block is not None:
             rows.add(block)
             self._active += 1
             rows.expiring(block.expires_at)
-        step.call = _Call(action, "add", response.target, response.timeout, alert,
+        step.call = _Call(response.command, action, "add", response.target, response.timeout,
+                          alert,
                           detached=self.detached(response.command))
         return step
 
@@ -478,7 +491,7 @@ class Responder:
         except ActionError as error:
             step.failed = str(error)
             return step
-        step.call = _Call(action, "delete", current.target,
+        step.call = _Call(current.command, action, "delete", current.target,
                           detached=self.detached(current.command))
         return step
 
@@ -507,7 +520,7 @@ class Responder:
         batch fails (so that one bad entry fails alone)."""
         action = calls[0].action
         if len(calls) > 1 and callable(getattr(action, "add_many", None)):
-            error = self._invoke(_Call(action, "add_many",
+            error = self._invoke(_Call(calls[0].command, action, "add_many",
                                        items=[(call.target, call.timeout) for call in calls]))
             if error is None:
                 return [None] * len(calls)
@@ -520,6 +533,7 @@ class Responder:
         if call is None or self.dry_run:
             return None
         assert call.action is not None
+        started = time.perf_counter()
         try:
             if call.method == "add":
                 call.detail = call.action.add(call.target, call.timeout, call.alert)
@@ -534,6 +548,9 @@ class Responder:
             log.exception("action %s(%s) crashed", call.method,
                           call.target or f"{len(call.items)} targets")
             return f"internal error: {type(error).__name__}: {error}"
+        finally:
+            if self.timed is not None:
+                self.timed(call.command, call.method, time.perf_counter() - started)
         return None
 
     def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
@@ -605,6 +622,7 @@ class Responder:
         if decision.verb == "extend":
             if error is not None:
                 return record("fail", f"extend: {error}", block, decision.remaining)
+            self._offence("extend", response, block, step.now)
             return record("extend", None, block, decision.remaining)
         if block is None:
             return record("fail" if error else "add", error)
@@ -612,6 +630,7 @@ class Responder:
             rows.lift(block)
             self._active -= 1
             return record("fail", error, replace(block, state="lifted"))
+        self._offence("add", response, block, step.now)
         return record("add", None, block)
 
     def _settle_lift(self, step: _Step, error: str | None, rows: _Rows) -> Applied:
@@ -638,6 +657,32 @@ class Responder:
         return self._record("delete", current.command, current.target,
                             block=replace(current, state="lifted"), origin=request.origin)
 
+    def _offence(self, verb: Literal["add", "extend"], response: Response, block: Block | None,
+                 now: float) -> None:
+        """Keep why the block is there: the alert and its lines, or the rule and alert ids of
+        the fleet decision it came from (its lines stay on the deciding host); not in a dry
+        run: its would-be blocks are in its own database, which `arguard explain` does not
+        read."""
+        if self.dry_run or block is None:
+            return
+        alert, origin = response.alert, response.origin
+        rule = alert.rule if alert is not None else None
+        lines = alert.lines[-LINES_PER_OFFENCE:] if alert is not None else ()
+        if rule is not None:
+            rule_id, alert_id = rule.id, alert.id
+        elif origin is not None:
+            rule_id, alert_id = origin.rule_id, origin.alert_id
+        else:
+            rule_id = alert_id = None
+        self.store.record_offence(block.command, block.target, Offence(
+            at=now, verb=verb,
+            offence=response.offence if alert is not None or origin is not None else None,
+            rule_id=rule_id, level=rule.level if rule else None,
+            description=rule.description if rule else None, alert_id=alert_id,
+            timeout=response.timeout, expires_at=block.expires_at,
+            lines=tuple(line[:LINE_CHARS] for line in lines)), OFFENCES_PER_BLOCK,
+            OFFENCES_KEPT)
+
     def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
                 reason: str | None = None, timeout: float | None = None,
                 response: Response | None = None, origin: Origin | None = None,
@@ -646,6 +691,8 @@ class Responder:
         that asked for it (of the fleet decision it came from), else those of the block;
         `detail`: what the action said it did."""
         self.counters[(command, verb)] += 1
+        if verb == "skip":
+            self.skips[(command, reason or "")] += 1
         if response is not None:
             alert, origin = response.alert, response.origin
             rule_id, alert_id = (alert.rule.id, alert.id) if alert else \
@@ -716,7 +763,7 @@ class Responder:
                 known.setdefault(command.action, set()).update(unknown)
                 continue
             for target in sorted(unknown):
-                error = self._invoke(_Call(action, "delete", target))
+                error = self._invoke(_Call(name, action, "delete", target))
                 if error is not None:
                     result.failed.append(self._record(
                         "fail", name, target,
@@ -756,7 +803,7 @@ class Responder:
                  result: Reconciled) -> None:
         """Put lost blocks back with their remaining time (together, as a batch's adds)."""
         now = self.clock()
-        calls = [_Call(action, "add", block.target, backend_timeout(
+        calls = [_Call(name, action, "add", block.target, backend_timeout(
             None if block.expires_at is None else block.expires_at - now)) for block in lost]
         if not calls:
             return

@@ -14,7 +14,7 @@ Memory is bounded, and a flood cannot blind it:
 from __future__ import annotations
 
 import socket
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,9 +45,9 @@ class KeyMaker:
 
     def __init__(self, ipv6_prefix: int = DEFAULT_IPV6_PREFIX):
         self.ipv6_prefix = ipv6_prefix
-        self._prefixes: dict[str, str] = {}
+        self._prefixes: dict[str, str | int] = {}
 
-    def key(self, rule: "Rule", event: "Event") -> tuple[str, ...] | None:
+    def key(self, rule: "Rule", event: "Event") -> tuple[str | int, ...] | None:
         """The rule's correlation key for the event; None if a value it names is missing."""
         same = rule.same
         if not same:
@@ -63,7 +63,7 @@ class KeyMaker:
         values = self.values(same, event)
         return None if None in values else values
 
-    def values(self, names: tuple[str, ...], event: "Event") -> tuple[str | None, ...]:
+    def values(self, names: tuple[str, ...], event: "Event") -> tuple[str | int | None, ...]:
         values = []
         for name in names:
             value = correlation_value(event, name)
@@ -72,40 +72,49 @@ class KeyMaker:
             values.append(value)
         return tuple(values)
 
-    def _prefix(self, address: str) -> str:
-        """The key of an IPv6 address's prefix (`2001:db8:1:2::/64` counts as
-        `20010db800010002/64`): the packed address cut to the prefix, which inet_pton reads
-        ten times faster than ipaddress does (a flood of IPv6 sources is where it counts)."""
+    def _prefix(self, address: str) -> str | int:
+        """The key of an IPv6 address's prefix: the packed address cut to the prefix, an int
+        (never equal to the text of an IPv4 address; half the memory of a string, and
+        inet_pton reads it ten times faster than ipaddress does: a flood of IPv6 sources is
+        where both count)."""
         prefix = self._prefixes.get(address)
         if prefix is None:
             if self.ipv6_prefix >= 128:
                 return address
             try:
                 packed = int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
-            except OSError:
+            except (OSError, ValueError):  # not an address (ValueError: a NUL in it)
                 return address
-            prefix = f"{packed >> (128 - self.ipv6_prefix):x}/{self.ipv6_prefix}"
+            prefix = packed >> (128 - self.ipv6_prefix)
             if len(self._prefixes) >= _PREFIX_CACHE_LIMIT:
                 self._prefixes.clear()
             self._prefixes[address] = prefix
         return prefix
 
 
-class Windows:
-    """Per correlation key, the recent counted events of one frequency rule."""
+#: characters of a counted event's line kept in its window (the lines behind an alert, for
+#: `arguard explain`); a longer line is kept cut
+KEPT_LINE_CHARS = 1024
 
-    __slots__ = ("rule", "keys", "max_keys", "history", "_by_count", "_recent")
+
+class Windows:
+    """Per correlation key, the recent counted events of one frequency rule: (time, values
+    of its different_* fields, its line)."""
+
+    __slots__ = ("rule", "keys", "max_keys", "history", "_by_count")
 
     def __init__(self, rule: "Rule", max_keys: int):
         self.rule = rule
-        self.keys: dict[tuple, deque] = {}
+        #: per key, its counted events (time, values of `different`, line), oldest first: a
+        #: list, not a deque, because most keys hold one event (a deque takes 600 bytes for it)
+        self.keys: dict[tuple, list] = {}
         self.max_keys = max_keys
         self.history = _DIFFERENT_HISTORY if rule.different else max(rule.frequency - 1, 1)
-        #: keys by the number of events in their window, each least recently seen first
+        #: keys by the number of events in their window, each in the order of its last event
+        #: (a key moves to the end of its new bucket at every event): so the head of each
+        #: bucket is its least recently seen key, and the oldest head the least recently seen
+        #: key of all, without a second ordered map of every key
         self._by_count: dict[int, OrderedDict[tuple, None]] = {}
-        #: every key, least recently seen first, with its newest event's time: keys leave as
-        #: soon as that is older than the timeframe
-        self._recent: OrderedDict[tuple, float] = OrderedDict()
 
     def count(self, key: tuple, now: float, different: tuple | None) -> int:
         """The count this event would make (itself included)."""
@@ -113,76 +122,84 @@ class Windows:
         if not window:
             return 1
         horizon = now - self.rule.timeframe
-        if window[0][0] < horizon:
-            before = len(window)
-            while window and window[0][0] < horizon:
-                window.popleft()
-            self._moved(key, before, len(window))
         if different is None:
-            return len(window) + 1
-        return len({values for _, values in window} | {different})
+            return 1 + sum(1 for entry in window if entry[0] >= horizon)
+        return len({entry[1] for entry in window if entry[0] >= horizon} | {different})
 
-    def add(self, key: tuple, now: float, different: tuple | None) -> None:
+    def add(self, key: tuple, now: float, different: tuple | None, line: str) -> None:
+        horizon = now - self.rule.timeframe
         window = self.keys.get(key)
         if window is None:
             self._make_room()
-            window = self.keys[key] = deque(maxlen=self.history)
+            window = self.keys[key] = []
             before = 0
         else:
             before = len(window)
-            horizon = now - self.rule.timeframe
-            while window and window[0][0] < horizon:
-                window.popleft()
-        window.append((now, different))
+            _expire(window, horizon)
+        window.append((now, different, line[:KEPT_LINE_CHARS]))
+        if len(window) > self.history:
+            del window[0]
         self._moved(key, before, len(window))
-        recent = self._recent
-        recent[key] = now
-        recent.move_to_end(key)
-        horizon = now - self.rule.timeframe
-        while recent:
-            oldest, seen = next(iter(recent.items()))
-            if seen >= horizon:
-                break
+        self._leave_older_than(horizon)
+
+    def _leave_older_than(self, horizon: float) -> None:
+        """Drop the keys whose newest event is older than the timeframe, least recently seen
+        first."""
+        keys = self.keys
+        while True:
+            oldest, seen = None, horizon
+            for bucket in self._by_count.values():
+                head = next(iter(bucket))
+                last = keys[head][-1][0]
+                if last < seen:
+                    oldest, seen = head, last
+            if oldest is None:
+                return
             self.reset(oldest)
 
-    def reset(self, key: tuple) -> None:
+    def reset(self, key: tuple) -> tuple[str, ...]:
+        """Start the key's count again; the lines it had counted, oldest first."""
         window = self.keys.pop(key, None)
-        if window is not None:
-            self._by_count[len(window)].pop(key, None)
-        self._recent.pop(key, None)
+        if window is None:
+            return ()
+        self._leave_bucket(key, len(window))
+        return tuple(entry[2] for entry in window)
+
+    def _leave_bucket(self, key: tuple, count: int) -> None:
+        bucket = self._by_count[count]
+        del bucket[key]
+        if not bucket:
+            del self._by_count[count]
 
     def _moved(self, key: tuple, before: int, after: int) -> None:
-        by_count = self._by_count
         if before:
-            by_count[before].pop(key, None)
-        if after:
-            bucket = by_count.get(after)
-            if bucket is None:
-                bucket = by_count[after] = OrderedDict()
-            bucket[key] = None
-        else:
-            del self.keys[key]
-            self._recent.pop(key, None)
+            self._leave_bucket(key, before)
+        bucket = self._by_count.get(after)
+        if bucket is None:
+            bucket = self._by_count[after] = OrderedDict()
+        bucket[key] = None
 
     def _make_room(self) -> None:
         """Before a new key, if the rule is full: drop the least recently seen of the keys
         with the fewest events in their window."""
         keys = self.keys
-        if len(keys) < self.max_keys:
-            return
-        for count in sorted(self._by_count):
-            bucket = self._by_count[count]
-            while bucket and len(keys) >= self.max_keys:
-                key, _ = bucket.popitem(last=False)
-                del keys[key]
-                self._recent.pop(key, None)
-            if len(keys) < self.max_keys:
-                return
+        while len(keys) >= self.max_keys:
+            fewest = min(self._by_count)
+            key = next(iter(self._by_count[fewest]))
+            del keys[key]
+            self._leave_bucket(key, fewest)
 
     def adopt(self, other: "Windows") -> None:
         self.keys = other.keys
         self._by_count = other._by_count
-        self._recent = other._recent
+
+
+def _expire(window: list, horizon: float) -> None:
+    """Drop the events older than `horizon` (they are at the front)."""
+    expired = 0
+    while expired < len(window) and window[expired][0] < horizon:
+        expired += 1
+    del window[:expired]
 
 
 class IgnoreTable:

@@ -36,6 +36,8 @@ from arguard.ruleset.loader import Rule, RuleTree
 class Evaluation:
     rule: Rule | None
     chain: tuple[Rule, ...]
+    #: the lines of the events a frequency rule of the chain counted before this one
+    previous: tuple[str, ...] = ()
 
 
 _NO_RULE = Evaluation(None, ())
@@ -65,9 +67,9 @@ class SharedWindows(Protocol):
     """Where a fleet-scoped rule's events go to the other hosts: `counted` for each event
     counted in its window, `fired` when it fired (its count restarts everywhere)."""
 
-    def counted(self, rule: Rule, key: tuple[str, ...], at: float) -> None: ...
+    def counted(self, rule: Rule, key: tuple[str | int, ...], at: float) -> None: ...
 
-    def fired(self, rule: Rule, key: tuple[str, ...], at: float) -> None: ...
+    def fired(self, rule: Rule, key: tuple[str | int, ...], at: float) -> None: ...
 
 
 class Engine:
@@ -166,22 +168,24 @@ class Engine:
                 table.until = old_table.until
         return carried
 
-    def count_remote(self, rule_id: int, key: tuple[str, ...], at: float) -> bool:
-        """Count an event another host counted for a fleet-scoped rule; False when this
-        ruleset has no such fleet-scoped rule or the key does not fit it."""
+    def count_remote(self, rule_id: int, key: tuple[str | int, ...], at: float,
+                     line: str) -> bool:
+        """Count an event another host counted for a fleet-scoped rule (`line` stands for
+        its log line, which stays on that host); False when this ruleset has no such
+        fleet-scoped rule or the key does not fit it."""
         if self._fleet_rule(rule_id, key) is None:
             return False
-        self.windows[rule_id].add(key, at, None)
+        self.windows[rule_id].add(key, at, None, line)
         return True
 
-    def reset_remote(self, rule_id: int, key: tuple[str, ...]) -> bool:
+    def reset_remote(self, rule_id: int, key: tuple[str | int, ...]) -> bool:
         """Another host fired a fleet-scoped rule for this key: its count restarts here."""
         if self._fleet_rule(rule_id, key) is None:
             return False
         self.windows[rule_id].reset(key)
         return True
 
-    def _fleet_rule(self, rule_id: int, key: tuple[str, ...]) -> Rule | None:
+    def _fleet_rule(self, rule_id: int, key: tuple[str | int, ...]) -> Rule | None:
         rule = self.tree.rules.get(rule_id)
         if rule is None or rule.scope != "fleet" or len(key) != len(rule.same):
             return None
@@ -208,8 +212,7 @@ class Engine:
         chain = self._walk(event)
         if chain:
             final = chain[-1]
-            self._after(final, chain, event)
-            evaluation = Evaluation(final, chain)
+            evaluation = Evaluation(final, chain, self._after(final, chain, event))
         else:
             evaluation = _NO_RULE
         if key is not None and not self._state_tested:
@@ -247,15 +250,18 @@ class Engine:
             else:
                 return tuple(chain)
 
-    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> None:
+    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> tuple[str, ...]:
+        """Count the event for the rules watching its rule, start the counts of the
+        frequency rules it fired again; the lines those had counted."""
         now = event.time
         key_of = self.keys.key
         shared = self.shared
+        previous: tuple[str, ...] = ()
         for rule in chain:
             if rule.frequency is not None:
                 key = key_of(rule, event)
                 if key is not None:
-                    self.windows[rule.id].reset(key)
+                    previous = self.windows[rule.id].reset(key) or previous
                     if shared is not None and rule.scope == "fleet":
                         shared.fired(rule, key, now)
         if final.ignore:
@@ -271,9 +277,11 @@ class Engine:
         for watcher in watchers:
             key = key_of(watcher, event)
             if key is not None:
-                self.windows[watcher.id].add(key, now, self._different(watcher, event))
+                self.windows[watcher.id].add(key, now, self._different(watcher, event),
+                                             event.line.text)
                 if shared is not None and watcher.scope == "fleet":
                     shared.counted(watcher, key, now)
+        return previous
 
     def _different(self, rule: Rule, event: Event) -> tuple | None:
         if not rule.different:

@@ -18,12 +18,14 @@ FLEET_BRUTE = BRUTE.replace('description = "brute force"',
                             'description = "brute force"\nscope = "fleet"')
 
 
-def fleet_pipeline(tmp_path, rules: str = FLEET_BRUTE) -> tuple[Pipeline, SharedCorrelation]:
+def fleet_pipeline(tmp_path, rules: str = FLEET_BRUTE,
+                   name: str = "web1") -> tuple[Pipeline, SharedCorrelation]:
+    tmp_path.mkdir(exist_ok=True)
     path = write_config(tmp_path, shipped=False)
     (tmp_path / "decoders.d" / "test.toml").write_text(textwrap.dedent(DECODERS))
     (tmp_path / "rules.d" / "test.toml").write_text(textwrap.dedent(BASE_RULES + rules))
     pipeline: Pipeline | None = None
-    correlation = SharedCorrelation("web1", lambda: pipeline.engine)
+    correlation = SharedCorrelation(name, lambda: pipeline.engine)
     pipeline = Pipeline(load_ruleset(load_config(path)), line_time=True, shared=correlation)
     return pipeline, correlation
 
@@ -71,3 +73,17 @@ def test_a_local_rule_tells_nobody(tmp_path):
     pipeline, correlation = fleet_pipeline(tmp_path, BRUTE)
     assert [invalid(pipeline, "192.0.2.1", s) for s in range(4)] == [101, 101, 101, 200]
     assert correlation.take(now=0.0) == []
+
+
+def test_an_ipv6_prefix_counts_across_hosts_and_a_prefix_of_another_length_does_not(tmp_path):
+    web1, web1_facts = fleet_pipeline(tmp_path / "web1")
+    assert [invalid(web1, f"2001:db8:1:2::{n}", n) for n in (1, 2)] == [101, 101]
+    sent = web1_facts.take(now=0.0)
+    assert {key for _, key, _, _, _ in sent} == {("/64/20010db800010002",)}
+    web2, web2_facts = fleet_pipeline(tmp_path / "web2", name="web2")
+    web2_facts.receive([fact(ident, "web1", at, key) for ident, (_, key, at, _, _)
+                        in enumerate(sent, 1)])
+    web2_facts.receive([fact(3, "web1", sent[-1][2], ("/48/20010db80001",))])
+    assert dict(web2_facts.counts) == {"in": 2, "ignored": 1}
+    assert [invalid(web2, "2001:db8:1:2:ffff::9", n) for n in (3, 4)] == [101, 200], \
+        "2 events of the /64 on web1 + 2 on web2"

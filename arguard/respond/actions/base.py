@@ -167,7 +167,8 @@ REQUIRED = _Required.REQUIRED
 
 @dataclass(frozen=True)
 class Option:
-    """One key of a [[command]] table that an action reads."""
+    """One key of a table: of a [[command]] table, that an action reads, or of the
+    configuration's own tables (arguard/schema.py)."""
 
     name: str
     type: OptionType
@@ -183,13 +184,18 @@ class Option:
         if not self.type.accepts(value):
             return f"{self.name} must be {self.type.name}"
         if self.choices and value not in self.choices:
-            names = [f'"{c}"' for c in self.choices]
-            return f"{self.name} must be {', '.join(names[:-1])} or {names[-1]}"
+            return f"{self.name} must be {self.choices_text}"
         if self.check is not None:
             problem = self.check(value)
             if problem is not None:
                 return f"{self.name} {value!r} {problem}"
         return None
+
+    @property
+    def choices_text(self) -> str:
+        """The choices as messages and the configuration reference name them."""
+        names = [f'"{c}"' for c in self.choices]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 #: a problem with a command's options: (the key it is about, or None for the table; message)
