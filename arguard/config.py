@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +36,7 @@ class Paths:
     run_dir: Path = Path("/run/arguard")
     decoders_d: Path = Path("/etc/arguard/decoders.d")
     rules_d: Path = Path("/etc/arguard/rules.d")
+    lists_d: Path = Path("/etc/arguard/lists")       # list files rules name (`list`)
     ar_bin_dir: Path = Path("/etc/arguard/active-response/bin")
 
     @property
@@ -161,6 +163,8 @@ class Config:
     correlation: Correlation = Correlation()
     integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
+    #: the zone of the rules' `time` and `weekday` conditions; None: the host's
+    time_zone: str | None = None
 
 
 def shipped_dir(kind: str) -> Path:
@@ -252,7 +256,11 @@ class _Loader:
         global_ = self.load_global()
         ruleset = self.table("ruleset")
         self.check_keys(ruleset, {"shipped": bool, "correlation_keys": int,
-                                  "correlation_ipv6_prefix": int}, "ruleset")
+                                  "correlation_ipv6_prefix": int, "time_zone": str}, "ruleset")
+        time_zone = ruleset.get("time_zone")
+        if isinstance(time_zone, str) and not _is_time_zone(time_zone):
+            self.fail(f"ruleset.time_zone {time_zone!r} is not a time zone of the system's "
+                      "database (e.g. \"Europe/Berlin\", \"UTC\")", "ruleset", key="time_zone")
         correlation = Correlation(ruleset.get("correlation_keys", Correlation.max_keys),
                                   ruleset.get("correlation_ipv6_prefix", Correlation.ipv6_prefix))
         if correlation.max_keys < 1:
@@ -282,6 +290,7 @@ class _Loader:
             commands=MappingProxyType(commands), active_responses=responses,
             shipped_ruleset=bool(ruleset.get("shipped", True)), correlation=correlation,
             fragments=getattr(self.doc, "fragments", ()), integrity=integrity,
+            time_zone=time_zone if isinstance(time_zone, str) else None,
         )
 
     def load_paths(self) -> Paths:
@@ -568,6 +577,14 @@ def _size(value: Any) -> int | None:
     if found is None:
         return None
     return int(found[1]) * _SIZE_UNITS[(found[2] or "b").lower()]
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def parse_network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

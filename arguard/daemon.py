@@ -64,7 +64,8 @@ class Daemon:
         self.store = Store(":memory:") if dry_run else Store(config.paths.database)
         self.respond = build_respond_stage(config, self.store, dry_run=dry_run)
         self.responder = self.respond.responder
-        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
+        self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
+                                 store=self.store)
         self.alert_log = AlertLog(config.paths.alerts_log)
         self.sources = self._source_manager(config)
         self.lines = 0
@@ -271,7 +272,8 @@ class Daemon:
             old = self.config
             self.config = config
             self.respond.reconfigure(config)
-            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide)
+            pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
+                                store=self.store)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
             if (config.sources, config.integrity) != (old.sources, old.integrity):
@@ -301,6 +303,7 @@ class Daemon:
         for directory in (self.config.paths.decoders_d, self.config.paths.rules_d):
             with contextlib.suppress(OSError):
                 paths.extend(sorted(directory.glob("*.toml")))
+        paths.extend(self.pipeline.engine.tree.list_files)
         signature = {}
         for path in paths:
             with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ from arguard.decode.predecode import Predecoder
 from arguard.model import Alert, Event, Line, Response
 from arguard.ruleset.engine import Engine, Evaluation
 from arguard.ruleset.files import Ruleset
+from arguard.store import Store
 
 Decide = Callable[[Alert], list[Response]]
 
@@ -29,15 +30,20 @@ class Pipeline:
 
     `line_time`: correlate on each line's own timestamp (replay, logtest) instead of its
     arrival time (live following); lines without a readable timestamp use arrival time.
+    `store`: where `if_fts` rules record what they have seen (the daemon's database); without
+    one, a session of its own in memory (logtest, replay: as a wazuh-logtest session).
     """
 
     def __init__(self, ruleset: Ruleset, line_time: bool, decide: Decide | None = None,
-                 reference_time: float | None = None):
+                 reference_time: float | None = None, store: Store | None = None):
         self.predecoder = Predecoder(reference_time)
         self.decoders = ruleset.decoders
         self.source_memory = SourceMemory()
+        if store is None and any(rule.if_fts for rule in ruleset.rules.rules.values()):
+            store = Store(":memory:")
         self.engine = Engine(ruleset.rules, ruleset.correlation.max_keys,
-                             ruleset.correlation.ipv6_prefix)
+                             ruleset.correlation.ipv6_prefix,
+                             first_seen=store.first_seen if store is not None else None)
         self.line_time = line_time
         self.decide = decide
         self.firedtimes: Counter[int] = Counter()
@@ -59,7 +65,7 @@ class Pipeline:
             event = Event(line, pre, when)
         else:
             event = Event(line, pre, when, decoded.decoder, decoded.child, decoded.category,
-                          decoded.fields, decoded.ambiguous)
+                          decoded.fields, decoded.ambiguous, decoded.fts)
         return self.process_event(event)
 
     def process_event(self, event: Event) -> Outcome:
