@@ -18,7 +18,7 @@ SHARED = REPO.parent / "shared"
 
 def write_config(directory: Path, shipped: bool = True, extra: str = "") -> Path:
     """An arguard.toml whose state, logs, socket and drop-ins all live in `directory`."""
-    for name in ("decoders.d", "rules.d", "state", "log", "run", "bin"):
+    for name in ("decoders.d", "rules.d", "lists", "state", "log", "run", "bin"):
         (directory / name).mkdir(exist_ok=True)
     path = directory / "arguard.toml"
     path.write_text(textwrap.dedent(f"""\
@@ -28,6 +28,7 @@ def write_config(directory: Path, shipped: bool = True, extra: str = "") -> Path
         run_dir = "run"
         decoders_d = "decoders.d"
         rules_d = "rules.d"
+        lists_d = "lists"
         ar_bin_dir = "bin"
 
         [ruleset]

@@ -413,14 +413,18 @@ def _build_tree(rules: dict[int, Rule], problems: list[Problem]) -> RuleTree:
                                         f"rule {rule.id}: if_sid names missing rule {sid}"))
             else:
                 parents.append(rules[sid])
+        # as in Wazuh's rules.c, a rule counting another's events is that rule's child only
+        # when nothing else places it (if_sid, if_group, if_level)
+        placed = bool(rule.if_sid or rule.if_group or rule.if_level is not None)
         if rule.if_matched_sid is not None:
             if rule.if_matched_sid not in rules:
                 problems.append(Problem(rule.file, rule.line, f"rule {rule.id}: if_matched_sid "
                                         f"names missing rule {rule.if_matched_sid}"))
             else:
-                parents.append(rules[rule.if_matched_sid])
+                if not placed:
+                    parents.append(rules[rule.if_matched_sid])
                 watchers_by_sid.setdefault(rule.if_matched_sid, []).append(rule)
-        for group_key in (rule.if_group, rule.if_matched_group):
+        for group_key in (rule.if_group, None if placed else rule.if_matched_group):
             if group_key is None:
                 continue
             members = [r for r in by_group.get(group_key, []) if r is not rule]
