@@ -27,7 +27,9 @@ import tomli_w
 from arguard.config import parse_network, shipped_dir
 from arguard.importers import ospatterns
 from arguard.importers.wazuhxml import Node, XmlError, parse_file
+from arguard.ruleset.clock import EventClock, parse_time, parse_weekday
 from arguard.ruleset.compiled import COMPILED_RULES
+from arguard.ruleset.lists import LOOKUPS, VALUE_LOOKUPS
 
 FRAGMENT = Path("conf.d") / "60-wazuh.toml"
 RENAMED_PREFIX = "wazuh-"
@@ -55,16 +57,17 @@ CORRELATION = {
     "srcuser": "field:srcuser", "dstuser": "field:dstuser", "data": "field:extra_data",
     "extra_data": "field:extra_data", "system_name": "field:system_name",
 }
+_GEOIP = ("GeoIP needs a MaxMind country database and a GeoIP reader, which arguard does "
+          "not have (docs/wazuh-compatibility.md)")
 _UNTRANSLATABLE_RULE_ELEMENTS = {
-    "list": "CDB lists are not supported",
-    "srcgeoip": "GeoIP is not supported", "dstgeoip": "GeoIP is not supported",
-    "time": "time-of-day conditions are not supported",
-    "weekday": "weekday conditions are not supported",
-    "if_fts": "first-time-seen (fts) is not supported",
-    "check_diff": "command-output diffs are not supported",
-    "check_if_ignored": "syscheck ignore lists are not supported",
-    "decoded_as_json": "JSON decoding is not supported",
+    "srcgeoip": _GEOIP, "dstgeoip": _GEOIP,
+    "check_diff": "it compares the output of Wazuh's command monitoring (<localfile> "
+                  "full_command), which arguard does not run",
+    "check_if_ignored": "it reads syscheck's ignore list of Wazuh's FIM database, which "
+                        "arguard's integrity check does not have",
 }
+# Wazuh's plugin decoders; only JSON_Decoder has an arguard equivalent
+_JSON_PLUGIN = "JSON_Decoder"
 _SEPARATORS = regex.compile(r"[,\s]+")
 _IDENTIFIER = regex.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VARIABLE = regex.compile(r"\$([A-Za-z0-9_]+)")
@@ -99,6 +102,10 @@ class ImportResult:
     skipped_rules: set[int] = field(default_factory=set)
     skipped_decoders: set[str] = field(default_factory=set)
     origins: dict[int, tuple[Path, int]] = field(default_factory=dict)
+    #: the Wazuh installation read (`--ossec-root`), and the list files its rules use:
+    #: name under the output's lists/ → file in the installation
+    ossec_root: Path | None = None
+    lists: dict[str, Path] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -110,8 +117,14 @@ class _Skip(Exception):
 
 
 def field_name(name: str) -> str:
-    """An `<order>` / `<field name>` name as an arguard field name (a regex group name)."""
-    name = ORDER_ALIASES.get(name, name)
+    """An `<order>` / `<field name>` / `<list field>` name as the arguard field it is (Wazuh's
+    `user` is dstuser, `data` extra_data); dynamic names keep their dots (`http.method`)."""
+    return ORDER_ALIASES.get(name, name)
+
+
+def group_name(name: str) -> str:
+    """A field name as a regex group name (an identifier); the decoder's `field_names` maps
+    it back when it differs."""
     if _IDENTIFIER.fullmatch(name):
         return name
     safe = regex.sub(r"[^A-Za-z0-9_]", "_", name)
@@ -290,7 +303,10 @@ def _condition(translated: ospatterns.Translated) -> str | dict:
 # --- decoders ------------------------------------------------------------------------------
 
 _DECODER_ELEMENTS = {"parent", "program_name", "prematch", "regex", "order", "type", "fts",
-                     "ftscomment"}
+                     "ftscomment", "plugin_decoder", "json_null_field", "json_array_structure"}
+# Wazuh's json_null_field / json_array_structure values arguard has
+_JSON_NULL_FIELDS = ("string", "discard")
+_JSON_ARRAY_STRUCTURES = ("array", "csv")
 
 
 class _Translator:
@@ -327,19 +343,15 @@ class _Decoders(_Translator):
         if not name:
             raise _Skip("a decoder needs a name")
         for child in node.children:
-            if child.tag == "plugin_decoder":
-                raise _Skip(f"plugin decoder {child.value!r} is not supported")
             if child.tag not in _DECODER_ELEMENTS:
                 raise _Skip(f"<{child.tag}> is not supported")
         table: dict = {"name": name}
         parent = _joined(node, "parent")
         if parent:
             table["parent"] = parent[0].strip()
-        names = self.order(node, subject)
+        names = self.order(node, table)
         program = _joined(node, "program_name")
         if program:
-            if parent:
-                raise _Skip("<program_name> on a child decoder is not supported")
             translated = _pattern(program[1], program[0], "osmatch")
             if translated.negate:
                 raise _Skip("a negated <program_name> is not supported")
@@ -349,13 +361,26 @@ class _Decoders(_Translator):
         if prematch:
             offset = prematch[1].attrs.get("offset", "").strip()
             if offset not in ("", "after_parent"):
-                raise _Skip(f"prematch offset {offset!r} is not supported")
+                raise _Skip(f"prematch offset {offset!r}: Wazuh knows only after_parent "
+                            "there and refuses the decoder too")
             after_parent = bool(parent) and offset == "after_parent"
             table["prematch"] = _pattern(prematch[1], prematch[0], "osregex",
                                          at_offset=after_parent, ordered=True).pattern
             if after_parent:
                 table["prematch_offset"] = "after_parent"
+        plugin = node.all("plugin_decoder")
         regex_element = _joined(node, "regex")
+        if plugin:
+            self.json(node, plugin[-1], table, subject)
+            if regex_element:
+                self.note(regex_element[1], subject, "<regex> dropped: Wazuh runs the plugin "
+                          "decoder instead of it", True)
+                regex_element = None
+        else:
+            for tag in ("json_null_field", "json_array_structure"):
+                for child in node.all(tag):
+                    self.note(child, subject, f"<{tag}> dropped: it is an option of "
+                              "JSON_Decoder, which this decoder does not use", True)
         if regex_element:
             offset = regex_element[1].attrs.get("offset", "").strip()
             if offset not in ("", "after_parent", "after_prematch", "after_regex"):
@@ -366,30 +391,65 @@ class _Decoders(_Translator):
                                       at_offset=bool(offset), ordered=True).pattern
             if offset:
                 table["regex_offset"] = offset
-        elif names:
+        elif names and not plugin:
             self.note(node, subject, "<order> without <regex> captures nothing", True)
         decoder_type = _joined(node, "type")
         if decoder_type:
             table["type"] = decoder_type[0].strip()
-        if node.all("fts"):
-            self.note(node.all("fts")[0], subject, "<fts> (first time seen) is ignored", True)
+        fts = _joined(node, "fts")
+        if fts:
+            table["fts"] = [field_name(n.strip()) for n in fts[0].split(",") if n.strip()] \
+                or None
+            if table["fts"] is None:
+                raise _Skip("<fts> names no field")
+        for child in node.all("ftscomment"):
+            self.note(child, subject, "<ftscomment> is reference text only; dropped", True)
         if not parent and "program_name" not in table and "prematch" not in table:
             raise _Skip("a root decoder without program_name or prematch would match "
                         "every line")
         return table
 
-    def order(self, node: Node, subject: str) -> list[str]:
+    def json(self, node: Node, plugin: Node, table: dict, subject: str) -> None:
+        """`<plugin_decoder>JSON_Decoder</plugin_decoder>` and its options."""
+        if plugin.value != _JSON_PLUGIN:
+            raise _Skip(f"plugin decoder {plugin.value!r}: arguard has only Wazuh's "
+                        f"{_JSON_PLUGIN} (the others read Windows, PF, SonicWall, Symantec "
+                        "and OSSEC-alert layouts it does not decode)")
+        table["json"] = True
+        offset = plugin.attrs.get("offset", "").strip()
+        if offset not in ("", "after_parent", "after_prematch"):
+            raise _Skip(f"plugin_decoder offset {offset!r} is not supported")
+        if offset == "after_parent" and "parent" not in table:
+            offset = "after_prematch" if "prematch" in table else ""   # a root's own prematch
+        if offset == "after_prematch" and "prematch" not in table:
+            offset = ""
+        if offset:
+            table["json_offset"] = offset
+        for tag, values, key in (("json_null_field", _JSON_NULL_FIELDS, "json_null_field"),
+                                 ("json_array_structure", _JSON_ARRAY_STRUCTURES,
+                                  "json_array_structure")):
+            found = node.all(tag)
+            if found:
+                value = found[-1].value.lower()
+                if value not in values:
+                    raise _Skip(f"<{tag}> {value!r} is not supported (arguard has "
+                                + ", ".join(values) + ")")
+                table[key] = value
+
+    @staticmethod
+    def order(node: Node, table: dict) -> list[str]:
+        """The regex group names of `<order>`; names that are not identifiers get a
+        `field_names` entry giving the field its own name (`http.method`)."""
         found = _joined(node, "order")
         if not found:
             return []
         names = []
         for raw in found[0].split(","):
-            raw = raw.strip()
-            name = field_name(raw)
-            if raw and name != raw and raw not in ORDER_ALIASES:
-                self.note(found[1], subject, f"field {raw!r} is named {name!r} (arguard field "
-                          "names are identifiers; rules' <field name> are renamed alike)", True)
-            names.append(name)
+            name = field_name(raw.strip())
+            group = group_name(name)
+            if group != name and name:
+                table.setdefault("field_names", {})[group] = name
+            names.append(group)
         return names
 
 
@@ -400,7 +460,7 @@ _RULE_ATTRIBUTES = {"id", "level", "frequency", "timeframe", "ignore", "noalert"
 _RULE_ELEMENTS = ({"if_sid", "if_group", "if_level", "if_matched_sid", "if_matched_group",
                    "decoded_as", "category", "match", "regex", "srcip", "dstip", "user", "id",
                    "field", "description", "group", "mitre", "options", "compiled_rule", "info",
-                   "same_field", "different_field"}
+                   "same_field", "different_field", "list", "time", "weekday", "if_fts"}
                   | set(RULE_FIELD_ELEMENTS) | set(RULE_PREDECODED_ELEMENTS))
 
 
@@ -475,14 +535,12 @@ class _Rules(_Translator):
             if found:
                 table[tag] = _int(found[-1].value, tag)
         matched = "if_matched_sid" in table or "if_matched_group" in table
-        if matched and "frequency" not in table:
-            raise _Skip("if_matched_sid/if_matched_group without frequency is not supported")
         if "frequency" in table and not matched:
             raise _Skip("frequency without if_matched_sid/if_matched_group is not supported")
         if "frequency" in table and table["frequency"] < 2:
             raise _Skip("frequency below 2 is not supported")
-        if "timeframe" in table and "frequency" not in table:
-            del table["timeframe"]   # Wazuh uses a timeframe only with a frequency
+        if "timeframe" in table and not matched:
+            del table["timeframe"]   # Wazuh uses a timeframe only with if_matched_*
 
     def descriptive(self, node: Node, table: dict, wrapper_groups: list[str],
                     subject: str) -> None:
@@ -531,6 +589,19 @@ class _Rules(_Translator):
                     raise _Skip(f"<{tag}> {entry!r} is not an address or network")
             if entries:
                 table[tag] = entries[0] if len(entries) == 1 else entries
+        lists = [self.list_lookup(child) for child in node.all("list")]
+        if lists:
+            table["list"] = lists[0] if len(lists) == 1 else lists
+        for tag, parse in (("time", parse_time), ("weekday", parse_weekday)):
+            found = node.all(tag)
+            if found:
+                try:
+                    parse(found[-1].value, EventClock())
+                except ValueError as exc:
+                    raise _Skip(f"<{tag}>: {exc}") from None
+                table[tag] = found[-1].value
+        if node.all("if_fts"):
+            table["if_fts"] = True
         compiled = node.all("compiled_rule")
         if compiled:
             name = compiled[-1].value
@@ -538,6 +609,41 @@ class _Rules(_Translator):
                 raise _Skip(f"compiled rule {name!r} is not built into arguard (known: "
                             + ", ".join(sorted(COMPILED_RULES)) + ")")
             table["compiled_rule"] = name
+
+    def list_lookup(self, child: Node) -> dict:
+        """`<list field= lookup= check_value=>etc/lists/NAME</list>`; the list file is copied
+        to `lists/NAME` (it must be in the Wazuh installation the rule comes from)."""
+        lookup = child.attrs.get("lookup", "match_key").strip()
+        if lookup not in LOOKUPS:
+            raise _Skip(f"<list> lookup {lookup!r} is not one of Wazuh's: " + ", ".join(LOOKUPS))
+        name = child.attrs.get("field", "").strip()
+        if not name:
+            raise _Skip("<list> without field=")
+        table = {"field": field_name(name), "lookup": lookup,
+                 "file": self.list_file(child, child.value)}
+        check = child.attrs.get("check_value")
+        if check is not None and lookup in VALUE_LOOKUPS:
+            translated = _pattern(child, check, "osmatch")
+            if translated.negate:
+                raise _Skip(f"<list> check_value {check!r}: a negated value is not supported")
+            table["check_value"] = translated.pattern
+        elif check is not None:
+            self.note(child, "list", f"check_value dropped: Wazuh reads it only with "
+                      + " and ".join(VALUE_LOOKUPS), True)
+        elif lookup in VALUE_LOOKUPS:
+            raise _Skip(f"<list> lookup {lookup} without check_value")
+        return table
+
+    def list_file(self, child: Node, text: str) -> str:
+        root = self.result.ossec_root or _installation_of(self.path)
+        source = root / text if root is not None else None
+        if source is None or not source.is_file():
+            where = f"in {root}" if root is not None else "(no Wazuh installation around " \
+                f"{self.path.name}: give --ossec-root)"
+            raise _Skip(f"<list> file {text!r} not found {where}")
+        name = text.removeprefix("etc/lists/").lstrip("/")
+        self.result.lists[name] = source
+        return name
 
     def correlation(self, child: Node, subject: str) -> tuple[str, str, Node]:
         tag = child.tag
@@ -558,8 +664,10 @@ class _Rules(_Translator):
                   subject: str) -> None:
         if not correlation:
             return
-        if "frequency" not in table:
-            raise _Skip("same_*/different_* without frequency are not supported")
+        if "frequency" not in table and "if_matched_sid" not in table and \
+                "if_matched_group" not in table:
+            raise _Skip("same_*/different_* without if_matched_sid/if_matched_group are not "
+                        "supported")
         for kind, value, child in correlation:
             if not value:
                 self.note(child, subject, f"<{child.tag}> always holds on one host; dropped",
@@ -726,6 +834,14 @@ class _Config(_Translator):
                           "(host names are not supported); entry skipped", False)
             elif entry not in self.result.white_list:
                 self.result.white_list.append(entry)
+
+
+def _installation_of(path: Path) -> Path | None:
+    """The Wazuh root a rule file such as /var/ossec/etc/rules/local_rules.xml is in."""
+    parents = path.resolve().parents
+    if len(parents) > 2 and parents[0].name == "rules" and parents[1].name == "etc":
+        return parents[2]
+    return None
 
 
 def _text(node: Node, tag: str) -> str | None:
