@@ -284,9 +284,10 @@ class DecoderSet:
                 _, json_ambiguous = _apply_json(root, text, parent_end, parent_end, fields)
             if root.children_field is not None:
                 content = fields.pop(root.children_field, "")
-                child, ambiguous = self._decode_children(root, content, 0, fields)
+                child, ambiguous = self._decode_children(root, content, 0, fields, program)
             else:
-                child, ambiguous = self._decode_children(root, text, parent_end, fields)
+                child, ambiguous = self._decode_children(root, text, parent_end, fields,
+                                                         program)
             ambiguous = ambiguous or json_ambiguous
             if child is None and root.require_child:
                 continue
@@ -315,9 +316,11 @@ class DecoderSet:
                 fields["srcip"] = recalled
 
     def _decode_children(self, root: Decoder, message: str, parent_end: int,
-                         fields: dict[str, str]) -> tuple[Decoder | None, bool]:
+                         fields: dict[str, str], program: str | None
+                         ) -> tuple[Decoder | None, bool]:
         """The child that takes the message (adding its fields), and whether the message is
-        ambiguous for it."""
+        ambiguous for it. A child with its own `program_name` takes only lines of a program
+        it matches."""
         children = root.children
         prematches = self._prematches[id(root)]
         index = 0
@@ -327,6 +330,9 @@ class DecoderSet:
                 return None, False
             position, prematch_end = found
             child = children[position]
+            if not _program_matches(child, program):
+                index = position + 1
+                continue
             child_fields: dict[str, str] = {}
             json_ambiguous = False
             if child.json is not None:
@@ -344,12 +350,19 @@ class DecoderSet:
             fields.update(child_fields)
             previous_end = end
             for sibling in prematches.siblings[position]:
+                if not _program_matches(sibling, program):
+                    continue
                 sibling_fields: dict[str, str] = {}
                 sibling_end = _apply(sibling, message, parent_end, previous_end, sibling_fields)
                 if sibling_end is not None:
                     fields.update(sibling_fields)
                     previous_end = sibling_end
             return child, False
+
+
+def _program_matches(decoder: Decoder, program: str | None) -> bool:
+    return decoder.program_name is None or (program is not None and
+                                            decoder.program_name.search(program) is not None)
 
 
 def _view(root: Decoder, message: str, whole: str | None,
@@ -607,8 +620,6 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
     if "children_field" in data and "regex" not in data:
         fail("children_field names a field of the decoder's regex, which it does not have",
              "children_field")
-    if parent is not None and "program_name" in data:
-        fail(f"decoder {name!r}: program_name is only allowed on root decoders", "program_name")
     if data.get("prematch_offset", "after_parent") != "after_parent":
         fail("prematch_offset must be \"after_parent\"", "prematch_offset")
     if "prematch_offset" in data and parent is None:

@@ -26,6 +26,7 @@ import tomli_w
 
 from arguard.config import parse_network, shipped_dir
 from arguard.importers import ospatterns
+from arguard.importers.wazuhroot import list_lines, read_installation
 from arguard.importers.wazuhxml import Node, XmlError, parse_file
 from arguard.ruleset.clock import EventClock, parse_time, parse_weekday
 from arguard.ruleset.compiled import COMPILED_RULES
@@ -106,6 +107,7 @@ class ImportResult:
     #: name under the output's lists/ → file in the installation
     ossec_root: Path | None = None
     lists: dict[str, Path] = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -131,8 +133,29 @@ def group_name(name: str) -> str:
     return safe if _IDENTIFIER.fullmatch(safe) else "_" + safe
 
 
-def import_files(paths: list[Path]) -> ImportResult:
-    result = ImportResult()
+def import_installation(root: Path, extra: list[Path] = ()) -> ImportResult:
+    """A whole Wazuh installation (`--ossec-root`): the files its ossec.conf names, then the
+    `extra` files."""
+    found = read_installation(root)
+    if found.unreadable:
+        result = ImportResult(unreadable=True)
+    else:
+        result = import_files(found.decoder_files + found.rule_files + list(extra)
+                              + [found.conf],
+                              ossec_root=root, stock=found.stock)
+    result.notes[:0] = [Note(f.file, f.line, f.subject, f.message, f.translated)
+                        for f in found.findings]
+    for name, path in found.lists.items():
+        result.lists.setdefault(name, path)
+    result.sources = found.sources
+    return result
+
+
+def import_files(paths: list[Path], ossec_root: Path | None = None,
+                 stock: set[Path] | frozenset[Path] = frozenset()) -> ImportResult:
+    """`stock`: files of Wazuh's own ruleset, where the rules and decoders arguard ships
+    (same ids, same names) are kept rather than imported again."""
+    result = ImportResult(ossec_root=ossec_root)
     parsed: list[tuple[Path, Node]] = []
     for path in paths:
         try:
@@ -144,17 +167,22 @@ def import_files(paths: list[Path]) -> ImportResult:
         _substitute_variables(root)
         parsed.append((path, root))
     stems = _output_stems([path for path, _ in parsed])
+    shipped = _Shipped.read() if stock else None
     for (path, root), stem in zip(parsed, stems):
         decoders = _Decoders(path, result).translate(root)
+        if path in stock:
+            decoders = shipped.keep_own_decoders(path, decoders, result)
         if decoders:
             result.decoder_files[stem] = decoders
     for (path, root), stem in zip(parsed, stems):
         rules = _Rules(path, result).translate(root)
+        if path in stock:
+            rules = shipped.keep_own_rules(path, rules, result)
         if rules:
             result.rule_files[stem] = rules
-    _drop_orphans(result)
+    _drop_orphans(result, _Shipped.read() if shipped is None else shipped)
     for path, root in parsed:
-        _Config(path, result).translate(root)
+        _Config(path, result, handled=ossec_root is not None).translate(root)
     _add_missing_native_commands(result)
     _rename_default_commands(result)
     return result
@@ -188,7 +216,18 @@ def write_output(result: ImportResult, directory: Path) -> list[Path]:
             path.write_text("# Imported from Wazuh XML by `arguard import wazuh`.\n\n"
                             + tomli_w.dumps({key: tables}), encoding="utf-8")
             written.append(path)
+    for name, source in sorted(result.lists.items()):
+        path = directory / "lists" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text, dropped = list_lines(source)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+        for number in dropped:
+            result.notes.append(Note(source, number, "list", "a line without ':' dropped, as "
+                                     "Wazuh's list compiler drops it", True))
     fragment: dict = {}
+    if result.sources:
+        fragment["source"] = result.sources
     if result.white_list:
         fragment["global"] = {"white_list": result.white_list}
     if result.commands:
@@ -205,17 +244,23 @@ def write_output(result: ImportResult, directory: Path) -> list[Path]:
     return written
 
 
-def run(paths: list[Path], directory: Path, report: TextIO = sys.stderr) -> int:
-    """Import, write, report on `report`; exit code 0 (all translated), 2 (some things not),
-    1 (an input file could not be read or parsed)."""
-    result = import_files(paths)
+def run(paths: list[Path], directory: Path, report: TextIO = sys.stderr,
+        ossec_root: Path | None = None) -> int:
+    """Import (the installation at `ossec_root`, then `paths`), write, report on `report`;
+    exit code 0 (all translated), 2 (some things not), 1 (an input file could not be read or
+    parsed)."""
+    if ossec_root is not None:
+        result = import_installation(ossec_root, paths)
+    else:
+        result = import_files(paths)
     written = write_output(result, directory)
     for note in result.notes:
         print(note, file=report)
     missing = sum(not note.translated for note in result.notes)
     decoders = sum(len(t) for t in result.decoder_files.values())
     rules = sum(len(t) for t in result.rule_files.values())
-    print(f"imported {decoders} decoders, {rules} rules, {len(result.commands)} commands, "
+    print(f"imported {decoders} decoders, {rules} rules, {len(result.lists)} lists, "
+          f"{len(result.sources)} sources, {len(result.commands)} commands, "
           f"{len(result.active_responses)} active responses, {len(result.white_list)} "
           f"white-list entries into {len(written)} files in {directory}; "
           + ("everything translated" if missing == 0 else
@@ -619,7 +664,8 @@ class _Rules(_Translator):
         name = child.attrs.get("field", "").strip()
         if not name:
             raise _Skip("<list> without field=")
-        table = {"field": field_name(name), "lookup": lookup,
+        # Wazuh's `user` here is srcuser, else dstuser, as in arguard's lists: not renamed
+        table = {"field": name, "lookup": lookup,
                  "file": self.list_file(child, child.value)}
         check = child.attrs.get("check_value")
         if check is not None and lookup in VALUE_LOOKUPS:
@@ -680,34 +726,90 @@ class _Rules(_Translator):
                 table[f"{kind}_{value}"] = True
 
 
-def _drop_orphans(result: ImportResult) -> None:
-    """Skip (and report) rules whose parent rule was skipped and children of skipped root
-    decoders, repeating until nothing changes."""
+@dataclass(frozen=True)
+class _Shipped:
+    """The rule ids and root decoder names of arguard's shipped ruleset."""
+
+    rule_ids: frozenset[int]
+    roots: frozenset[str]
+
+    @classmethod
+    def read(cls) -> "_Shipped":
+        ids, roots = set(), set()
+        for path in sorted(shipped_dir("rules").glob("*.toml")):
+            with open(path, "rb") as file:
+                ids |= {rule["id"] for rule in tomllib.load(file).get("rule", [])}
+        for path in sorted(shipped_dir("decoders").glob("*.toml")):
+            with open(path, "rb") as file:
+                roots |= {d["name"] for d in tomllib.load(file).get("decoder", [])
+                          if "parent" not in d}
+        return cls(frozenset(ids), frozenset(roots))
+
+    def keep_own_rules(self, path: Path, tables: list[dict],
+                       result: ImportResult) -> list[dict]:
+        kept = [t for t in tables if t["id"] not in self.rule_ids]
+        same = sorted(t["id"] for t in tables if t["id"] in self.rule_ids)
+        if same:
+            result.notes.append(Note(path, None, "stock ruleset", "not imported again, "
+                                     "arguard ships them: rules " + _ranges(same), True))
+        return kept
+
+    def keep_own_decoders(self, path: Path, tables: list[dict],
+                          result: ImportResult) -> list[dict]:
+        names = sorted({t["name"] for t in tables if "parent" not in t and
+                        t["name"] in self.roots})
+        if not names:
+            return tables
+        result.notes.append(Note(path, None, "stock ruleset", "not imported again, arguard "
+                                 "ships them: decoders " + ", ".join(names), True))
+        return [t for t in tables if t["name"] not in self.roots and
+                t.get("parent") not in self.roots]
+
+
+def _ranges(ids: list[int]) -> str:
+    spans: list[list[int]] = []
+    for number in ids:
+        if spans and spans[-1][1] == number - 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _drop_orphans(result: ImportResult, shipped: _Shipped) -> None:
+    """Skip (and report) rules whose parent rule was skipped or is nowhere (neither imported
+    nor shipped) and children of skipped or missing root decoders, repeating until nothing
+    changes."""
     changed = True
     while changed:
         changed = False
-        kept_rules = {t["id"] for tables in result.rule_files.values() for t in tables}
+        kept_rules = {t["id"] for tables in result.rule_files.values() for t in tables} \
+            | shipped.rule_ids
         kept_roots = {t["name"] for tables in result.decoder_files.values() for t in tables
-                      if "parent" not in t}
+                      if "parent" not in t} | shipped.roots
         for tables in result.rule_files.values():
             for table in list(tables):
                 parents = table.get("if_sid", [])
                 parents = [parents] if isinstance(parents, int) else list(parents)
                 parents += [table["if_matched_sid"]] if "if_matched_sid" in table else []
-                lost = [p for p in parents if p in result.skipped_rules and p not in kept_rules]
+                lost = [p for p in parents if p not in kept_rules]
                 if lost:
+                    why = "was skipped" if lost[0] in result.skipped_rules else \
+                        "is in none of the imported files and not shipped"
                     tables.remove(table)
                     result.skipped_rules.add(table["id"])
                     _dependant_note(result, table, f"rule {table['id']}",
-                                    f"its parent rule {lost[0]} was skipped; rule skipped")
+                                    f"its parent rule {lost[0]} {why}; rule skipped")
                     changed = True
         for tables in result.decoder_files.values():
             for table in list(tables):
                 parent = table.get("parent")
-                if parent in result.skipped_decoders and parent not in kept_roots:
+                if parent is not None and parent not in kept_roots:
                     tables.remove(table)
+                    why = "was skipped" if parent in result.skipped_decoders else \
+                        "is in none of the imported files and not shipped"
                     _dependant_note(result, table, f"decoder {table['name']!r}",
-                                    f"its parent {parent!r} was skipped; decoder skipped")
+                                    f"its parent {parent!r} {why}; decoder skipped")
                     changed = True
     for files in (result.rule_files, result.decoder_files):
         for stem in [s for s, tables in files.items() if not tables]:
@@ -725,12 +827,17 @@ _CONFIG_SECTIONS = {"command", "active-response", "global"}
 
 
 class _Config(_Translator):
+    """`handled`: ossec.conf's `<ruleset>` and `<localfile>` were read already (wazuhroot)."""
+
+    def __init__(self, path: Path, result: ImportResult, handled: bool = False):
+        super().__init__(path, result)
+        self.known = _CONFIG_SECTIONS | ({"ruleset", "localfile"} if handled else set())
 
     def translate(self, root: Node) -> None:
         sections = [child for node in root.children if node.tag == "ossec_config"
                     for child in node.children]
         sections += [node for node in root.children if node.tag in _CONFIG_SECTIONS]
-        ignored = [s for s in sections if s.tag not in _CONFIG_SECTIONS]
+        ignored = [s for s in sections if s.tag not in self.known]
         if ignored:
             self.note(ignored[0], "ossec.conf", "sections outside arguard's scope ignored: "
                       + ", ".join(sorted({s.tag for s in ignored})), True)

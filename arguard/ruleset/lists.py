@@ -107,7 +107,7 @@ def _canonical_key(key: str) -> str:
     return str(address)
 
 
-def _unquoted(text: str) -> tuple[str, str] | None:
+def split_line(text: str) -> tuple[str, str] | None:
     """(key, value) of one line, as Wazuh's list compiler splits it; None if it has no `:`."""
     key_quote = text.find('"')
     colon = text.find(":")
@@ -146,7 +146,7 @@ def read_list(path: Path, problems: list[Problem]) -> ListFile | None:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        parsed = _unquoted(line)
+        parsed = split_line(line)
         if parsed is None:
             problems.append(Problem(path, number, "a list line is KEY:VALUE (a key holding ':' "
                                     "is written in double quotes)"))

@@ -31,14 +31,15 @@ def import_wazuh(out: Path, *names: str) -> subprocess.CompletedProcess:
     return arguard("import", "wazuh", *(str(FIXTURES / n) for n in names), "-o", str(out))
 
 
-def config_for(directory: Path, imported: Path) -> Path:
-    """A configuration with the white list and commands of arguard's default one, and the
-    importer's output copied in as it is (cp -r OUT/. DIR): drop-ins and conf.d/60-wazuh.toml."""
+def config_for(directory: Path, imported: Path, shipped: bool = False) -> Path:
+    """A configuration with the white list and commands of arguard's default one (and the
+    shipped ruleset when `shipped`), and the importer's output copied in as it is (cp -r
+    OUT/. DIR): drop-ins, lists and conf.d/60-wazuh.toml."""
     directory.mkdir(exist_ok=True)
     with open(shipped_dir("conf") / "arguard.toml", "rb") as default:
-        shipped = tomllib.load(default)
-    config = write_config(directory, shipped=False, extra=tomli_w.dumps(
-        {"global": shipped["global"], "command": shipped["command"]}))
+        default_config = tomllib.load(default)
+    config = write_config(directory, shipped=shipped, extra=tomli_w.dumps(
+        {"global": default_config["global"], "command": default_config["command"]}))
     shutil.copytree(imported, directory, dirs_exist_ok=True)
     return config
 
