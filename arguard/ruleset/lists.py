@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from arguard.decode.decoders import normalise_address
 from arguard.errors import Problem
 from arguard.patterns import Pattern
 
@@ -95,18 +96,6 @@ def _network_key(key: str) -> _Network | None:
         return None
 
 
-def _canonical_key(key: str) -> str:
-    """An address key as the decoders write addresses (`2001:DB8::0001` → `2001:db8::1`),
-    so that an exact lookup of a decoded address finds it."""
-    try:
-        address = ipaddress.ip_address(key)
-    except ValueError:
-        return key
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
 def split_line(text: str) -> tuple[str, str] | None:
     """(key, value) of one line, as Wazuh's list compiler splits it; None if it has no `:`."""
     key_quote = text.find('"')
@@ -152,7 +141,7 @@ def read_list(path: Path, problems: list[Problem]) -> ListFile | None:
                                     "is written in double quotes)"))
             continue
         key, value = parsed
-        entries.setdefault(_canonical_key(key), value)
+        entries.setdefault(normalise_address(key), value)
     if len(problems) > before:
         return None
     return ListFile(path, entries)
