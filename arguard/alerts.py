@@ -8,14 +8,22 @@ not in `rule.groups`; a file integrity alert shows its fields as `syscheck` inst
 from __future__ import annotations
 
 import json
+import logging
+import os
 import socket
 from datetime import datetime
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import IO
 
+from arguard import modes
+from arguard.faults import LastingFault, append_whole
 from arguard.model import Alert, Event, RuleInfo
 from arguard.syscheck import is_syscheck, syscheck_object
+
+log = logging.getLogger(__name__)
+
+#: how far back from the end of alerts.json an unfinished last line is looked for
+TAIL_LOOK_BYTES = 1024 * 1024
 
 _HOSTNAME = socket.gethostname()
 
@@ -185,26 +193,65 @@ def alert_to_json(alert: Alert) -> str:
 
 
 class AlertLog:
-    """Appends one JSON alert per line; `reopen()` after logrotate moved the file."""
+    """Appends one JSON alert per line, a batch at a time (`flush`, after each batch of
+    lines): a batch is written whole or not at all, so a crash or a full disk never leaves
+    half a line. Alerts that cannot be written (disk full, I/O error) are counted
+    (`fault.lost`) and warned about once a minute; writing resumes by itself when space
+    returns. `reopen()` after logrotate moved the file."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        self._pending: list[str] = []
+        self.fault = LastingFault(log, str(path))
+
+    def open(self) -> None:
+        """Open (create) the file now: the daemon's start fails on a log it cannot write."""
+        if self._fd is None:
+            self._fd = modes.open_log(self.path)
+            self._cut_unfinished_line()
+
+    def _cut_unfinished_line(self) -> None:
+        """A process killed while writing a batch leaves half a line at the end (the
+        kernel stops a write at a fatal signal): it is removed, so that the next alert
+        starts a line of its own. Its alert comes again, with the lines not committed."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        tail = os.pread(self._fd, min(size, TAIL_LOOK_BYTES), max(size - TAIL_LOOK_BYTES, 0))
+        if not tail or tail.endswith(b"\n"):
+            return
+        newline = tail.rfind(b"\n")
+        if newline < 0 and size > len(tail):
+            os.write(self._fd, b"\n")   # a line longer than we look back: end it
+            return
+        keep = size - len(tail) + newline + 1
+        os.ftruncate(self._fd, keep)
+        log.warning("%s ended in an unfinished line (arguard was killed while writing it): "
+                    "removed its %d bytes", self.path, size - keep)
 
     def write(self, alert: Alert) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(alert_to_json(alert) + "\n")
+        self._pending.append(alert_to_json(alert))
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        if not self._pending:
+            return
+        data = ("\n".join(self._pending) + "\n").encode("utf-8", errors="surrogateescape")
+        count = len(self._pending)
+        self._pending.clear()
+        try:
+            self.open()
+            assert self._fd is not None
+            append_whole(self._fd, data)
+        except OSError as error:
+            self.fault.failed(error.strerror or error, count, "alerts not written")
+            return
+        self.fault.succeeded()
 
     def reopen(self) -> None:
         self.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from arguard import __version__
 from arguard.config import Config, load_config, resolve_config_path
 from arguard.errors import ConfigError
+from arguard.lastgood import OperatorConfig, operator_config
 from arguard.ruleset.files import Ruleset, load_ruleset
 
 DESCRIPTION = ("arguard: detects attacks in the host's logs with Wazuh-compatible decoders and "
@@ -114,6 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from arguard.daemon import run_daemon
     from arguard.respond.actions.base import OwnerConflict
     from arguard.statelock import StateLocked
+    from arguard.storage import StorageError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -125,22 +128,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OwnerConflict as error:
         print(f"error: not starting: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except StorageError as error:
+        print(f"error: not starting: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _operator_config(args: argparse.Namespace) -> OperatorConfig:
+    """The configuration for status, block, unblock and reload: the files on disk, or when
+    they are broken (each problem printed as a warning) the one the daemon loaded."""
+    chosen = operator_config(resolve_config_path(args.config))
+    for warning in chosen.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    return chosen
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon, offline_status
     from arguard.status import render
 
-    path = resolve_config_path(args.config)
-    config = load_config(path)
+    chosen = _operator_config(args)
+    config = chosen.config
     reply = ask_daemon(config, {"op": "status"})
     if isinstance(reply, DaemonDown):
+        path = resolve_config_path(args.config)
         status = offline_status(config, reply.reason, None if path is None else str(path))
     elif not reply.get("ok"):
         print(f"error: {reply.get('error')}", file=sys.stderr)
         return EXIT_REFUSED
     else:
         status = reply["status"]
+    status["config_on_disk"] = chosen.on_disk()
     print(json.dumps(status, indent=2) if args.json else render(status))
     return EXIT_OK if status["running"] else EXIT_NOT_RUNNING
 
@@ -163,7 +180,7 @@ def cmd_block(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    config = load_config(resolve_config_path(args.config))
+    config = _operator_config(args).config
     reply = ask_daemon(config, {"op": "block", "target": target, "kind": kind,
                                 "command": args.command, "timeout": args.timeout})
     if isinstance(reply, DaemonDown):
@@ -180,7 +197,7 @@ def cmd_unblock(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    config = load_config(resolve_config_path(args.config))
+    config = _operator_config(args).config
     reply = ask_daemon(config, {"op": "unblock", "target": target, "kind": kind,
                                 "all": args.all, "command": args.command})
     if isinstance(reply, DaemonDown):
@@ -191,7 +208,7 @@ def cmd_unblock(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     from arguard.manual import DaemonDown, ask_daemon
 
-    config = load_config(resolve_config_path(args.config))
+    config = _operator_config(args).config
     reply = ask_daemon(config, {"op": "reload"})
     if isinstance(reply, DaemonDown):
         print(f"arguard is not running: {reply.reason}", file=sys.stderr)
@@ -454,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except sqlite3.Error as exc:
+        print(f"error: the state database cannot be used: {exc} (`arguard run` replaces a "
+              "damaged one)", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

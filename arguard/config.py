@@ -27,6 +27,7 @@ DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
 CONFIG_ENV = "ARGUARD_CONFIG"
 
 JOURNALCTL = "journalctl"
+START_AT = ("recent", "end", "beginning")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class Paths:
     @property
     def database(self) -> Path:
         return self.state_dir / "arguard.db"
+
+    @property
+    def dry_run_database(self) -> Path:
+        """`arguard run --dry-run`'s own database: its read positions and would-be blocks,
+        never mixed with the blocks that are in place."""
+        return self.state_dir / "dry-run.db"
 
     @property
     def lock_file(self) -> Path:
@@ -93,7 +100,9 @@ class Correlation:
 class Source:
     path: str | None = None
     journal_matches: tuple[str, ...] | None = None
-    start_at: str = "end"
+    #: where a source never read before starts: "recent" (its lines of the last minutes,
+    #: arguard.sources.recent), "end" or "beginning"
+    start_at: str = "recent"
     max_line_bytes: int = 65_536
     poll: bool = False
     journal_directory: str | None = None   # journalctl --directory (default: the system journal)
@@ -165,6 +174,8 @@ class Config:
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
     #: the zone of the rules' `time` and `weekday` conditions; None: the host's
     time_zone: str | None = None
+    #: each file's path and text as loaded (main file first), for the copy the daemon keeps
+    texts: tuple[tuple[Path, str], ...] = ()
 
 
 def shipped_dir(kind: str) -> Path:
@@ -191,6 +202,13 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return _Loader(TomlFile.load(shipped_dir("conf") / "arguard.toml"), is_default=True).load()
     return _Loader(ConfigDocument.load(path), is_default=False).load()
+
+
+def config_from_texts(files: list[tuple[Path, str]]) -> Config:
+    """A configuration from the saved text of its files (the main file first, then its
+    fragments), loaded as if read from those paths."""
+    main, *fragments = [TomlFile.parse(path, text) for path, text in files]
+    return _Loader(ConfigDocument(main, fragments), is_default=False).load()
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
@@ -291,6 +309,7 @@ class _Loader:
             shipped_ruleset=bool(ruleset.get("shipped", True)), correlation=correlation,
             fragments=getattr(self.doc, "fragments", ()), integrity=integrity,
             time_zone=time_zone if isinstance(time_zone, str) else None,
+            texts=self.doc.texts,
         )
 
     def load_paths(self) -> Paths:
@@ -355,8 +374,9 @@ class _Loader:
                           "source", index, "journal")
             else:
                 matches = tuple(raw)
-        if data.get("start_at", "end") not in ("end", "beginning"):
-            self.fail("start_at must be \"end\" or \"beginning\"", "source", index, "start_at")
+        if data.get("start_at", "recent") not in START_AT:
+            self.fail("start_at must be \"recent\", \"end\" or \"beginning\"",
+                      "source", index, "start_at")
         if isinstance(data.get("max_line_bytes"), int) and data["max_line_bytes"] < 256:
             self.fail("max_line_bytes must be at least 256", "source", index, "max_line_bytes")
         if len(self.problems) > before:
@@ -365,7 +385,7 @@ class _Loader:
         return Source(
             path=str(self.path(path)) if path else None,
             journal_matches=matches,
-            start_at=data.get("start_at", "end"),
+            start_at=data.get("start_at", "recent"),
             max_line_bytes=data.get("max_line_bytes", 65_536),
             poll=data.get("poll", False),
             journal_directory=directory,

@@ -33,6 +33,7 @@ class ConfigDocument:
         self.fragments = tuple(f.path for f in fragments)
         self.data: dict[str, Any] = {}
         self._main = main
+        self._fragments = tuple(fragments)
         self._top: dict[str, TomlFile] = {}
         self._keys: dict[tuple[str, str], TomlFile] = {}
         self._entries: dict[str, list[tuple[TomlFile, int]]] = {}
@@ -41,6 +42,11 @@ class ConfigDocument:
             self._merge(doc, problems)
         if problems:
             raise ConfigError(problems)
+
+    @property
+    def texts(self) -> tuple[tuple[Path, str], ...]:
+        """Each file's path and text as read, the main file first."""
+        return tuple((doc.path, doc.text) for doc in (self._main, *self._fragments))
 
     @classmethod
     def load(cls, path: Path) -> "ConfigDocument":

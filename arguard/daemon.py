@@ -19,26 +19,31 @@ import functools
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from arguard import __version__, control, sdnotify
+from arguard import __version__, control, lastgood, sdnotify
 from arguard.alerts import AlertLog
 from arguard.config import Config, load_config
+from arguard.decode.predecode import Predecoder
 from arguard.errors import ConfigError
 from arguard.model import Event, Line, Response
 from arguard.pipeline import Outcome, Pipeline
-from arguard.respond.actions import host_notes
+from arguard.respond.actions import ActionError, host_notes
 from arguard.respond.owner import claim_namespace
+from arguard.respond.responder import Reconciled
 from arguard.respond.stage import build_respond_stage
 from arguard.respond.targets import TargetKind
 from arguard.ruleset.files import Ruleset, load_ruleset
 from arguard.sources.manager import SourceManager
+from arguard.sources.recent import RecentWindow
 from arguard.status import blocks_section
-from arguard.store import Store
+from arguard.storage import StorageError, correct_file_modes, open_database, prepare_directories
+from arguard.store import Recovery, Store, read_active_blocks
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +59,25 @@ STOP_TIMEOUT = 3.0
 
 class Daemon:
     def __init__(self, config_path: Path | None, config: Config, ruleset: Ruleset,
-                 dry_run: bool = False):
+                 store: Store, dry_run: bool = False, recovery: Recovery | None = None):
+        """`store`: the database (the dry run's own in a dry run: its read positions and
+        would-be blocks, never reconciled into the kernel by a later real run);
+        `recovery`: how it replaced a damaged one, at this start or at one that stopped
+        before the backends' blocks were adopted."""
         self.config_path = config_path
         self.config = config
         self.dry_run = dry_run
+        self.recovery = recovery
         self.started = time.time()
-        # A dry run imagines its blocks in memory only, so that no later real run
-        # reconciles them into the kernel.
-        self.store = Store(":memory:") if dry_run else Store(config.paths.database)
-        self.respond = build_respond_stage(config, self.store, dry_run=dry_run)
+        self.store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.respond = build_respond_stage(config, self.store, dry_run=dry_run,
+                                           backend_reset=self._backend_reset)
         self.responder = self.respond.responder
         self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
                                  store=self.store)
         self.alert_log = AlertLog(config.paths.alerts_log)
+        self.recent = recent_window(ruleset)
         self.sources = self._source_manager(config)
         self.lines = 0
         self.alerts = 0
@@ -85,17 +96,20 @@ class Daemon:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         claim = None if self.dry_run else claim_namespace(self.respond.owner)
         try:
-            reconciled = self.responder.reconcile()
+            reconciled = self.responder.reconcile(adopt=self.recovery is not None)
         except BaseException:
             if claim is not None:
                 claim.close()
             raise
+        if self.recovery is not None:
+            self._report_recovery(reconciled)
+        self._keep_config(self.config)
         server = await control.serve(self.config.paths.control_socket, self.handle)
         core = [loop.create_task(self.respond.scheduler.run(), name="expiry"),
                 loop.create_task(self._watch_files(), name="config watch"),
@@ -124,7 +138,6 @@ class Daemon:
             claim.close()
         self.alert_log.close()
         self.responder.reopen_log()
-        self.store.close()
         with contextlib.suppress(FileNotFoundError):
             self.config.paths.control_socket.unlink()
         log.info("stopped")
@@ -132,6 +145,27 @@ class Daemon:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _report_recovery(self, reconciled: Reconciled) -> None:
+        adopted = len(reconciled.adopted)
+        self.recovery = replace(self.recovery, adopted=adopted)
+        with contextlib.suppress(sqlite3.Error):
+            self.store.record_adopted(adopted)
+        log.error("started on a fresh database (the damaged one is kept as %s): %d blocks "
+                  "recovered from it, %d adopted from the backends (held there for owner %s), "
+                  "%d read positions recovered; files without one are read back over the "
+                  "last %d s", self.recovery.moved_to, self.recovery.blocks, adopted,
+                  self.respond.owner.label, self.recovery.offsets, self.recent.seconds)
+
+    def _keep_config(self, config: Config) -> None:
+        """The configuration now running, as the operator's commands' fallback
+        (arguard.lastgood)."""
+        owner = None if self.dry_run else self.respond.owner.tag
+        try:
+            lastgood.save(config, self.config.paths, owner, time.time())
+        except OSError as error:
+            log.warning("cannot keep a copy of the configuration in %s: %s",
+                        self.config.paths.state_dir, error.strerror or error)
 
     def _core_task_done(self, task: asyncio.Task) -> None:
         if task.cancelled() or self._stopping.is_set():
@@ -148,7 +182,7 @@ class Daemon:
         return SourceManager(list(config.sources), self.store, self.deliver,
                              integrity=config.integrity, deliver_events=self.deliver_events,
                              copies=None if self.dry_run else paths.integrity_copies,
-                             own_directories=paths.own_directories)
+                             own_directories=paths.own_directories, recent=self.recent)
 
     async def _start_sources(self) -> None:
         """Start following and wait until every source is placed (files opened at their
@@ -235,6 +269,21 @@ class Daemon:
         if detached:
             self._in_background(self.responder.apply_async(detached), "responses")
 
+    def _backend_reset(self, command: str, why: str) -> None:
+        """An action's backend dropped its entries by itself (from any thread): reconcile
+        that command on the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._reconcile_command, command, why)
+
+    def _reconcile_command(self, command: str, why: str) -> None:
+        log.info("command %s: %s; putting its blocks back", command, why)
+        try:
+            reconciled = self.responder.reconcile([command])
+        except ActionError as error:
+            log.error("command %s: cannot reconcile after %s: %s", command, why, error)
+            return
+        log.info("command %s reconciled: %s", command, reconciled.counts())
+
     def _in_background(self, work: Coroutine, name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
         self._background.add(task)
@@ -271,6 +320,8 @@ class Daemon:
                 config = _with_paths(config, self.config)
             old = self.config
             self.config = config
+            self.recent = recent_window(ruleset)
+            self._keep_config(config)
             self.respond.reconfigure(config)
             pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
                                 store=self.store)
@@ -370,19 +421,48 @@ class Daemon:
             "running": True, "pid": os.getpid(), "version": __version__,
             "started": self.started, "uptime": now - self.started,
             "config": None if self.config_path is None else str(self.config_path),
-            "owner": self.respond.owner.label,
+            "owner": None if self.dry_run else self.respond.owner.label,
             "backends": host_notes(self.config.commands.values()),
             "dry_run": self.dry_run, "lines": self.lines, "alerts": self.alerts,
             "line_errors": self.line_errors,
             "correlation_keys": self.pipeline.engine.correlation_keys(),
             "sources": self._with_rates(self.sources.status(), now),
             "rules": {str(rule): count for rule, count in sorted(self.rule_counts.items())},
-            "blocks": blocks_section(self.store.active_blocks(), now),
+            **self._blocks(now),
+            "storage": self._storage(),
             "responses": _response_counters(self.responder.counters),
             "failures": list(self.responder.log.recent_failures),
             "reload": self.last_reload,
             "integrity": None if self.sources.integrity is None
             else self.sources.integrity.status(),
+        }
+
+    def _blocks(self, now: float) -> dict[str, Any]:
+        """The active blocks; in a dry run, the would-be blocks of its own database, and
+        the blocks in place that the live database records."""
+        own = blocks_section(self.store.active_blocks(), now)
+        if not self.dry_run:
+            return {"blocks": own}
+        try:
+            live = read_active_blocks(self.config.paths.database)
+        except sqlite3.Error:
+            live = []
+        return {"blocks": blocks_section(live, now), "would_block": own}
+
+    def _storage(self) -> dict[str, Any]:
+        """Where the state is kept and what went wrong with it."""
+        try:
+            recoveries = [asdict(r) for r in self.store.recoveries()]
+        except sqlite3.Error:
+            recoveries = []
+        return {
+            "database": str(self.store.path), "recoveries": recoveries,
+            "alerts_not_written": self.alert_log.fault.lost,
+            "alerts_error": self.alert_log.fault.error,
+            "response_lines_not_written": self.responder.log.fault.lost,
+            "blocks_table_error": self.responder.table.error,
+            "blocks_not_recorded": self.responder.unrecorded,
+            "positions_error": self.sources.commit_error,
         }
 
     def _with_rates(self, sources: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
@@ -460,17 +540,41 @@ def _with_paths(config: Config, running: Config) -> Config:
     return replace(config, paths=running.paths)
 
 
+def recent_window(ruleset: Ruleset) -> RecentWindow:
+    """How far back a file never seen before is read (start_at = "recent"): the longest
+    timeframe of the loaded correlation rules, by the lines' own timestamps."""
+    longest = max((rule.timeframe for rule in ruleset.rules.rules.values()
+                   if rule.frequency is not None), default=0)
+    return RecentWindow(seconds=longest, line_time=Predecoder().line_time)
+
+
 def run_daemon(config_path: Path | None, dry_run: bool) -> int:
-    """Load everything (a bad config exits 1 before anything starts), take the state lock,
-    run the loop."""
+    """Load everything (a bad config exits 1 before anything starts), make the state and
+    log directories ready, take the state lock, open the database (replacing a damaged
+    one), run the loop. StorageError: a one-line reason not to start."""
     from arguard.statelock import StateLock
 
     config = load_config(config_path)
     ruleset = load_ruleset(config)
-    lock = StateLock(config.paths.lock_file)
+    paths = config.paths
+    prepare_directories(paths)
+    lock = StateLock(paths.lock_file)
     lock.acquire()
     try:
-        daemon = Daemon(config_path, config, ruleset, dry_run)
-        return asyncio.run(daemon.run())
+        correct_file_modes(paths, [paths.database, paths.dry_run_database])
+        kept = lastgood.read(paths.state_dir)
+        store, recovery = open_database(paths.dry_run_database if dry_run else paths.database,
+                                        owner_hint=None if kept is None else kept.owner_tag)
+        try:
+            recovery = recovery or store.unfinished_recovery()
+            daemon = Daemon(config_path, config, ruleset, store, dry_run, recovery)
+            try:
+                daemon.alert_log.open()
+            except OSError as error:
+                raise StorageError(f"cannot write {paths.alerts_log}: "
+                                   f"{error.strerror or error}") from None
+            return asyncio.run(daemon.run())
+        finally:
+            store.close()
     finally:
         lock.release()

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+#: what an empty line may hold (the same whichever way a line is decoded)
+ASCII_SPACE = " \t\r\x0b\x0c"
+
+
 @dataclass
 class TextCounters:
+    """Every line read counts in `lines`, whatever it held; the others count kinds."""
+
     lines: int = 0
     empty: int = 0
     cut: int = 0
@@ -26,7 +32,7 @@ def to_text(raw: bytes, max_bytes: int, counters: TextCounters) -> str | None:
         counters.cut += 1
     if raw.endswith(b"\r"):
         raw = raw[:-1]
-    if not raw.strip():
+    if not raw.strip(ASCII_SPACE.encode()):
         counters.empty += 1
         return None
     if b"\0" in raw:
@@ -107,7 +113,7 @@ def iter_text_lines(stream, max_bytes: int, counters: TextCounters,
                 yield from _careful([line.encode("utf-8")], max_bytes, counters)
                 continue
             counters.lines += 1
-            if not line or line.isspace():
+            if not line.strip(ASCII_SPACE):
                 counters.empty += 1
                 continue
             yield line

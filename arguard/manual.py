@@ -6,10 +6,11 @@ daemon starting meanwhile waits for us."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from arguard import control
@@ -21,7 +22,7 @@ from arguard.respond.stage import RespondStage, build_respond_stage
 from arguard.respond.targets import TargetKind
 from arguard.statelock import StateLock, StateLocked
 from arguard.status import blocks_section, integrity_section
-from arguard.store import Store
+from arguard.store import Store, read_active_blocks, read_recoveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +54,37 @@ def _why_down(config: Config, socket_problem: str) -> str:
 
 
 def offline_status(config: Config, reason: str, config_path: str | None) -> dict[str, Any]:
-    """What SQLite records while the daemon is down."""
-    database = config.paths.database
-    blocks = []
-    integrity = None
-    if database.exists():
-        store = Store(database)
-        try:
-            blocks = store.active_blocks()
-            if config.integrity:
-                integrity = integrity_section(Roots(config.integrity), store)
-        finally:
-            store.close()
-    return {"running": False, "reason": reason, "config": config_path,
-            "database": str(database), "backends": host_notes(config.commands.values()),
-            "blocks": blocks_section(blocks, time.time()), "integrity": integrity}
+    """What the databases record while the daemon is down (read without writing to them,
+    but for the integrity baseline): the blocks in place, the last dry run's would-be
+    blocks, the recoveries."""
+    paths = config.paths
+    now = time.time()
+    status: dict[str, Any] = {"running": False, "reason": reason, "config": config_path,
+                              "database": str(paths.database),
+                              "backends": host_notes(config.commands.values()),
+                              "integrity": None}
+    storage: dict[str, Any] = {"database": str(paths.database)}
+    try:
+        status["blocks"] = blocks_section(read_active_blocks(paths.database), now)
+        storage["recoveries"] = [asdict(r) for r in read_recoveries(paths.database)]
+        if config.integrity and paths.database.exists():
+            store = Store(paths.database)
+            try:
+                status["integrity"] = integrity_section(Roots(config.integrity), store)
+            finally:
+                store.close()
+    except sqlite3.Error as error:
+        status["blocks"] = blocks_section([], now)
+        storage["error"] = (f"{paths.database} cannot be read ({error}); the daemon "
+                            "replaces a damaged database when it starts")
+    try:
+        would_block = read_active_blocks(paths.dry_run_database)
+    except sqlite3.Error:
+        would_block = []
+    if would_block:
+        status["would_block"] = blocks_section(would_block, now)
+    status["storage"] = storage
+    return status
 
 
 def direct_block(config: Config, target: str, command: str | None, timeout: int | None,

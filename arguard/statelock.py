@@ -7,6 +7,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from arguard import modes
+
 
 class StateLocked(Exception):
     """Another process holds the state directory."""
@@ -18,8 +20,9 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self, wait: bool = False) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if not self.path.parent.is_dir():
+            modes.ensure_dir(self.path.parent, modes.STATE_DIR)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, modes.LOCK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -130,6 +130,68 @@ def _position(source: dict[str, Any]) -> str:
     return str(offsets[-1]) if len(offsets) == 1 else f"{offsets[-1]} (+{len(offsets) - 1} files)"
 
 
+def _blocks(title: str, blocks: dict[str, Any]) -> list[str]:
+    active = blocks["active"]
+    totals = ", ".join(f"{name} {count}" for name, count in blocks["totals"].items())
+    out = ["", f"{title}: {len(active)}" + (f" ({totals})" if totals else "")]
+    if active:
+        rows = [[b["target"], b["command"], str(b["rule_id"] or "manual"), _clock(b["since"]),
+                 _duration(b["expires_in"]), str(b["offence"])]
+                for b in active[:SHOWN_BLOCKS]]
+        out.extend("  " + r for r in _table(
+            ["TARGET", "COMMAND", "RULE", "SINCE", "EXPIRES IN", "OFFENCE"], rows))
+        if len(active) > SHOWN_BLOCKS:
+            out.append(f"  … and {len(active) - SHOWN_BLOCKS} more (arguard status --json "
+                       "lists all)")
+    return out
+
+
+_KINDS = (("empty_lines", "empty"), ("lines_cut", "cut to max_line_bytes"),
+          ("invalid_utf8", "with invalid UTF-8"), ("nul_bytes", "with NUL bytes"))
+
+
+def _line_kinds(source: dict[str, Any]) -> str:
+    """The kinds of line a source counted, when it met any (the LINES column counts all)."""
+    return ", ".join(f"{source[key]} {name}" for key, name in _KINDS if source.get(key))
+
+
+def _config_on_disk(on_disk: dict[str, Any]) -> list[str]:
+    state = on_disk.get("state")
+    if state == "broken":
+        return ["config on disk: BROKEN — using the configuration the daemon loaded:",
+                *("  " + problem for problem in on_disk["problems"])]
+    if state == "differs":
+        return ["config on disk: differs from the one the daemon loaded "
+                "(`arguard reload` switches to it): " + ", ".join(on_disk["files"])]
+    return []
+
+
+def _storage(storage: dict[str, Any]) -> list[str]:
+    out = []
+    if storage.get("error"):
+        out.append(f"database: {storage['error']}")
+    for recovery in (storage.get("recoveries") or [])[:1]:   # the latest
+        out.append(f"database replaced at {_clock(recovery['at'])}: {recovery['problem']}; "
+                   f"the damaged file is kept as {recovery['moved_to']}; "
+                   f"{recovery['blocks']} blocks and {recovery['offsets']} read positions "
+                   f"recovered from it, {recovery['adopted'] or 0} blocks adopted from the "
+                   "backends")
+    if storage.get("alerts_not_written"):
+        out.append(f"alerts NOT written: {storage['alerts_not_written']}"
+                   + (f" (now: {storage['alerts_error']})" if storage.get("alerts_error")
+                      else ""))
+    if storage.get("response_lines_not_written"):
+        out.append(f"active-responses.log lines NOT written: "
+                   f"{storage['response_lines_not_written']}")
+    if storage.get("blocks_table_error"):
+        out.append(f"the blocks table cannot be written ({storage['blocks_table_error']}): "
+                   f"{storage.get('blocks_not_recorded', 0)} blocks in place, recorded once it "
+                   "can be; expired blocks are lifted then")
+    if storage.get("positions_error"):
+        out.append(f"read positions: {storage['positions_error']}")
+    return out
+
+
 def render(status: dict[str, Any]) -> str:
     out: list[str] = []
     if status["running"]:
@@ -139,6 +201,8 @@ def render(status: dict[str, Any]) -> str:
     else:
         out.append(f"arguard: not running — {status['reason']}")
     out.append(f"config: {status.get('config') or '(shipped default configuration)'}")
+    out.extend(_config_on_disk(status.get("config_on_disk") or {}))
+    out.extend(_storage(status.get("storage") or {}))
     if status.get("owner"):
         out.append(f"owner of its kernel objects: {status['owner']}")
     for command, note in (status.get("backends") or {}).items():
@@ -148,7 +212,7 @@ def render(status: dict[str, Any]) -> str:
         out.append(f"last reload FAILED at {_clock(reload.get('at'))} (old configuration kept):")
         out.extend("  " + line for line in reload["error"].splitlines())
     if status["running"]:
-        out.append(f"lines read: {status['lines']}, alerts: {status['alerts']}")
+        out.append(f"lines processed: {status['lines']}, alerts: {status['alerts']}")
         out.append("")
         out.append("sources:")
         rows = [[s["source"], f"{s.get('lines_per_second') or 0.0:.1f}", str(s["lines"]),
@@ -159,6 +223,9 @@ def render(status: dict[str, Any]) -> str:
             ["SOURCE", "LINES/S", "LINES", "OFFSET", "LAG", "UNDECODED", "AMBIGUOUS", "ERRORS"],
             rows))
         for source in status["sources"]:
+            kinds = _line_kinds(source)
+            if kinds:
+                out.append(f"  {source['source']}: of its lines {kinds}")
             if source.get("last_error"):
                 out.append(f"  {source['source']}: {source['last_error']}")
         rules = status.get("rules") or {}
@@ -170,20 +237,11 @@ def render(status: dict[str, Any]) -> str:
                 ["RULE", "ALERTS"], [[rule, str(count)] for rule, count in ranked]))
     if status.get("integrity"):
         out.extend(_integrity_lines(status["integrity"], status["running"]))
-    blocks = status["blocks"]
-    active = blocks["active"]
-    out.append("")
-    totals = ", ".join(f"{name} {count}" for name, count in blocks["totals"].items())
-    out.append(f"active blocks: {len(active)}" + (f" ({totals})" if totals else ""))
-    if active:
-        rows = [[b["target"], b["command"], str(b["rule_id"] or "manual"), _clock(b["since"]),
-                 _duration(b["expires_in"]), str(b["offence"])]
-                for b in active[:SHOWN_BLOCKS]]
-        out.extend("  " + r for r in _table(
-            ["TARGET", "COMMAND", "RULE", "SINCE", "EXPIRES IN", "OFFENCE"], rows))
-        if len(active) > SHOWN_BLOCKS:
-            out.append(f"  … and {len(active) - SHOWN_BLOCKS} more (arguard status --json "
-                       "lists all)")
+    out.extend(_blocks("active blocks", status["blocks"]))
+    if "would_block" in status:
+        title = ("would-be blocks of this dry run (nothing applied)" if status["running"]
+                 else "would-be blocks of the last dry run (nothing applied)")
+        out.extend(_blocks(title, status["would_block"]))
     failures = status.get("failures") or []
     if failures:
         out.append("")

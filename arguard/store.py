@@ -2,16 +2,20 @@
 
 One database (WAL mode) in the state directory holds the timed blocks, the offender memory,
 the read offsets of file sources, the journal cursors, the instance's owner tag, the file
-integrity baseline with its known-good records and the keys `if_fts` rules have seen.
+integrity baseline with its known-good records, the recoveries of a damaged database
+(arguard.storage) and the keys `if_fts` rules have seen.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
+from arguard import modes
 from arguard.model import Block, FileState, KnownGood
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
@@ -96,6 +100,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX integrity_known_good_root ON integrity_known_good (root);
     """,
     """
+    CREATE TABLE recoveries (
+        id          INTEGER PRIMARY KEY,
+        at          REAL    NOT NULL,
+        problem     TEXT    NOT NULL,
+        moved_to    TEXT    NOT NULL,
+        offsets     INTEGER NOT NULL,
+        blocks      INTEGER NOT NULL,
+        adopted     INTEGER             -- NULL until reconciliation has adopted
+    );
+    """,
+    """
     CREATE TABLE first_seen (
         key         TEXT    PRIMARY KEY,
         seen_at     REAL    NOT NULL
@@ -110,17 +125,51 @@ UPGRADES: dict[int, str] = {
 }
 
 
-class Store:
-    """A connection to arguard.db with the schema brought up to date."""
+#: seconds a statement waits for a lock another process holds before it fails
+LOCK_WAIT = 10.0
 
-    def __init__(self, path: Path | str, timeout: float = 10.0):
+
+@dataclass(frozen=True)
+class Recovery:
+    """A damaged database that was moved aside, and what was carried over from it."""
+
+    at: float
+    problem: str
+    moved_to: str
+    offsets: int
+    blocks: int
+    #: blocks adopted from the backends; None until reconciliation has done it
+    adopted: int | None = None
+
+
+@dataclass
+class Salvaged:
+    """What could still be read from a damaged database."""
+
+    owner_tag: str | None = None
+    blocks: list[Block] = field(default_factory=list)
+    offsets: list[tuple[str, int, int, int]] = field(default_factory=list)
+    cursors: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Store:
+    """A connection to arguard.db with the schema brought up to date. A new database file
+    is created private (modes.DATABASE); SQLite gives its -wal and -shm files that mode."""
+
+    def __init__(self, path: Path | str, timeout: float = LOCK_WAIT):
         self.path = Path(path)
+        if str(path) != ":memory:":
+            modes.create_private(self.path, modes.DATABASE)
         self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
                                   check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -143,6 +192,61 @@ class Store:
                 self.db.execute(UPGRADES[number + 1])
             self.db.execute(f"PRAGMA user_version = {number + 1}")
             self.db.execute("COMMIT")
+
+    # --- health ------------------------------------------------------------------------------
+
+    def integrity_problem(self) -> str | None:
+        """What SQLite's integrity check finds wrong (its first findings), None when the
+        database is sound."""
+        findings = [row[0] for row in self.db.execute("PRAGMA integrity_check(3)")]
+        return None if findings == ["ok"] else "; ".join(findings)
+
+    def changes(self) -> int:
+        """Rows this connection has changed so far: a transaction that raised it wrote to
+        the disk (one that changed nothing proves nothing about free space)."""
+        return self.db.total_changes
+
+    def check_writable(self) -> None:
+        """Take the write lock once (waiting up to the timeout for another process that
+        holds it) and give it back; sqlite3.OperationalError when it cannot be had."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("ROLLBACK")
+
+    def carry_over(self, salvaged: Salvaged, recovery: Recovery) -> None:
+        """Fill a fresh database with what was salvaged from the damaged one, and record
+        the recovery."""
+        with self.transaction():
+            if salvaged.owner_tag is not None:
+                self.record_owner_tag(salvaged.owner_tag)
+            for block in salvaged.blocks:
+                self.db.execute(
+                    f"INSERT OR IGNORE INTO blocks ({self._BLOCK_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (block.target, block.kind, block.command, block.rule_id, block.alert_id,
+                     block.created_at, block.expires_at, block.offence, "active"))
+            self.save_positions({path: (device, inode, offset)
+                                 for path, device, inode, offset in salvaged.offsets},
+                                set(), dict(salvaged.cursors), recovery.at)
+            self.db.execute(
+                "INSERT INTO recoveries (at, problem, moved_to, offsets, blocks) "
+                "VALUES (?, ?, ?, ?, ?)", (recovery.at, recovery.problem, recovery.moved_to,
+                                           recovery.offsets, recovery.blocks))
+
+    def record_adopted(self, count: int) -> None:
+        """How many blocks the backends held that the last recovery adopted."""
+        self.db.execute("UPDATE recoveries SET adopted = ? "
+                        "WHERE id = (SELECT MAX(id) FROM recoveries)", (count,))
+
+    def unfinished_recovery(self) -> Recovery | None:
+        """The last recovery if its adoption was not done (the daemon stopped first)."""
+        recoveries = self.recoveries(1)
+        return recoveries[0] if recoveries and recoveries[0].adopted is None else None
+
+    def recoveries(self, limit: int = 5) -> list[Recovery]:
+        """The latest recoveries, newest first."""
+        rows = self.db.execute("SELECT at, problem, moved_to, offsets, blocks, adopted "
+                               "FROM recoveries ORDER BY id DESC LIMIT ?", (limit,))
+        return [Recovery(*row) for row in rows]
 
     # --- the instance ------------------------------------------------------------------------
 
@@ -448,3 +552,55 @@ def _signed(number: int) -> int:
 
 def _unsigned(number: int) -> int:
     return number + (1 << 64) if number < 0 else number
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=LOCK_WAIT)
+
+
+def read_active_blocks(path: Path) -> list[Block]:
+    """The active blocks of a database another process may be using, read without writing
+    to it (none when there is no such file); sqlite3.Error when it cannot be read."""
+    if not path.exists():
+        return []
+    with closing(_read_only(path)) as db:
+        rows = db.execute(f"SELECT {Store._BLOCK_COLUMNS} FROM blocks WHERE state = 'active'")
+        return [Block(*row) for row in rows]
+
+
+def read_recoveries(path: Path, limit: int = 5) -> list[Recovery]:
+    """Store.recoveries, read the same way (none from a database older than them)."""
+    if not path.exists():
+        return []
+    with closing(_read_only(path)) as db:
+        try:
+            rows = db.execute("SELECT at, problem, moved_to, offsets, blocks, adopted "
+                              "FROM recoveries ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            return []   # a database older than recoveries
+        return [Recovery(*row) for row in rows]
+
+
+def salvage(path: Path) -> Salvaged:
+    """Read what can still be read from a damaged database, table by table: a table that
+    cannot be read gives nothing, the others still count."""
+    found = Salvaged()
+    try:
+        db = _read_only(path)
+    except sqlite3.Error:
+        return found
+    with closing(db):
+        def rows(sql: str) -> list[tuple]:
+            try:
+                return db.execute(sql).fetchall()
+            except sqlite3.Error:
+                return []
+
+        tags = rows("SELECT owner_tag FROM instance WHERE id = 1")
+        found.owner_tag = tags[0][0] if tags and isinstance(tags[0][0], str) else None
+        found.blocks = [Block(*row) for row in rows(
+            f"SELECT {Store._BLOCK_COLUMNS} FROM blocks WHERE state = 'active'")]
+        found.offsets = rows("SELECT path, device, inode, offset FROM offsets")
+        found.cursors = rows("SELECT source, cursor FROM journal_cursor")
+    return found

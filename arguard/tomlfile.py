@@ -36,6 +36,11 @@ class TomlFile:
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             raise ConfigError([Problem(path, line, "not valid UTF-8")]) from None
+        return cls.parse(path, text)
+
+    @classmethod
+    def parse(cls, path: Path, text: str) -> "TomlFile":
+        """The file from its text (a copy kept elsewhere); problems still name `path`."""
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -47,6 +52,11 @@ class TomlFile:
         doc = cls(path, text, data)
         doc._index_headers()
         return doc
+
+    @property
+    def texts(self) -> tuple[tuple[Path, str], ...]:
+        """As ConfigDocument.texts: this one file."""
+        return ((self.path, self.text),)
 
     def _index_headers(self) -> None:
         for number, line in enumerate(self.text.splitlines(), start=1):

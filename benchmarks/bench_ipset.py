@@ -116,50 +116,22 @@ def run_inside(quick: bool) -> None:
 
     # --- nftables ------------------------------------------------------------------------
     report.section("nftables (hash set per family, one rule per set, netlink transactions)")
-    nft = build("nftables", name="bench")
-    report.figure("10 000 blocks added one by one", _each(nft.add, addresses(10_000)),
-                  "< 1 s")
-    items = [(a, 600 + i % 3600) for i, a in enumerate(addresses(100_000))]
-    restored = build("nftables", name="bench-restore")
-    report.figure("100 000 blocks restored with add_many (empty set)",
-                  timed(restored.add_many, items), "< 3 s")
-    start = time.perf_counter()
-    listed = restored.list_targets()
-    report.figure(f"list_targets with {len(listed)} members", time.perf_counter() - start)
-    report.figure("100 000 blocks: whole reconcile() after a reboot",
-                  reconcile(100_000, "nftables"), "< 3 s")
+    backend_figures(report, "nftables", lambda label: build("nftables", name=f"bench-{label}"),
+                    samples)
     prefixes = [str(ipaddress.IPv6Network((0x2001_0db8_0000_0000 + i << 64, 64)))
                 for i in range(10_000)]
     report.figure("10 000 IPv6 /64 prefixes added one by one",
                   _each(build("nftables", name="bench-prefixes").add, prefixes), "< 1 s")
-    for level in (1, 1_000, 10_000, 100_000):
-        filled = build("nftables", name=f"bench-{level}")
-        filled.add_many([(a, 600) for a in addresses(level)])
-        median, p90 = per_ban(filled, samples)
-        report.cost(f"per ban with {level:>7,} entries", median, p90)
 
     # --- ipset ---------------------------------------------------------------------------
-    ipset = build("ipset", set_name="bench")
     report.section("ipset (hash:ip + one iptables rule per family)")
-    report.figure("10 000 blocks added one by one", _each(ipset.add, addresses(10_000)),
-                  "< 1 s")
+    ipset = build("ipset", set_name="bench")
 
-    flush_ipset("bench")
-    items = [(a, 600 + i % 3600) for i, a in enumerate(addresses(100_000))]
-    report.figure("100 000 blocks restored with add_many (empty set)",
-                  timed(ipset.add_many, items), "< 3 s")
-    start = time.perf_counter()
-    listed = ipset.list_targets()
-    report.figure(f"list_targets with {len(listed)} members", time.perf_counter() - start)
-
-    report.figure("100 000 blocks: whole reconcile() after a reboot",
-                  reconcile(100_000, "ipset"), "< 3 s")
-
-    for level in (1, 1_000, 10_000, 100_000):
+    def flushed(label: str):
         flush_ipset("bench")
-        ipset.add_many([(a, 600) for a in addresses(level)])
-        median, p90 = per_ban(ipset, samples)
-        report.cost(f"per ban with {level:>7,} entries", median, p90)
+        return ipset
+
+    backend_figures(report, "ipset", flushed, samples)
 
     # --- iptables ------------------------------------------------------------------------
     iptables = build("iptables", chain="bench")
@@ -173,6 +145,27 @@ def run_inside(quick: bool) -> None:
         report.cost(f"per ban with {level:>7,} rules", median, p90)
     fill_iptables("bench", 0)
     report.line(f"(per-ban samples: ipset {samples}, iptables {max(20, samples // 10)})")
+
+
+def backend_figures(report: Report, backend: str, empty, samples: int) -> None:
+    """The figures both firewall backends are measured by; `empty(label)` gives the
+    backend's action with empty sets (nftables: a command of its own; ipset: flushed)."""
+    report.figure("10 000 blocks added one by one", _each(empty("add").add, addresses(10_000)),
+                  "< 1 s")
+    items = [(a, 600 + i % 3600) for i, a in enumerate(addresses(100_000))]
+    restored = empty("restore")
+    report.figure("100 000 blocks restored with add_many (empty set)",
+                  timed(restored.add_many, items), "< 3 s")
+    start = time.perf_counter()
+    listed = restored.list_targets()
+    report.figure(f"list_targets with {len(listed)} members", time.perf_counter() - start)
+    report.figure("100 000 blocks: whole reconcile() after a reboot",
+                  reconcile(100_000, backend), "< 3 s")
+    for level in (1, 1_000, 10_000, 100_000):
+        filled = empty(f"level-{level}")
+        filled.add_many([(a, 600) for a in addresses(level)])
+        median, p90 = per_ban(filled, samples)
+        report.cost(f"per ban with {level:>7,} entries", median, p90)
 
 
 def _each(add, targets: list[str]) -> float:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import REPO, write_config
@@ -27,6 +29,19 @@ def syslog_line(message: str, program: str = "sshd", pid: int = 4242) -> str:
 
 def failed_password(address: str, port: int = 50000) -> str:
     return syslog_line(f"Failed password for root from {address} port {port} ssh2")
+
+
+#: the [[source]] of the tests' daemons: auth.log in their directory
+AUTH_LOG = """
+    [[source]]
+    path = "auth.log"
+    """
+
+
+def deny_targets(directory: Path) -> set[str]:
+    """The addresses the hosts.deny of a test's directory blocks."""
+    return {line.split(": ", 1)[1] for line in (directory / "hosts.deny").read_text().splitlines()
+            if line.startswith("ALL: ")}
 
 
 def wait_for(predicate, deadline: float = 10.0, what: str = "condition"):
@@ -91,6 +106,18 @@ class ArguardProcess:
             self.process.kill()
             self.process.wait()
         self.notify.close()
+
+
+@contextmanager
+def running_in(ns: str, directory: Path, config: Path) -> Iterator[ArguardProcess]:
+    """`arguard run -c CONFIG` inside network namespace `ns`, once it has said READY=1;
+    killed at the end unless the test stopped it."""
+    process = ArguardProcess(directory, config, wrapper=["ip", "netns", "exec", ns])
+    try:
+        process.wait_notified("READY=1")
+        yield process
+    finally:
+        process.close()
 
 
 def arguard(config: Path, *args: str, check: bool = False, module: str = "arguard.cli",

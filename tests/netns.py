@@ -109,6 +109,16 @@ def veth(ns_a: str, addresses_a: list[str], ns_b: str, addresses_b: list[str]) -
 
 
 @contextmanager
+def namespace_pair(server_addresses: list[str],
+                   client_addresses: list[str]) -> Iterator[tuple[str, str]]:
+    """A "server" and a "client" namespace joined by a veth pair (addresses as for veth):
+    the lab of the end-to-end tests."""
+    with namespace("arguard-srv") as server, namespace("arguard-cli") as client:
+        veth(server, server_addresses, client, client_addresses)
+        yield server, client
+
+
+@contextmanager
 def tcp_listener(ns: str, port: int) -> Iterator[None]:
     """A TCP server on every address of the namespace that accepts and closes connections."""
     code = f"""

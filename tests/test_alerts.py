@@ -41,3 +41,12 @@ def test_alerts_json_lines_are_the_alert_objects(shipped_ruleset, tmp_path, requ
         assert list(parsed) == list(expected) and list(parsed["rule"]) == list(expected["rule"])
     hostile = [json.loads(text)["full_log"] for text in written[:3]]
     assert hostile == HOSTILE
+
+
+def test_an_unfinished_last_line_left_by_a_kill_is_removed_at_open(tmp_path):
+    path = tmp_path / "alerts.json"
+    path.write_bytes(b'{"id": "1"}\n{"id": "2", "full_l')
+    log = AlertLog(path)
+    log.open()
+    log.close()
+    assert path.read_bytes() == b'{"id": "1"}\n'

@@ -15,18 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.daemon_process import (ATTACKER, ArguardProcess, arguard, failed_password,
-                                  hosts_deny_config, status, syslog_line, wait_for)
+from tests.daemon_process import (ATTACKER, AUTH_LOG, ArguardProcess, arguard, deny_targets,
+                                  failed_password, hosts_deny_config, status, syslog_line,
+                                  wait_for)
 
-SOURCES = """
-    [[source]]
-    path = "auth.log"
-    """
-
-
-def deny_targets(directory: Path) -> set[str]:
-    return {line.split(": ", 1)[1] for line in (directory / "hosts.deny").read_text().splitlines()
-            if line.startswith("ALL: ")}
+SOURCES = AUTH_LOG
 
 
 def test_stale_socket_and_missing_state_directory(tmp_path: Path):
@@ -49,20 +42,24 @@ def test_stale_socket_and_missing_state_directory(tmp_path: Path):
         process.close()
 
 
-def test_read_only_state_directory_is_a_clear_error(tmp_path: Path):
+@pytest.mark.parametrize("name, what", [("state", "state directory"),
+                                        ("log", "log directory")])
+def test_read_only_state_or_log_directory_is_a_one_line_error(tmp_path: Path, name: str,
+                                                              what: str):
     if shutil.which("unshare") is None:
         pytest.skip("unshare is not installed")
     (tmp_path / "auth.log").write_text("")
     config = hosts_deny_config(tmp_path, SOURCES)
-    state = tmp_path / "state"
+    directory = tmp_path / name
     # a private mount namespace, so the read-only bind mount is seen by this child only
-    script = (f"mount --bind -o ro {state} {state} && "
+    script = (f"mount --bind -o ro {directory} {directory} && "
               f"exec {sys.executable} -m arguard.cli run -c {config}")
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                              script], capture_output=True, text=True, timeout=30,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 1, result.stderr
-    assert str(state) in result.stderr and "Read-only file system" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: not starting: cannot write to the {what} {directory}: Read-only file system")
     assert "Traceback" not in result.stderr
 
 

@@ -24,8 +24,9 @@ def alerts(directory: Path) -> list[str]:
     path = directory / "log/alerts.json"
     if not path.exists():
         return []
-    return [json.loads(line)["full_log"] for line in path.read_text().splitlines()
-            if line.endswith("}")]
+    text = path.read_text()
+    complete = text[:text.rfind("\n") + 1]   # a batch may be being written as we read
+    return [json.loads(line)["full_log"] for line in complete.splitlines()]
 
 
 class Writer(threading.Thread):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.daemon_process import ArguardProcess, failed_password, status, wait_for
-from tests.netns import namespace, python_in, require_netns, run_in, tcp_listener, veth
+from tests.daemon_process import failed_password, running_in, status, wait_for
+from tests.netns import namespace_pair, python_in, require_netns, run_in, tcp_listener
 
 SERVER, ATTACKER, FRIEND, SCANNER = "10.213.0.1", "10.213.0.2", "10.213.0.3", "10.213.0.4"
 PORT = 2222
@@ -61,9 +61,8 @@ def lab(tmp_path: Path, request):
     BLOCK_SECONDS (or the test's indirect parameter)."""
     require_netns()
     seconds = getattr(request, "param", BLOCK_SECONDS)
-    with namespace("arguard-srv") as server, namespace("arguard-cli") as client:
-        veth(server, [f"{SERVER}/24"], client, [f"{ATTACKER}/24", f"{FRIEND}/24",
-                                                f"{SCANNER}/24"])
+    with namespace_pair([f"{SERVER}/24"], [f"{ATTACKER}/24", f"{FRIEND}/24",
+                                            f"{SCANNER}/24"]) as (server, client):
         (tmp_path / "auth.log").write_text("")
         (tmp_path / "access.log").write_text("")
         config = write_config(tmp_path, extra=f"""
@@ -92,16 +91,9 @@ def lab(tmp_path: Path, request):
             yield tmp_path, config, server, client
 
 
-def start(directory: Path, config: Path, server: str) -> ArguardProcess:
-    process = ArguardProcess(directory, config, wrapper=["ip", "netns", "exec", server])
-    process.wait_notified("READY=1")
-    return process
-
-
 def test_brute_force_client_is_dropped_then_let_back_in(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config) as process:
         assert connect_from(client, ATTACKER) == "connected"
         append(directory / "auth.log", "".join(failed_password(ATTACKER, 50000 + i)
                                                for i in range(8)))
@@ -117,14 +109,11 @@ def test_brute_force_client_is_dropped_then_let_back_in(lab):
                  deadline=BLOCK_SECONDS + 10, what="the block to expire")
         wait_for(lambda: not active_targets(config), what="status to show no block")
         assert process.terminate() == 0
-    finally:
-        process.close()
 
 
 def test_white_listed_client_is_never_blocked(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config):
         append(directory / "auth.log", "".join(failed_password(FRIEND, 51000 + i)
                                                for i in range(8)))
         wait_for(lambda: status(config)["rules"].get("5763") == 1,
@@ -133,14 +122,11 @@ def test_white_listed_client_is_never_blocked(lab):
         assert active_targets(config) == set()
         responses = (directory / "log/active-responses.log").read_text()
         assert f"firewall-drop skip {FRIEND}" in responses and "white" in responses
-    finally:
-        process.close()
 
 
 def test_web_scan_is_dropped(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config):
         assert connect_from(client, SCANNER) == "connected"
         append(directory / "access.log", "".join(
             access_line(SCANNER, f"/probe-{i}.php", 404) for i in range(14)))
@@ -149,29 +135,23 @@ def test_web_scan_is_dropped(lab):
         [block] = status(config)["blocks"]["active"]
         assert (block["target"], block["rule_id"]) == (SCANNER, 31151)
         assert connect_from(client, ATTACKER) == "connected"
-    finally:
-        process.close()
 
 
 @pytest.mark.parametrize("lab", [12], indirect=True)
 def test_restart_keeps_the_block_and_lifts_it_on_time(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config) as process:
         append(directory / "auth.log", "".join(failed_password(ATTACKER, 52000 + i)
                                                for i in range(8)))
         wait_for(lambda: connect_from(client, ATTACKER) == "timeout", what="the block")
         assert process.terminate() == 0
-    finally:
-        process.close()
     assert connect_from(client, ATTACKER) == "timeout", "the block outlives the daemon"
     assert active_targets(config) == {ATTACKER}
 
     # the set is flushed while arguard is down (as a reboot would empty it): the restart
     # restores the block from SQLite, then lifts it when its time is up
     run_in(server, "ipset", "flush", "arguard-e2e")
-    restarted = start(directory, config, server)
-    try:
+    with running_in(server, directory, config) as restarted:
         assert active_targets(config) == {ATTACKER}
         assert ATTACKER in run_in(server, "ipset", "list", "arguard-e2e")
         assert connect_from(client, ATTACKER) == "timeout"
@@ -179,5 +159,3 @@ def test_restart_keeps_the_block_and_lifts_it_on_time(lab):
                  what="arguard to lift the block after the restart")
         assert connect_from(client, ATTACKER) == "connected"
         assert restarted.terminate() == 0
-    finally:
-        restarted.close()

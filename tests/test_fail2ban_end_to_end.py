@@ -2,8 +2,9 @@
 configuration tree (../shared/corpus/fail2ban-tree/config) as /etc/fail2ban of a test root,
 with a jail.local enabling sshd and nginx-http-auth (maxretry 3, findtime 60, bantime 20),
 is imported and copied into the root's /etc/arguard unchanged; check-config passes, and a
-real `arguard run` in a "server" namespace drops each client after its 3rd failure and lets
-it back in after 20 s.
+real `arguard run` in a "server" namespace drops each client after its 3rd failure on its
+jail's ports (sshd: `port = ssh`, nginx-http-auth: `port = http,https`), as fail2ban's
+iptables-multiport does, and lets it back in after 20 s.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SHARED, write_config
-from tests.daemon_process import ArguardProcess, failed_password, status, wait_for
-from tests.netns import connect, namespace, require_netns, run_in, tcp_listener, veth
+from tests.daemon_process import failed_password, running_in, status, wait_for
+from tests.netns import connect, namespace_pair, require_netns, run_in, tcp_listener
 
 TREE = SHARED / "corpus" / "fail2ban-tree" / "config"
 SERVER, SSH_CLIENT, WEB_CLIENT = "10.214.0.1", "10.214.0.2", "10.214.0.3"
-PORT = 2222
+SSH, WEB = 22, 80
 BANTIME = 20
 
 
-def connect_from(ns: str, source: str) -> str:
-    return connect(ns, SERVER, PORT, timeout=0.5, source=source)
+def connect_from(ns: str, source: str, port: int) -> str:
+    return connect(ns, SERVER, port, timeout=0.5, source=source)
 
 
 def nginx_auth_failure(address: str, user: str) -> str:
@@ -95,41 +96,42 @@ def blocked_targets(config: Path) -> dict[str, str]:
 def test_imported_jails_ban_after_three_failures_for_twenty_seconds(root: Path):
     require_netns()
     config = root / "etc/arguard/arguard.toml"
-    with namespace("f2b-srv") as server, namespace("f2b-cli") as client:
-        veth(server, [f"{SERVER}/24"], client, [f"{SSH_CLIENT}/24", f"{WEB_CLIENT}/24"])
-        with tcp_listener(server, PORT):
-            process = ArguardProcess(root, config, wrapper=["ip", "netns", "exec", server])
-            try:
-                process.wait_notified("READY=1")
-                assert connect_from(client, SSH_CLIENT) == "connected"
-                assert connect_from(client, WEB_CLIENT) == "connected"
-                with open(root / "var/log/auth.log", "a") as auth:
-                    auth.write("".join(failed_password(SSH_CLIENT, 50000 + i)
-                                       for i in range(2)))
-                with open(root / "var/log/nginx/error.log", "a") as error_log:
-                    error_log.write("".join(nginx_auth_failure(WEB_CLIENT, f"u{i}")
-                                            for i in range(2)))
-                time.sleep(1)
-                assert blocked_targets(config) == {}, "two failures are not enough"
-                with open(root / "var/log/auth.log", "a") as auth:
-                    auth.write(failed_password(SSH_CLIENT, 50002))
-                with open(root / "var/log/nginx/error.log", "a") as error_log:
-                    error_log.write(nginx_auth_failure(WEB_CLIENT, "u2"))
-                wait_for(lambda: len(blocked_targets(config)) == 2, what="both bans")
-                banned_at = time.monotonic()
-                assert blocked_targets(config) == {SSH_CLIENT: "f2b-sshd",
-                                                   WEB_CLIENT: "f2b-nginx-http-auth"}
-                assert connect_from(client, SSH_CLIENT) == "timeout"
-                assert connect_from(client, WEB_CLIENT) == "timeout"
-                assert SSH_CLIENT in run_in(server, "ipset", "list", "f2b-sshd")
-                assert WEB_CLIENT in run_in(server, "ipset", "list", "f2b-nginx-http-auth")
+    with namespace_pair([f"{SERVER}/24"], [f"{SSH_CLIENT}/24", f"{WEB_CLIENT}/24"]) \
+            as (server, client), tcp_listener(server, SSH), tcp_listener(server, WEB), \
+            running_in(server, root, config) as process:
+        assert connect_from(client, SSH_CLIENT, SSH) == "connected"
+        assert connect_from(client, WEB_CLIENT, WEB) == "connected"
+        with open(root / "var/log/auth.log", "a") as auth:
+            auth.write("".join(failed_password(SSH_CLIENT, 50000 + i)
+                               for i in range(2)))
+        with open(root / "var/log/nginx/error.log", "a") as error_log:
+            error_log.write("".join(nginx_auth_failure(WEB_CLIENT, f"u{i}")
+                                    for i in range(2)))
+        time.sleep(1)
+        assert blocked_targets(config) == {}, "two failures are not enough"
+        with open(root / "var/log/auth.log", "a") as auth:
+            auth.write(failed_password(SSH_CLIENT, 50002))
+        with open(root / "var/log/nginx/error.log", "a") as error_log:
+            error_log.write(nginx_auth_failure(WEB_CLIENT, "u2"))
+        wait_for(lambda: len(blocked_targets(config)) == 2, what="both bans")
+        banned_at = time.monotonic()
+        assert blocked_targets(config) == {SSH_CLIENT: "f2b-sshd",
+                                           WEB_CLIENT: "f2b-nginx-http-auth"}
+        assert connect_from(client, SSH_CLIENT, SSH) == "timeout"
+        assert connect_from(client, SSH_CLIENT, WEB) == "connected", "ssh ports only"
+        assert connect_from(client, WEB_CLIENT, WEB) == "timeout"
+        assert connect_from(client, WEB_CLIENT, SSH) == "connected", "web ports only"
+        ruleset = run_in(server, "nft", "list", "ruleset")
+        assert "tcp dport 22 ip saddr @f2b-sshd-ip4" in ruleset
+        for port in (80, 443):
+            assert f"tcp dport {port} ip saddr @f2b-nginx-http-auth-ip4" in ruleset
+        assert SSH_CLIENT in run_in(server, "nft", "list", "set", "inet", "arguard",
+                                    "f2b-sshd-ip4")
 
-                wait_for(lambda: connect_from(client, SSH_CLIENT) == "connected"
-                         and connect_from(client, WEB_CLIENT) == "connected",
-                         deadline=BANTIME + 15, what="the bans to be lifted")
-                lifted_after = time.monotonic() - banned_at
-                assert BANTIME - 3 <= lifted_after, f"lifted after {lifted_after:.1f} s"
-                wait_for(lambda: not blocked_targets(config), what="status without blocks")
-                assert process.terminate() == 0
-            finally:
-                process.close()
+        wait_for(lambda: connect_from(client, SSH_CLIENT, SSH) == "connected"
+                 and connect_from(client, WEB_CLIENT, WEB) == "connected",
+                 deadline=BANTIME + 15, what="the bans to be lifted")
+        lifted_after = time.monotonic() - banned_at
+        assert BANTIME - 3 <= lifted_after, f"lifted after {lifted_after:.1f} s"
+        wait_for(lambda: not blocked_targets(config), what="status without blocks")
+        assert process.terminate() == 0

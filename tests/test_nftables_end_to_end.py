@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.daemon_process import ArguardProcess, arguard, failed_password, status, wait_for
-from tests.netns import connect, namespace, require_netns, run_in, tcp_listener, veth
+from tests.daemon_process import arguard, failed_password, running_in, status, wait_for
+from tests.netns import connect, namespace_pair, require_netns, run_in, tcp_listener
 
 SERVER, SERVER6 = "10.213.0.1", "fd00:213::1"
 ATTACKER, NEIGHBOUR, FRIEND = "10.213.7.2", "10.213.7.5", "10.213.9.3"
@@ -31,10 +31,9 @@ def lab(tmp_path: Path):
     require_netns()
     if shutil.which("nft") is None:
         pytest.fail("the nft tool (Debian package nftables) is needed to read the ruleset")
-    with namespace("arguard-srv") as server, namespace("arguard-cli") as client:
-        veth(server, [f"{SERVER}/16", f"{SERVER6}/48"],
-             client, [f"{a}/16" for a in (ATTACKER, NEIGHBOUR, FRIEND)]
-             + [f"{a}/48" for a in (ATTACKER6, NEIGHBOUR6)])
+    with namespace_pair([f"{SERVER}/16", f"{SERVER6}/48"],
+                        [f"{a}/16" for a in (ATTACKER, NEIGHBOUR, FRIEND)]
+                        + [f"{a}/48" for a in (ATTACKER6, NEIGHBOUR6)]) as (server, client):
         (tmp_path / "auth.log").write_text("")
         config = write_config(tmp_path, extra=f"""
             [global]
@@ -65,12 +64,6 @@ def lab(tmp_path: Path):
             yield tmp_path, config, server, client
 
 
-def start(directory: Path, config: Path, server: str) -> ArguardProcess:
-    process = ArguardProcess(directory, config, wrapper=["ip", "netns", "exec", server])
-    process.wait_notified("READY=1")
-    return process
-
-
 def reach(client: str, source: str, port: int = SSH) -> str:
     return connect(client, SERVER6 if ":" in source else SERVER, port, timeout=0.5,
                    source=source)
@@ -93,8 +86,7 @@ def block(config: Path, *args: str):
 
 def test_brute_force_is_dropped_shown_by_nft_and_lifted_on_time(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config) as process:
         assert reach(client, ATTACKER) == "connected"
         with open(directory / "auth.log", "a") as log:
             log.write("".join(failed_password(ATTACKER, 50000 + i) for i in range(8)))
@@ -110,34 +102,25 @@ def test_brute_force_is_dropped_shown_by_nft_and_lifted_on_time(lab):
         wait_for(lambda: not status(config)["blocks"]["active"], what="no active block")
         assert ATTACKER not in run_in(server, "nft", "list", "ruleset")
         assert process.terminate() == 0
-    finally:
-        process.close()
 
 
 def test_a_flushed_ruleset_is_restored_by_a_restart(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config) as process:
         assert block(config, ATTACKER, "--timeout", "60").returncode == 0
         assert reach(client, ATTACKER) == "timeout"
         assert process.terminate() == 0
-    finally:
-        process.close()
     run_in(server, "nft", "flush", "ruleset")  # what a reboot does to the kernel's tables
     assert reach(client, ATTACKER) == "connected"
-    restarted = start(directory, config, server)
-    try:
+    with running_in(server, directory, config) as restarted:
         assert json.dumps(ATTACKER) in elements(server, "firewall-drop-ip4")
         assert reach(client, ATTACKER) == "timeout"
         assert restarted.terminate() == 0
-    finally:
-        restarted.close()
 
 
 def test_prefix_blocks_drop_every_address_in_them(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config):
         assert block(config, "10.213.7.0/24", "--timeout", "60").returncode == 0
         assert block(config, "fd00:213:0:7::/64", "--timeout", "60").returncode == 0
         for address in (ATTACKER, NEIGHBOUR, ATTACKER6, NEIGHBOUR6):
@@ -149,27 +132,21 @@ def test_prefix_blocks_drop_every_address_in_them(lab):
         assert arguard(config, "unblock", "fd00:213:0:7::/64").returncode == 0
         # the block also dropped neighbour discovery: give it a moment to resolve again
         wait_for(lambda: reach(client, ATTACKER6) == "connected", what="the /64 let back in")
-    finally:
-        process.close()
 
 
 def test_a_port_limited_block_drops_ssh_and_lets_the_web_through(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config):
         assert block(config, ATTACKER, "--command", "ssh-only", "--timeout", "60") \
             .returncode == 0
         assert reach(client, ATTACKER, SSH) == "timeout"
         assert reach(client, ATTACKER, WEB) == "connected"
         assert "tcp dport 22 ip saddr @ssh-only-ip4" in run_in(server, "nft", "list", "ruleset")
-    finally:
-        process.close()
 
 
 def test_a_prefix_covering_a_white_listed_address_is_refused_with_the_reason(lab):
     directory, config, server, client = lab
-    process = start(directory, config, server)
-    try:
+    with running_in(server, directory, config):
         refused = block(config, "10.213.9.0/24", "--timeout", "60")
         assert refused.returncode != 0
         assert "covers white-listed 10.213.9.3" in refused.stdout + refused.stderr
@@ -178,5 +155,3 @@ def test_a_prefix_covering_a_white_listed_address_is_refused_with_the_reason(lab
             + covering_server.stderr
         assert reach(client, FRIEND) == "connected"
         assert status(config)["blocks"]["active"] == []
-    finally:
-        process.close()

@@ -129,6 +129,11 @@ class Predecoder:
         self._last_time: float | None = None
         self._hour_starts: dict[tuple[int, int, int, int], float] = {}
 
+    def line_time(self, text: str) -> float | None:
+        """The time a line's own timestamp gives (its header's, or one embedded in a web
+        server's line), None when it has none."""
+        return self.predecode(Line(text, "", 0.0)).time
+
     def predecode(self, line: Line) -> Predecoded:
         if line.program_name is not None:
             return Predecoded(

@@ -64,6 +64,19 @@ _FIREWALL_ACTIONS = ("iptables", "nftables", "firewallcmd", "shorewall", "ufw", 
                      "bsd-ipfw", "npf", "apf", "csf", "ip6tables")
 _ANY_LINE_BEFORE = "^.*\\n"
 _ALL_PORTS = ("", "0:65535", "1:65535", "all", "any")
+#: the service names fail2ban's jail.conf and common jails write in `port`, as IANA numbers
+#: them (/etc/services); a name not here is looked up in the host's services database
+SERVICES = {
+    "ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53,
+    "http": 80, "kerberos": 88, "pop3": 110, "nntp": 119, "ntp": 123, "imap": 143,
+    "imap2": 143, "snmp": 161, "ldap": 389, "https": 443, "ssmtp": 465, "smtps": 465,
+    "submissions": 465, "submission": 587, "ldaps": 636, "rsync": 873, "ftps-data": 989,
+    "ftps": 990, "imaps": 993, "pop3s": 995, "socks": 1080, "openvpn": 1194, "mysql": 3306,
+    "ms-wbt-server": 3389, "sieve": 4190, "postgresql": 5432, "sip": 5060, "sip-tls": 5061,
+    "xmpp-client": 5222, "http-alt": 8080,
+}
+#: the most ports one command's block may name (arguard.respond.actions.base.PORTS)
+MAX_PORTS = 15
 
 
 @dataclass
@@ -329,15 +342,15 @@ def _native_action(jail: JailDefinition, name: str, options: dict[str, str],
     base = name.removesuffix(".conf").removesuffix(".local")
     common = {"expect": "srcip", "timeout_allowed": True}
     if base.startswith(_FIREWALL_ACTIONS) or base == "iptables-ipset":
+        table = {"action": "firewall", **common}
         port = options.get("port", "").strip()
         if "allports" not in base and port not in _ALL_PORTS:
-            report.note(where, f"jail {jail.name}: {base} blocks ports {port}; arguard "
-                        "blocks the whole host (it has no per-port blocking)")
+            table.update(_ports(jail, base, port, options.get("protocol", "tcp"), report))
         if not base.startswith(("iptables", "ip6tables", "nftables")):
             report.note(where, f"jail {jail.name}: banaction {base} is carried out with "
                         "arguard's firewall action (nftables sets, or ipset where the kernel "
                         "has no nf_tables)")
-        return {"action": "firewall", **common}
+        return table
     if base == "route":
         return {"action": "route", **common}
     if base == "hostsdeny":
@@ -353,6 +366,51 @@ def _native_action(jail: JailDefinition, name: str, options: dict[str, str],
     report.problem(where, f"jail {jail.name}: action {base} (mail, reporting or another "
                    "service) has no arguard counterpart; left out")
     return None
+
+
+def _ports(jail: JailDefinition, base: str, port: str, protocol: str,
+           report: Report) -> dict:
+    """The `ports` and `protocol` options for fail2ban's `port` (`ssh`, `http,https`,
+    `5060,5061`, `6000:6007`) and `protocol`; none, and a note (arguard then blocks the
+    whole host), for what arguard cannot express."""
+    where = _where(jail, "action")
+    protocol = protocol.strip().lower()
+    numbers: list[int] = []
+    problem = None
+    for item in (part.strip() for part in port.split(",")):
+        found = _port_numbers(item, protocol)
+        if found is None:
+            problem = f"port {item!r} is neither a number, a range nor a known service name"
+            break
+        numbers.extend(number for number in found if number not in numbers)
+    if problem is None and protocol not in ("tcp", "udp"):
+        problem = f"protocol {protocol!r}: arguard limits a block to tcp or udp ports"
+    if problem is None and len(numbers) > MAX_PORTS:
+        problem = f"{len(numbers)} ports: arguard limits a block to {MAX_PORTS} ports at most"
+    if problem is not None:
+        report.note(where, f"jail {jail.name}: {base} blocks ports {port}; {problem}, so "
+                    "arguard blocks the whole host")
+        return {}
+    return {"ports": numbers, "protocol": protocol}
+
+
+def _port_numbers(item: str, protocol: str) -> list[int] | None:
+    """The port numbers of one item of fail2ban's `port`: a number, a range `A:B`, or a
+    service name (SERVICES, else the host's services database, read only); None when it
+    is none of those."""
+    if item.isdigit():
+        return [int(item)] if 1 <= int(item) <= 65535 else None
+    first, colon, last = item.partition(":")
+    if colon:
+        if not (first.isdigit() and last.isdigit()) or not 1 <= int(first) <= int(last) <= 65535:
+            return None
+        return list(range(int(first), int(last) + 1))
+    if item.lower() in SERVICES:
+        return [SERVICES[item.lower()]]
+    try:
+        return [socket.getservbyname(item, protocol if protocol in ("tcp", "udp") else "tcp")]
+    except OSError:
+        return None
 
 
 def _repeated_offenders(jail: JailDefinition, bantime: int, report: Report) -> list[int]:

@@ -18,6 +18,7 @@ same Policy as the daemon (on an in-memory store). Two kinds of decision:
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -151,10 +152,23 @@ class Policy:
         if checked.refused is not None:
             return Response(command.name, checked.target, binding.timeout, alert,
                             skipped=checked.refused)
-        offence = self.store.bump_offender(command.name, checked.target, alert.event.time,
-                                           self.config.global_.offender_forget)
+        try:
+            offence = self.store.bump_offender(command.name, checked.target,
+                                               alert.event.time,
+                                               self.config.global_.offender_forget)
+        except sqlite3.OperationalError:
+            # the store cannot be written (a full disk): the response still counts, as the
+            # offence after the last one recorded (the responder warns about the store)
+            offence = self._offence_unrecorded(command.name, checked.target)
         return Response(command.name, checked.target, escalated_timeout(binding, offence),
                         alert, offence=offence)
+
+    def _offence_unrecorded(self, command: str, target: str) -> int:
+        try:
+            known = self.store.offender(command, target)
+        except sqlite3.Error:
+            known = None
+        return 1 if known is None else known[0] + 1
 
     def block_request(self, target: str, command: str | None, timeout: int | None,
                       kind: TargetKind = "ip") -> Response:
@@ -225,7 +239,7 @@ class Policy:
         alert_id = alert.id if alert else None
         expires_at = None if response.timeout is None else now + response.timeout
         if current is not None:
-            later = _later(current.expires_at, expires_at)
+            later = later_expiry(current.expires_at, expires_at)
             offence = response.offence if alert is not None else None
             block = replace(current, expires_at=later, offence=offence or current.offence,
                             rule_id=rule_id or current.rule_id,
@@ -245,6 +259,20 @@ class Policy:
                                      command.name, rule_id, alert_id, now, expires_at,
                                      response.offence))
 
+    def adopt(self, command: str, target: str, now: float) -> Block:
+        """The block for an entry the backend holds for this instance that the table does not
+        know, after the database was replaced: its own time is lost, so it is kept for the
+        longest time the command's bindings give, permanently when one of them is permanent
+        or none binds the command (an operator's block)."""
+        spec = self.config.commands[command]
+        bindings = [b for b in self.config.active_responses if b.command == command]
+        longest = None
+        if bindings and all(b.timeout is not None for b in bindings):
+            longest = max(max([b.timeout, *(60 * m for m in b.repeated_offenders)])
+                          for b in bindings)
+        return Block(target, EXPECT_KINDS[spec.expect], command, None, None, now,
+                     None if longest is None else now + longest, 1)
+
     def lift(self, current: Block | None) -> Decision:
         """What lifting a block does, given the row the table holds for it now: nothing when
         it is no longer active; without asking the backend when its command is gone."""
@@ -257,7 +285,7 @@ class Policy:
         return Decision("lift", current)
 
 
-def _later(a: float | None, b: float | None) -> float | None:
+def later_expiry(a: float | None, b: float | None) -> float | None:
     """The later of two expiry times, where None (permanent) is latest."""
     if a is None or b is None:
         return None

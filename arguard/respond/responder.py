@@ -14,6 +14,12 @@ the next start):
 A failed add marks the row lifted; a failed delete keeps the row active and retries after
 LIFT_RETRY seconds, so a block that is still in place is never forgotten.
 
+When the table cannot be written (a full disk, an I/O error, a lock another process keeps),
+responses are still applied: their blocks are kept in memory and written at the next
+chance (`record_unrecorded`, ahead of the next batch and at every scheduler wake-up), and a
+warning says so once a minute. Lifts wait until the table can be written: a block that is
+lifted must be recorded as lifted, or the next start would put it back.
+
 Every request (a Response to add or extend, a Lift) takes one path. `_begin` asks the policy
 what each one does, against the table as it stands, and writes the table ahead of the
 backend, all in one transaction: the rows of a batch are committed together, before any of
@@ -28,18 +34,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from arguard.config import Config
+from arguard.faults import LastingFault
 from arguard.model import Alert, Block, Lift, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
 from arguard.respond.actions.base import BatchAction, OwnerConflict
-from arguard.respond.policy import Decision, Policy, backend_timeout, detached
+from arguard.respond.policy import Decision, Policy, backend_timeout, detached, later_expiry
 from arguard.respond.responselog import ResponseLog, Verb
 from arguard.respond.targets import normalise_address
 from arguard.store import Store
@@ -72,11 +80,13 @@ class Reconciled:
     lifted: list[Applied] = field(default_factory=list)
     restored: list[Applied] = field(default_factory=list)
     removed: list[Applied] = field(default_factory=list)
+    adopted: list[Applied] = field(default_factory=list)
     failed: list[Applied] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"lifted": len(self.lifted), "restored": len(self.restored),
-                "removed": len(self.removed), "failed": len(self.failed)}
+                "removed": len(self.removed), "adopted": len(self.adopted),
+                "failed": len(self.failed)}
 
 
 @dataclass(slots=True)
@@ -102,6 +112,8 @@ class _Step:
     call: _Call | None = None
     #: why the request failed before any backend call (its action cannot be set up)
     failed: str | None = None
+    #: the table could not be written: nothing of this step is in it
+    unrecorded: bool = False
 
 
 class Responder:
@@ -130,6 +142,10 @@ class Responder:
         self._actions: dict[str, Action] = dict(actions or {})
         self._active = store.count_active_blocks()
         self._listeners: list[Callable[[float], None]] = []
+        #: writing the blocks table fails (disk full …): a warning a minute while it lasts
+        self.table = LastingFault(log, f"the blocks table ({store.path})")
+        #: blocks in place but not in the table yet, by (command, target)
+        self._unrecorded: dict[tuple[str, str], Block] = {}
 
     # --- requests --------------------------------------------------------------------------
 
@@ -155,10 +171,13 @@ class Responder:
         return self._settle(steps, errors)
 
     def lift_expired(self) -> list[Applied]:
-        """Lift every block whose time has come, every call inline."""
+        """Lift every block whose time has come, every call inline (while the table cannot
+        be written, they wait for the next try)."""
         done: list[Applied] = []
         while batch := self.store.expired_blocks(self.clock()):
             done.extend(self.apply([Lift(block) for block in batch]))
+            if self.table.error is not None:
+                break
         return done
 
     async def lift_expired_async(self) -> list[Applied]:
@@ -166,15 +185,33 @@ class Responder:
         done: list[Applied] = []
         while batch := self.store.expired_blocks(self.clock()):
             done.extend(await self.apply_async([Lift(block) for block in batch]))
+            if self.table.error is not None:
+                break
             await asyncio.sleep(0)
         return done
 
     def on_exit(self) -> list[Applied]:
         """With global.unblock_on_exit, lift every active block (the daemon calls this when
-        it stops); by default blocks stay in place and backend timeouts keep them honest."""
+        it stops); by default blocks stay in place and backend timeouts keep them honest.
+        Blocks not recorded yet get a last chance to be."""
+        self.record_unrecorded()
         if not self.config.global_.unblock_on_exit:
             return []
         return self.apply([Lift(block) for block in self.store.active_blocks()])
+
+    def record_unrecorded(self) -> None:
+        """Write the blocks applied while the table could not be written, if it can be now."""
+        if not self._unrecorded:
+            return
+        before = self.store.changes()
+        try:
+            with self._transaction():
+                self._write_unrecorded()
+        except sqlite3.OperationalError as error:
+            self.table.failed(error, 0)
+            return
+        self._unrecorded.clear()
+        self._wrote(before)
 
     # --- the stage around it ---------------------------------------------------------------
 
@@ -210,8 +247,14 @@ class Responder:
         """Forget offenders quiet for global.offender_forget and lifted blocks older than
         HISTORY."""
         now = self.clock()
-        forgotten = self.store.forget_offenders(now - self.config.global_.offender_forget)
-        dropped = self.store.purge_lifted_blocks(now - HISTORY)
+        try:
+            with self._transaction():
+                forgotten = self.store.forget_offenders(
+                    now - self.config.global_.offender_forget)
+                dropped = self.store.purge_lifted_blocks(now - HISTORY)
+        except sqlite3.OperationalError as error:
+            self.table.failed(error, 0)
+            return
         if forgotten or dropped:
             log.info("forgot %d quiet offenders, dropped %d old lifted blocks",
                      forgotten, dropped)
@@ -219,6 +262,11 @@ class Responder:
     @property
     def active_count(self) -> int:
         return self._active
+
+    @property
+    def unrecorded(self) -> int:
+        """Blocks in place that the table could not record yet."""
+        return len(self._unrecorded)
 
     def reconfigure(self, config: Config, policy: Policy) -> None:
         """Switch to a reloaded configuration (white list, cap, commands, log path). Actions
@@ -244,21 +292,72 @@ class Responder:
             with self.store.transaction():
                 yield
         except BaseException:
-            self._active = self.store.count_active_blocks()  # rolled back
+            self._recount()  # rolled back
             raise
+
+    def _recount(self) -> None:
+        try:
+            self._active = self.store.count_active_blocks() + len(self._unrecorded)
+        except sqlite3.Error:
+            pass
 
     def _begin(self, requests: Sequence[Request]) -> list[_Step]:
         now = self.clock()
-        with self._transaction():
-            return [self._begin_lift(request, now) if isinstance(request, Lift)
-                    else self._begin_response(request, now) for request in requests]
+        before = self.store.changes()
+        try:
+            with self._transaction():
+                self._write_unrecorded()
+                steps = [self._begin_lift(request, now) if isinstance(request, Lift)
+                         else self._begin_response(request, now) for request in requests]
+        except sqlite3.OperationalError as error:
+            self.table.failed(error, 0)
+            return [self._begin_unrecorded(request, now) for request in requests]
+        self._unrecorded.clear()
+        self._wrote(before)
+        return steps
 
-    def _begin_response(self, response: Response, now: float) -> _Step:
-        current = None
-        if response.skipped is None and response.command in self.config.commands:
-            current = self.store.active_block(response.command, response.target)
+    def _wrote(self, before: int) -> None:
+        """A transaction committed: if it wrote anything, the table can be written."""
+        if self.store.changes() > before:
+            self.table.succeeded()
+
+    def _write_unrecorded(self) -> None:
+        """Inside a transaction: the blocks applied while the table could not be written."""
+        for (command, target), block in self._unrecorded.items():
+            current = self.store.active_block(command, target)
+            if current is None:
+                self.store.insert_block(block)
+            elif later_expiry(block.expires_at, current.expires_at) != current.expires_at:
+                self.store.update_block(command, target, block.expires_at, block.offence,
+                                        block.rule_id, block.alert_id)
+
+    def _begin_unrecorded(self, request: Request, now: float) -> _Step:
+        """A request while the table cannot be written: a response is applied and its block
+        kept in memory; a lift waits (its step fails in `_settle_unrecorded`)."""
+        if isinstance(request, Lift):
+            return _Step(request, Decision("skip"), now, unrecorded=True)
+        return self._begin_response(request, now, unrecorded=True)
+
+    def _current(self, response: Response, unrecorded: bool) -> Block | None:
+        """The block `response` finds in place: the table's (or one not recorded yet)."""
+        if response.skipped is not None or response.command not in self.config.commands:
+            return None
+        key = (response.command, response.target)
+        if not unrecorded:
+            return self.store.active_block(*key)
+        if key in self._unrecorded:
+            return self._unrecorded[key]
+        try:
+            return self.store.active_block(*key)
+        except sqlite3.Error:
+            return None
+
+    def _begin_response(self, response: Response, now: float,
+                        unrecorded: bool = False) -> _Step:
+        """`unrecorded`: the table cannot be written; the block is kept in memory."""
+        current = self._current(response, unrecorded)
         decision = self.policy.transition(response, current, self._active, now)
-        step = _Step(response, decision, now)
+        step = _Step(response, decision, now, unrecorded=unrecorded)
         if decision.verb == "skip":
             return step
         try:
@@ -269,8 +368,11 @@ class Responder:
         block, alert = decision.block, response.alert
         if decision.verb == "extend":
             assert block is not None and current is not None
-            self.store.update_block(block.command, block.target, block.expires_at,
-                                    block.offence, block.rule_id, block.alert_id)
+            if unrecorded:
+                self._unrecorded[(block.command, block.target)] = block
+            else:
+                self.store.update_block(block.command, block.target, block.expires_at,
+                                        block.offence, block.rule_id, block.alert_id)
             if block.expires_at != current.expires_at:
                 self._notify(block.expires_at)
             if decision.refresh:
@@ -278,7 +380,10 @@ class Responder:
                                   backend_timeout(decision.remaining), alert)
             return step
         if block is not None:
-            self.store.insert_block(block)
+            if unrecorded:
+                self._unrecorded[(block.command, block.target)] = block
+            else:
+                self.store.insert_block(block)
             self._active += 1
             self._notify(block.expires_at)
         step.call = _Call(action, "add", response.target, response.timeout, alert,
@@ -326,10 +431,44 @@ class Responder:
         return None
 
     def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
-        with self._transaction():
-            return [self._settle_lift(step, error) if isinstance(step.request, Lift)
-                    else self._settle_response(step, error)
-                    for step, error in zip(steps, errors)]
+        if steps and steps[0].unrecorded:
+            return [self._settle_unrecorded(step, error) for step, error in zip(steps, errors)]
+        try:
+            with self._transaction():
+                return [self._settle_lift(step, error) if isinstance(step.request, Lift)
+                        else self._settle_response(step, error)
+                        for step, error in zip(steps, errors)]
+        except sqlite3.OperationalError as table_error:
+            # The rows written ahead say what was intended: an added block is active, a
+            # lift's block has expired (the next try lifts it again; deletes are idempotent).
+            self.table.failed(table_error, 0)
+            for step in steps:
+                step.unrecorded = True
+            return [self._settle_unrecorded(step, error) for step, error in zip(steps, errors)]
+
+    def _settle_unrecorded(self, step: _Step, error: str | None) -> Applied:
+        """The outcome of a step the table does not record (yet)."""
+        request = step.request
+        waiting = f"the blocks table cannot be written ({self.table.error})"
+        if isinstance(request, Lift):
+            block = request.block
+            return self._record("fail", block.command, block.target, block=block,
+                                reason=f"not lifted: {waiting}; lifted once it can be")
+        decision, block = step.decision, step.decision.block
+        key = (request.command, request.target)
+
+        def record(verb: Verb, reason: str | None) -> Applied:
+            return self._record(verb, request.command, request.target, block=block,
+                                reason=reason, timeout=request.timeout, response=request)
+
+        if decision.verb == "skip":
+            return record("skip", decision.reason)
+        if step.failed is not None or error is not None:
+            if decision.verb == "add" and block is not None and \
+                    self._unrecorded.pop(key, None) is not None:
+                self._active -= 1
+            return record("fail", step.failed or error)
+        return record(decision.verb, f"not recorded yet: {waiting}")
 
     def _settle_response(self, step: _Step, error: str | None) -> Applied:
         response = step.request
@@ -406,12 +545,15 @@ class Responder:
 
     # --- reconciliation --------------------------------------------------------------------
 
-    def reconcile(self) -> Reconciled:
-        """Bring the backends and the table into agreement (run once at start): expired
-        blocks are lifted; blocks the table holds but the backend lost (reboot, flushed set)
-        are put back with their remaining time; entries this instance owns in the backend
-        that the table does not know are removed. OwnerConflict (a backend object of
-        another instance) is raised: the daemon refuses to start."""
+    def reconcile(self, commands: Collection[str] | None = None,
+                  adopt: bool = False) -> Reconciled:
+        """Bring the backends and the table into agreement (at start, for every command;
+        for `commands` alone when their backend dropped its entries): expired blocks are
+        lifted; blocks the table holds but the backend lost (reboot, flushed set, firewalld
+        reloaded) are put back with their remaining time; entries this instance owns in the
+        backend that the table does not know are removed — or with `adopt` (the database was
+        replaced, the table lost them) recorded as blocks (Policy.adopt). OwnerConflict (a
+        backend object of another instance) is raised: the daemon refuses to start."""
         result = Reconciled(lifted=self.lift_expired())
         if self.dry_run:
             return result
@@ -422,7 +564,8 @@ class Responder:
             spec = self.config.commands.get(block.command)
             if spec is not None:
                 known.setdefault(spec.action, set()).add(block.target)
-        for name in sorted(set(self.config.commands) | self.store.active_block_commands()):
+        names = set(self.config.commands) | self.store.active_block_commands()
+        for name in sorted(names if commands is None else names & set(commands)):
             command = self.config.commands.get(name)
             if command is None:
                 count = len(self.store.active_blocks(name))
@@ -444,6 +587,10 @@ class Responder:
                                                   reason=f"reconcile: {error}"))
                 continue
             self._restore(name, action, lost, result)
+            if adopt:
+                self._adopt(name, sorted(unknown), result)
+                known.setdefault(command.action, set()).update(unknown)
+                continue
             for target in sorted(unknown):
                 error = self._invoke(_Call(action, "delete", target))
                 if error is not None:
@@ -467,6 +614,19 @@ class Responder:
             return [b for b in blocks if not action.check(b.target)], set()
         present = {normalise_address(t) or t for t in listed}
         return [b for b in blocks if b.target not in present], present - known
+
+    def _adopt(self, name: str, targets: list[str], result: Reconciled) -> None:
+        now = self.clock()
+        blocks = [self.policy.adopt(name, target, now) for target in targets]
+        self._unrecorded.update(((name, block.target), block) for block in blocks)
+        self._active += len(blocks)
+        self.record_unrecorded()
+        for block in blocks:
+            self._notify(block.expires_at)
+            result.adopted.append(self._record(
+                "add", name, block.target, block=block,
+                timeout=None if block.expires_at is None else block.expires_at - now,
+                reason="reconcile: adopted, held by the backend for this instance"))
 
     def _restore(self, name: str, action: Action, lost: list[Block],
                  result: Reconciled) -> None:

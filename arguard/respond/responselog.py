@@ -16,7 +16,10 @@ import re
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable, Literal
+from typing import Callable, Literal
+
+from arguard import modes
+from arguard.faults import LastingFault, append_whole
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,9 @@ class ResponseLog:
     def __init__(self, path: Path | None, clock: Callable[[], float]):
         self.path = path
         self.clock = clock
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        #: lines that could not be written (a full disk): warned about once a minute
+        self.fault = LastingFault(log, str(path))
         #: the last failure lines, for `arguard status`
         self.recent_failures: deque[str] = deque(maxlen=RECENT_FAILURES)
 
@@ -69,26 +74,18 @@ class ResponseLog:
         if self.path is None:
             return
         try:
-            if self._file is None:
-                self._file = self._open(self.path)
-            self._file.write(line + "\n")
-            self._file.flush()
+            if self._fd is None:
+                self._fd = modes.open_log(self.path)
+            append_whole(self._fd, (line + "\n").encode("utf-8", errors="surrogateescape"))
         except OSError as error:
-            log.error("cannot write %s: %s", self.path, error)
+            self.fault.failed(error.strerror or error, 1, "lines not written")
             self.reopen()
-
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a", encoding="utf-8",
-                    opener=lambda name, flags: os.open(name, flags | os.O_CLOEXEC, 0o640))
+            return
+        self.fault.succeeded()
 
     def reopen(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     close = reopen

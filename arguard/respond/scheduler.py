@@ -5,7 +5,9 @@ query), has the responder lift what has expired and sleeps again. The responder 
 about every new expiry time, so a block added with a sooner expiry wakes it early; nothing
 polls. The sleep is capped at MAX_SLEEP seconds so that a wall-clock step (block times are
 wall-clock) is caught up with, and the same wake-up purges quiet offenders and old block
-history once per PURGE_INTERVAL.
+history once per PURGE_INTERVAL. While the blocks table cannot be written (a full disk) it
+tries again every TABLE_RETRY seconds to record the blocks applied meanwhile and to lift
+the expired ones.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from arguard.respond.responder import Responder
 MAX_SLEEP = 60.0
 #: how often quiet offenders and old lifted blocks are purged (seconds)
 PURGE_INTERVAL = 3600.0
+#: seconds between two tries while the blocks table cannot be written (a full disk)
+TABLE_RETRY = 10.0
 
 
 class Scheduler:
@@ -40,10 +44,15 @@ class Scheduler:
         self._loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            self.responder.record_unrecorded()
             await self.responder.lift_expired_async()
-            self.purge()
+            delay = self.next_delay()
+            if self.responder.table.error is not None:
+                delay = TABLE_RETRY   # the table cannot be written: try again in a while
+            else:
+                self.purge()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.next_delay())
+                await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
                 pass
 

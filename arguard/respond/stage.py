@@ -63,13 +63,17 @@ class RespondStage:
 
 def build_respond_stage(config: Config, store: Store, *, dry_run: bool = False,
                         clock: Callable[[], float] = time.time,
-                        actions: Mapping[str, Action] | None = None) -> RespondStage:
+                        actions: Mapping[str, Action] | None = None,
+                        backend_reset: Callable[[str, str], None] | None = None
+                        ) -> RespondStage:
     """The respond stage on `store`. A dry run never builds or calls an action, and its
     owner does not matter; give it a throwaway store (Store(":memory:")). `actions`
-    replaces the actions of some commands (tests)."""
+    replaces the actions of some commands (tests). `backend_reset`: what actions call
+    when their backend dropped its entries by itself (ActionContext)."""
     owner = UNTAGGED if dry_run else instance_owner(store, config.paths.state_dir)
     policy = Policy(config, store, Targets(config.global_.white_list))
-    responder = Responder(config, store, policy, ActionContext(config.paths, owner),
+    context = ActionContext(config.paths, owner, backend_reset)
+    responder = Responder(config, store, policy, context,
                           actions=actions, dry_run=dry_run, clock=clock)
     return RespondStage(policy, responder, Scheduler(responder, clock), owner)
 

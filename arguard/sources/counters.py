@@ -14,10 +14,12 @@ log = logging.getLogger(__name__)
 class SourceCounters:
     """What one configured source has read so far in this run.
 
-    `text` counts lines as split and repaired (cut, invalid UTF-8, NUL); `undecoded` is
-    counted by the daemon (lines no decoder understood), and so is `ambiguous` (lines whose
-    address was ambiguous, so none was decoded); `errors` are faults of the source
-    itself (unreadable file, journalctl dying), each also logged once.
+    `text` counts lines as split and repaired: every line read (`lines` in the status, the
+    number of lines written to the file), and of those the empty ones (not handed on), the
+    ones cut to max_line_bytes, with invalid UTF-8, with NUL bytes; `undecoded` is counted
+    by the daemon (lines no decoder understood), and so is `ambiguous` (lines whose address
+    was ambiguous, so none was decoded); `errors` are faults of the source itself
+    (unreadable file, journalctl dying), each also logged once.
     """
 
     name: str
@@ -40,9 +42,10 @@ class SourceCounters:
     def as_dict(self) -> dict:
         text = self.text
         return {
-            "source": self.name, "kind": self.kind, "lines": text.lines - text.empty,
+            "source": self.name, "kind": self.kind, "lines": text.lines,
             "empty_lines": text.empty, "bytes": self.bytes, "lines_cut": text.cut,
             "invalid_utf8": text.invalid_utf8, "nul_bytes": text.nul,
-            "undecoded": self.undecoded, "ambiguous": self.ambiguous, "errors": self.errors, "last_error": self.last_error,
+            "undecoded": self.undecoded, "ambiguous": self.ambiguous, "errors": self.errors,
+            "last_error": self.last_error,
             "last_read": self.last_read,
         }

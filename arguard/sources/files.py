@@ -29,6 +29,7 @@ from arguard.linetext import iter_text_lines, to_text
 from arguard.model import Line
 from arguard.sources.counters import SourceCounters
 from arguard.sources.positions import PendingPositions
+from arguard.sources.recent import RecentWindow, recent_start
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +318,8 @@ class PathFollower:
         self.retiring.append(reader)
         if replaced_by is not None:
             self.open_unseen_siblings(replaced_by, now, "was rotated away before it was read")
+        # its row, under the name it has now: a stop before it is finished resumes it there
+        self.rename_retiring()
 
     def open_unseen_siblings(self, except_id: FileId | None, now: float, why: str) -> None:
         """Read whole, oldest first, the rotated siblings that appeared since the last check
@@ -393,7 +396,12 @@ class PathFollower:
         file_id = (st.st_dev, st.st_ino)
         offset = 0
         if self.initial:
-            offset = self.initial_offset(file_id, st.st_size)
+            try:
+                offset = self.initial_offset(fd, file_id, st.st_size, now)
+            except OSError as exc:
+                os.close(fd)
+                self.report(f"{self.path}: cannot read: {exc.strerror}")
+                return None
             self.initial = False
         reader = FileReader(fd, file_id, offset, now)
         try:
@@ -474,7 +482,7 @@ class PathFollower:
         self.retiring.append(reader)
         return True
 
-    def initial_offset(self, file_id: FileId, size: int) -> int:
+    def initial_offset(self, fd: int, file_id: FileId, size: int, now: float) -> int:
         """Where to start the file the path names at startup."""
         owner = self.owner
         saved = owner.saved_by_id.get(file_id)
@@ -486,7 +494,16 @@ class PathFollower:
             return 0
         if self.path in owner.saved_by_path:
             return 0  # followed before; this is a new file since then
-        return size if owner.source.start_at == "end" else 0
+        start_at = owner.source.start_at
+        if start_at == "beginning":
+            return 0
+        if start_at == "recent" and owner.recent is not None:
+            offset = recent_start(fd, size, owner.recent, now)
+            if offset < size:
+                log.info("%s: never read before; reading its last %d bytes, the lines of "
+                         "the last %g s", self.path, size - offset, owner.recent.seconds)
+            return offset
+        return size
 
     def check(self, now: float) -> None:
         """Notice a rotation (the path names another file), a deletion, a truncation."""
@@ -621,9 +638,13 @@ class PathFollower:
 class FileSource:
     """One configured `[[source]] path = ...` (a path or a glob)."""
 
-    def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions):
+    def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions,
+                 recent: RecentWindow | None = None):
+        """`recent`: how far back start_at = "recent" reads a file never seen before
+        (without it, such a file starts at its end)."""
         assert source.path is not None
         self.source = source
+        self.recent = recent
         self.counters = counters
         self.pending = pending
         self.is_glob = glob.has_magic(source.path)

@@ -49,7 +49,9 @@ class JournalSource:
 
     def __init__(self, source: Source, counters: SourceCounters, pending: PendingPositions,
                  deliver: Callable[[list[Line]], None], cursor: str | None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, recent_seconds: float | None = None):
+        """`recent_seconds`: how far back start_at = "recent" reads without a saved cursor
+        (without it, "recent" starts at the end)."""
         self.source = source
         self.name = source.name
         self.counters = counters
@@ -57,6 +59,7 @@ class JournalSource:
         self.deliver = deliver
         self.cursor = cursor
         self.clock = clock
+        self.recent_seconds = recent_seconds
         self.max_json = 8 * source.max_line_bytes + 65_536
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
@@ -70,18 +73,24 @@ class JournalSource:
             argv.append(f"--directory={self.source.journal_directory}")
         if self.cursor is not None:
             argv.append(f"--after-cursor={self.cursor}")
-        elif self.source.start_at == "end":
-            argv.append("--lines=0")
-        else:
+        elif self.source.start_at == "beginning":
             argv.append("--no-tail")
+        elif self._reads_recent():
+            argv.append(f"--since=@{int(self.clock() - self.recent_seconds)}")
+        else:
+            argv.append("--lines=0")
         argv.append("--")
         argv.extend(self.source.journal_matches or ())
         return argv
 
+    def _reads_recent(self) -> bool:
+        return (self.source.start_at == "recent" and self.recent_seconds is not None
+                and self.recent_seconds > 0)
+
     async def _place_at_end(self, journalctl: str) -> None:
-        """start_at = "end" without a saved cursor: take the cursor of the journal's last
-        entry now and save it, so that what is logged from here on is read even if
-        arguard restarts before a matching entry arrives."""
+        """start_at = "end" (or "recent" without a window) and no saved cursor: take the
+        cursor of the journal's last entry now and save it, so that what is logged from
+        here on is read even if arguard restarts before a matching entry arrives."""
         argv = [journalctl, "--lines=0", "--show-cursor", "--quiet", "--no-pager"]
         if self.source.journal_directory is not None:
             argv.append(f"--directory={self.source.journal_directory}")
@@ -127,7 +136,8 @@ class JournalSource:
         journalctl = shutil.which(JOURNALCTL)
         if journalctl is None:
             return f"{JOURNALCTL} not found in PATH"
-        if self.cursor is None and self.source.start_at == "end" and not self._placed:
+        if self.cursor is None and self.source.start_at != "beginning" and \
+                not self._reads_recent() and not self._placed:
             self._placed = True
             await self._place_at_end(journalctl)
         argv = self.argv(journalctl)

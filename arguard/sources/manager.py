@@ -23,6 +23,7 @@ from arguard.sources.counters import SourceCounters
 from arguard.sources.files import FileSource, PathFollower, SavedOffset
 from arguard.sources.journal import LOCATION as JOURNAL_LOCATION, JournalSource
 from arguard.sources.positions import PendingPositions
+from arguard.sources.recent import RecentWindow
 from arguard.sources.watch import DirectoryWatcher
 from arguard.store import Store
 
@@ -42,10 +43,12 @@ class SourceManager:
                  clock: Callable[[], float] = time.time,
                  integrity: tuple[Integrity, ...] = (),
                  deliver_events: Callable[[list[Event]], None] | None = None,
-                 copies: Path | None = None, own_directories: tuple[Path, ...] = ()):
+                 copies: Path | None = None, own_directories: tuple[Path, ...] = (),
+                 recent: RecentWindow | None = None):
         """`integrity`: the [[integrity]] tables, whose events go to `deliver_events`;
         `copies`: where their known-good copies are kept (None: none are); arguard's own
-        `own_directories` are never watched."""
+        `own_directories` are never watched; `recent`: how far back start_at = "recent"
+        reads a source never seen before."""
         self.store = store
         self._deliver = deliver
         self.clock = clock
@@ -58,13 +61,14 @@ class SourceManager:
         for source in sources:
             if source.path is not None:
                 counters = SourceCounters(source.name, "file")
-                files = FileSource(source, counters, self.pending)
+                files = FileSource(source, counters, self.pending, recent)
                 self.files.append(files)
                 self._ordered.append(files)
             else:
                 counters = SourceCounters(source.name, "journal")
                 journal = JournalSource(source, counters, self.pending, self.deliver_batch,
-                                        store.journal_cursor(source.name), clock)
+                                        store.journal_cursor(source.name), clock,
+                                        None if recent is None else recent.seconds)
                 self.journals.append(journal)
                 self._ordered.append(journal)
                 self._by_location.setdefault(JOURNAL_LOCATION, counters)

@@ -43,7 +43,7 @@ def imported(tmp_path: Path) -> Path:
                      str(FIXTURES / "jail.local"), "-o", str(out))
     assert result.returncode == 2, "one failregex (<SKIPLINES>) cannot be translated"
     assert f"{FIXTURES / 'myssh.conf'}:24: failregex <SKIPLINES>" in result.stderr
-    assert "iptables-multiport blocks ports ssh; arguard blocks the whole host" in result.stderr
+    assert "blocks the whole host" not in result.stderr, "port = ssh is kept: port 22"
     return install(out, tmp_path / "arguard")
 
 
@@ -103,8 +103,8 @@ def test_jail_becomes_a_frequency_rule_and_an_active_response(imported: Path):
     assert fragment["source"] == [{"path": "/var/log/auth.log"}]
     assert fragment["global"]["white_list"] == ["192.0.2.10", "10.0.0.0/8"]
     assert fragment["command"] == [{"name": "f2b-myssh", "action": "firewall", "expect": "srcip",
-                                    "timeout_allowed": True, "set_name": "f2b-myssh",
-                                    "chain": "f2b-myssh"}]
+                                    "timeout_allowed": True, "ports": [22], "protocol": "tcp",
+                                    "set_name": "f2b-myssh", "chain": "f2b-myssh"}]
 
 
 def _tree(root: Path, jail_local: str, filters: dict[str, str] | None = None) -> Path:
@@ -181,6 +181,43 @@ def test_directory_import_with_options_increment_and_journal(tmp_path: Path):
                        (100000, None), (100001, "198.51.100.21"),
                        (100003, "198.51.100.20")]
     assert results[4]["responses"][0]["timeout"] == 90
+
+
+def test_ports_are_kept_as_numbers_and_the_whole_host_is_blocked_where_they_cannot_be(
+        tmp_path: Path):
+    jails = {
+        "web": ('port = http,https', [80, 443], "tcp"),
+        "mail": ('port = smtp,465,submission,imap,imap2,imaps', [25, 465, 587, 143, 993], "tcp"),
+        "voip": ('port = 5060,5061\nprotocol = udp', [5060, 5061], "udp"),
+        "range": ('port = 6000:6003', [6000, 6001, 6002, 6003], "tcp"),
+        "unknown": ('port = ssh,no-such-service', None, None),
+        "wide": ('port = 1000:2000', None, None),
+        "both": ('port = ssh\nprotocol = tcp,udp', None, None),
+        "every": ('port = 0:65535', None, None),
+        "allports": ('banaction = iptables-allports\nport = ssh', None, None),
+    }
+    etc = _tree(tmp_path, "".join(f"[{name}]\nenabled = true\nfilter = demo\n{options}\n"
+                                  for name, (options, _, _) in jails.items()),
+                {"demo": DEMO_FILTER})
+    (etc / "jail.conf").write_text((etc / "jail.conf").read_text().replace(
+        'action = %(banaction)s[port="%(port)s"]',
+        'protocol = tcp\naction = %(banaction)s[port="%(port)s", protocol="%(protocol)s"]'))
+    out = tmp_path / "out"
+    result = arguard("import", "fail2ban", str(etc), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    commands = {c["name"]: c for c in
+                tomllib.loads((out / "conf.d/60-fail2ban.toml").read_text())["command"]}
+    for name, (_, ports, protocol) in jails.items():
+        command = commands[f"f2b-{name}"]
+        assert (command.get("ports"), command.get("protocol")) == (ports, protocol), name
+    for note in ("ports ssh,no-such-service; port 'no-such-service' is neither a number, a "
+                 "range nor a known service name, so arguard blocks the whole host",
+                 "ports 1000:2000; 1001 ports: arguard limits a block to 15 ports at most",
+                 "protocol 'tcp,udp': arguard limits a block to tcp or udp ports"):
+        assert note in result.stderr
+    assert "jail every" not in result.stderr and "jail allports" not in result.stderr
+    checked = arguard("check-config", "-c", str(install(out, tmp_path / "arguard")))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_broken_file_gives_file_and_line_and_writes_nothing(tmp_path: Path):

@@ -167,14 +167,14 @@ def arguard(tmp_path, backend) -> Arguard:
 def test_killed_after_the_row_before_the_backend_change(arguard):
     arguard.run("block", TARGET, "600", crash_at="before-add")
     assert (arguard.row(), arguard.kernel()) == ("active", False)
-    assert arguard.start() == {"lifted": 0, "restored": 1, "removed": 0, "failed": 0}
+    assert arguard.start() == {"lifted": 0, "restored": 1, "removed": 0, "adopted": 0, "failed": 0}
     assert (arguard.row(), arguard.kernel()) == ("active", True)
 
 
 def test_killed_right_after_the_backend_change(arguard):
     arguard.run("block", TARGET, "600", crash_at="after-add")
     assert (arguard.row(), arguard.kernel()) == ("active", True)
-    assert arguard.start() == {"lifted": 0, "restored": 0, "removed": 0, "failed": 0}
+    assert arguard.start() == {"lifted": 0, "restored": 0, "removed": 0, "adopted": 0, "failed": 0}
     assert (arguard.row(), arguard.kernel()) == ("active", True)
 
 
@@ -216,7 +216,7 @@ def test_backend_entries_the_table_does_not_know_are_removed(arguard, tmp_path):
     shutil.copy(backup, database)
     arguard.store = Store(database)
     assert arguard.row() is None
-    assert arguard.start() == {"lifted": 0, "restored": 0, "removed": 1, "failed": 0}
+    assert arguard.start() == {"lifted": 0, "restored": 0, "removed": 1, "adopted": 0, "failed": 0}
     assert not arguard.kernel()
 
 

@@ -100,7 +100,7 @@ def test_a_registered_action_is_applied_lifted_and_reconciled(tmp_path, register
 
     (tmp_path / "recorded.json").write_text(json.dumps({"198.51.100.1": {}}))
     counts = stage.responder.reconcile().counts()
-    assert counts == {"lifted": 0, "restored": 1, "removed": 1, "failed": 0}
+    assert counts == {"lifted": 0, "restored": 1, "removed": 1, "adopted": 0, "failed": 0}
     assert set(recorded(tmp_path)) == {"203.0.113.5"}
     assert [a.verb for a in stage.unblock("203.0.113.5")] == ["delete"]
     assert recorded(tmp_path) == {}

@@ -421,3 +421,35 @@ def test_reconfigure_applies_a_new_white_list_and_rebuilds_changed_actions(setup
     assert stage.responder.action("firewall-drop") is fake  # unchanged command, same backend
     assert stage.responder.action("notify") is not notify  # changed: built anew
     assert [b.target for b in blocks(stage)] == ["203.0.113.5"]
+
+
+def test_while_the_table_cannot_be_written_blocking_goes_on_and_lifts_wait(tmp_path):
+    """Another process keeps the database locked (as a full disk does, writes fail): a new
+    block is applied and kept in memory, an expired one stays in place; both are recorded
+    once the table can be written again."""
+    import sqlite3
+
+    config = make_config(tmp_path, BINDINGS)
+    store = Store(config.paths.database, timeout=0.05)
+    fake, clock = FakeAction(), Clock()
+    stage = build_respond_stage(config, store, clock=clock, actions={"firewall-drop": fake})
+    apply(stage, response("203.0.113.1", timeout=60))
+    clock.now += 100                                  # its time has come
+    holder = sqlite3.connect(config.paths.database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        lifted = stage.responder.lift_expired()
+        assert [(a.verb, a.target) for a in lifted] == [("fail", "203.0.113.1")]
+        assert "not lifted: the blocks table cannot be written" in lifted[0].reason
+        added = apply(stage, response("203.0.113.2"))
+        assert added.verb == "add" and "not recorded yet" in added.reason
+        assert set(fake.entries) == {"203.0.113.1", "203.0.113.2"}
+        assert stage.responder.unrecorded == 1
+        assert "database is locked" in stage.responder.table.error
+    finally:
+        holder.close()
+    stage.responder.record_unrecorded()
+    assert {b.target for b in blocks(stage)} == {"203.0.113.1", "203.0.113.2"}
+    assert stage.responder.table.error is None and stage.responder.unrecorded == 0
+    assert [a.target for a in stage.responder.lift_expired()] == ["203.0.113.1"]
+    assert set(fake.entries) == {"203.0.113.2"}

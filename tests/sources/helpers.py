@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 from arguard.config import Source
 from arguard.model import Line
 from arguard.sources.manager import SourceManager
+from arguard.sources.recent import RecentWindow
 from arguard.store import Store
 from tests.conftest import REPO
 from tests.sources.writer import line as writer_line
@@ -24,10 +25,10 @@ DEADLINE = 30.0
 Scenario = Callable[[SourceManager, list[Line]], Awaitable[None]]
 
 
-def follow(sources: list[Source], database: Path, scenario: Scenario
-           ) -> tuple[list[Line], list[dict], list[int]]:
+def follow(sources: list[Source], database: Path, scenario: Scenario,
+           recent: RecentWindow | None = None) -> tuple[list[Line], list[dict], list[int]]:
     """Run the manager around `scenario`; returns the delivered lines, the status just before
-    stopping and the size of each delivered batch."""
+    stopping and the size of each delivered batch. `recent`: as the daemon gives it."""
     batches: list[int] = []
     delivered: list[Line] = []
 
@@ -37,7 +38,7 @@ def follow(sources: list[Source], database: Path, scenario: Scenario
 
     async def main() -> list[dict]:
         store = Store(database)
-        manager = SourceManager(sources, store, deliver)
+        manager = SourceManager(sources, store, deliver, recent=recent)
         task = asyncio.create_task(manager.run())
         try:
             await asyncio.wait_for(manager.started.wait(), DEADLINE)

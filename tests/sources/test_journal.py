@@ -8,11 +8,13 @@ import shutil
 import signal
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from arguard.config import Source
+from arguard.sources.recent import RecentWindow
 from arguard.store import Store
 from tests.sources.helpers import follow, texts, until
 
@@ -121,6 +123,21 @@ def test_start_at_end_reads_what_is_logged_while_stopped_before_any_match(tmp_pa
 
     delivered, _, _ = follow([journal_source(journal, "end")], db, one)
     assert texts(delivered) == ["while stopped"]
+
+
+def test_start_at_recent_reads_the_entries_of_the_window(tmp_path):
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    now = int(time.time() * 1e6)
+    add_entries(journal, [sshd(1, "long ago"), sshd(now - 5_000_000 - BASE_TIME, "just now")])
+
+    async def scenario(manager, delivered):
+        await until(lambda: len(delivered) >= 1)
+
+    window = RecentWindow(120, lambda text: None)
+    delivered, _, _ = follow([journal_source(journal, "recent")], tmp_path / "db", scenario,
+                             recent=window)
+    assert texts(delivered) == ["just now"]
 
 
 def test_journalctl_that_dies_is_restarted_and_continues_after_its_cursor(tmp_path):

@@ -87,6 +87,30 @@ def test_offsets_are_kept_per_file_of_a_glob_and_for_a_file_renamed_within_it(tm
     assert once(2) == ["a 2", "b 2"]
 
 
+def test_a_stop_right_after_a_rotation_keeps_the_rotated_file_offset(tmp_path):
+    """The writer goes on writing to its old file for a moment after a rename rotation (until
+    it reopens its log). A stop in that moment must keep the rotated file's row, or the
+    restarted follower never reads what came late (the 20 late lines once missing from
+    the SIGTERM/SIGKILL rotation test under load)."""
+    log, db = tmp_path / "auth.log", tmp_path / "db"
+    append(log, "before 1")
+    late_writer = open(log, "a")
+
+    async def rotate_then_stop(manager, delivered):
+        await until(lambda: len(delivered) >= 1)
+        os.rename(log, f"{log}.1")
+        append(log, "new 1")
+        await until(lambda: len(delivered) >= 2)   # the rotation was noticed
+
+    delivered, _, _ = follow([Source(path=str(log), start_at="beginning")], db,
+                             rotate_then_stop)
+    assert texts(delivered) == ["before 1", "new 1"]
+    late_writer.write("late 1\nlate 2\n")
+    late_writer.close()
+    append(log, "new 2")
+    assert sorted(run_once(log, db, 3)) == ["late 1", "late 2", "new 2"]
+
+
 # --- a real follower process, stopped with SIGTERM and killed with SIGKILL ------------------
 
 class FollowerProcess:

@@ -26,6 +26,7 @@ ACTIONS: dict[str, str] = {
     "firewall": "arguard.respond.actions.firewall",
     "nftables": "arguard.respond.actions.nftables",
     "ipset": "arguard.respond.actions.ipset",
+    "firewalld": "arguard.respond.actions.firewalld",
     "iptables": "arguard.respond.actions.iptables",
     "route": "arguard.respond.actions.route",
     "hosts-deny": "arguard.respond.actions.hostsdeny",

@@ -73,10 +73,16 @@ class BatchAction(Action, Protocol):
 @dataclass(frozen=True)
 class ActionContext:
     """What an action may need beyond its command: the configured paths (the custom
-    scripts' directory, the state directory) and the instance its kernel objects belong to."""
+    scripts' directory, the state directory), the instance its kernel objects belong to,
+    and whom to tell when the backend dropped its entries on its own."""
 
     paths: Paths
     owner: Owner
+    #: backend_reset(command, why), callable from any thread: the backend of that command
+    #: lost its entries by itself (firewalld reloaded); the daemon then reconciles the
+    #: command, putting back every block its table holds. None: nobody listens (the
+    #: operator's direct commands), an action then does not watch.
+    backend_reset: Callable[[str, str], None] | None = None
 
 
 def parse_address(text: str) -> Address:

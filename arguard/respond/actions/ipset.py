@@ -74,6 +74,8 @@ from arguard.respond.actions.base import (
     parse_network,
 )
 from arguard.respond.actions import netlink
+from arguard.respond.actions.netlink import NLA_F_NESTED, NLA_F_NET_BYTEORDER, \
+    NLM_F_ACK, NLM_F_DUMP
 from arguard.respond.actions.netlink import attr as _attr
 from arguard.respond.actions.netlink import spans as _spans
 from arguard.respond.actions.iptables import JUMP_FROM, TARGET, check_jumps, chain_option
@@ -95,12 +97,9 @@ MAX_TIMEOUT = 2_147_483
 #: entry is 36 bytes)
 BATCH = 1024
 
-# Netlink and ipset numbers (kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h,
-# linux/netfilter/ipset/ip_set.h), written here so that this module loads without pyroute2.
-NLM_F_ACK = 4
-NLM_F_DUMP = 0x300
-NLA_F_NESTED = 1 << 15
-NLA_F_NET_BYTEORDER = 1 << 14
+# ipset numbers (kernel ABI: linux/netfilter/nfnetlink.h, linux/netfilter/ipset/ip_set.h;
+# netlink's own in arguard.respond.actions.netlink), written here so that this module loads
+# without pyroute2.
 NFNL_SUBSYS_IPSET = 6
 IPSET_CMD_LIST = 7
 IPSET_CMD_ADD = 9

@@ -158,7 +158,11 @@ class _Element:
 
     @classmethod
     def of(cls, target: str) -> _Element:
-        if "/" not in target:  # the common case, parsed once
+        try:  # the common case: a dotted quad, the kernel's own parser (strict, no zeros)
+            return cls("ip", 4, socket.inet_pton(socket.AF_INET, target))
+        except OSError:
+            pass
+        if "/" not in target:
             address = parse_address(target)
             return cls("ip", address.version, address.packed)
         network = parse_network(target)
@@ -198,6 +202,12 @@ class NftablesAction:
         self.owner = owner
         self.sets = {(kind, version): f"{command.name}-{kind}{version}"
                      for kind in ("ip", "net") for version in (4, 6)}
+        #: (kind, version) → the start of an element message for that set (its address)
+        self._set_headers = {
+            key: netlink.nfgenmsg(NFPROTO_INET)
+            + netlink.attr(NFTA_SET_ELEM_LIST_TABLE, self.table.encode() + b"\0")
+            + netlink.attr(NFTA_SET_ELEM_LIST_SET, name.encode() + b"\0")
+            for key, name in self.sets.items()}
         self._netlink = netlink.NetfilterSocket("nf_tables")
         self._setup()
 
@@ -239,7 +249,7 @@ class NftablesAction:
         listed), as targets."""
         targets: set[str] = set()
         for (kind, version), name in self.sets.items():
-            code, elements = self._dump_elements(name)
+            code, elements = self._dump_elements(kind, version)
             if code not in (0, errno.ENOENT):  # ENOENT: no table or set, no elements
                 raise self._error("list", name, code)
             targets.update(_targets(kind, version, elements))
@@ -287,22 +297,15 @@ class NftablesAction:
 
     def _elements(self, command: int, flags: int, kind: str, version: int,
                   encoded: list[bytes]) -> tuple[int, int, bytes]:
-        payload = (netlink.nfgenmsg(NFPROTO_INET)
-                   + netlink.attr(NFTA_SET_ELEM_LIST_TABLE, self.table.encode() + b"\0")
-                   + netlink.attr(NFTA_SET_ELEM_LIST_SET,
-                                  self.sets[kind, version].encode() + b"\0")
-                   + netlink.attr(NFTA_SET_ELEM_LIST_ELEMENTS | netlink.NLA_F_NESTED,
-                                  b"".join(encoded)))
+        payload = self._set_headers[kind, version] + netlink.attr(
+            NFTA_SET_ELEM_LIST_ELEMENTS | netlink.NLA_F_NESTED, b"".join(encoded))
         return netlink.NFNL_SUBSYS_NFTABLES << 8 | command, flags, payload
 
-    def _dump_elements(self, name: str) -> tuple[int, list[tuple[bytes, bool]]]:
+    def _dump_elements(self, kind: str, version: int) -> tuple[int, list[tuple[bytes, bool]]]:
         """The (key, is interval end) of every element of a set, with 0 or the error."""
         elements: list[tuple[bytes, bool]] = []
-        payload = (netlink.nfgenmsg(NFPROTO_INET)
-                   + netlink.attr(NFTA_SET_ELEM_LIST_TABLE, self.table.encode() + b"\0")
-                   + netlink.attr(NFTA_SET_ELEM_LIST_SET, name.encode() + b"\0"))
         code = self._netlink.request(netlink.NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETSETELEM,
-                                     netlink.NLM_F_DUMP, payload,
+                                     netlink.NLM_F_DUMP, self._set_headers[kind, version],
                                      lambda data, start, end: elements.extend(
                                          _listed(data, start, end)))
         return code, elements
@@ -321,7 +324,7 @@ class NftablesAction:
         return self._error("add to", name, code)
 
     def _overlapping(self, element: _Element) -> str | None:
-        code, listed = self._dump_elements(self.sets[element.kind, element.version])
+        code, listed = self._dump_elements(element.kind, element.version)
         if code:
             return None
         wanted = _prefix_of(element)
