@@ -109,7 +109,7 @@ def ruleset_for(path: Path, shipped: Ruleset, tmp_path: Path) -> Ruleset:
     extra = path.with_suffix("")
     if not extra.is_dir():
         return shipped
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, lists=True)
     shutil.copytree(extra, tmp_path, dirs_exist_ok=True)
     return load_ruleset(load_config(config))
 

@@ -38,7 +38,7 @@ def config_for(directory: Path, imported: Path, shipped: bool = False) -> Path:
     directory.mkdir(exist_ok=True)
     with open(shipped_dir("conf") / "arguard.toml", "rb") as default:
         default_config = tomllib.load(default)
-    config = write_config(directory, shipped=shipped, extra=tomli_w.dumps(
+    config = write_config(directory, shipped=shipped, lists=True, extra=tomli_w.dumps(
         {"global": default_config["global"], "command": default_config["command"]}))
     shutil.copytree(imported, directory, dirs_exist_ok=True)
     return config
