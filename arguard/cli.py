@@ -11,6 +11,7 @@ from pathlib import Path
 
 from arguard import __version__
 from arguard.config import Config, load_config, resolve_config_path
+from arguard.durations import parse_duration
 from arguard.errors import ConfigError
 from arguard.lastgood import OperatorConfig, operator_config
 from arguard.ruleset.files import Ruleset, load_ruleset
@@ -30,6 +31,10 @@ def _load(args: argparse.Namespace) -> tuple[Config, Ruleset]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    import os
+
+    from arguard.firstinstall import ssh_client_address
+    from arguard.overview import describe
     from arguard.patterns import MATCH_TIME_LIMIT, guarded_patterns
     from arguard.respond.actions import host_notes
 
@@ -48,6 +53,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: {pattern.where}: pattern {pattern.pattern!r} may backtrack for a long "
               f"time ({pattern.risk}); each match is limited to "
               f"{MATCH_TIME_LIMIT * 1000:.0f} ms")
+    for line in describe(config, ruleset, ssh_client_address(os.environ.get("SSH_CONNECTION"))):
+        print(line)
     return EXIT_OK
 
 
@@ -62,8 +69,10 @@ def cmd_logtest(args: argparse.Namespace) -> int:
     mode = "json" if args.json else "summary" if args.summary else "text"
     if args.file:
         with open(args.file, "rb") as source:
-            return run_logtest(pipeline, simulation, source, args.file, mode, sys.stdout)
-    return run_logtest(pipeline, simulation, sys.stdin.buffer, "stdin", mode, sys.stdout)
+            return run_logtest(pipeline, simulation, source, args.file, mode, sys.stdout,
+                               sys.stderr)
+    return run_logtest(pipeline, simulation, sys.stdin.buffer, "stdin", mode, sys.stdout,
+                       sys.stderr)
 
 
 def cmd_ruletest(args: argparse.Namespace) -> int:
@@ -85,7 +94,7 @@ def cmd_import_fail2ban(args: argparse.Namespace) -> int:
     from arguard.importers.fail2ban import import_fail2ban
 
     report = import_fail2ban([Path(f) for f in args.files], Path(args.output),
-                             [Path(args.jail)] if args.jail else [], args.base_id)
+                             [Path(args.jail)] if args.jail else [], args.base_id, sys.stderr)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for problem in report.problems:
@@ -162,6 +171,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if status["running"] else EXIT_NOT_RUNNING
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from arguard.explain import explain, render
+
+    target, _ = _one_target(args)
+    if target is None:
+        return EXIT_USAGE
+    config, ruleset = _load(args)
+    record = explain(config, ruleset, target)
+    sys.stdout.write(json.dumps(record, indent=2) + "\n" if args.json else render(record))
+    return EXIT_OK
+
+
 def _target(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
     """(target, kind, usage error) from TARGET or --user NAME."""
     if args.target is not None and args.user is not None:
@@ -171,14 +192,23 @@ def _target(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
     return args.target, "ip", None
 
 
-def cmd_block(args: argparse.Namespace) -> int:
-    from arguard.manual import DaemonDown, ask_daemon, direct_block
-
+def _one_target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(target, kind) from TARGET or --user NAME; (None, …) when neither or both were given
+    (the usage error is printed)."""
     target, kind, problem = _target(args)
     if problem is None and target is None:
         problem = "give an address or network (TARGET), or --user NAME"
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
+        return None, kind
+    return target, kind
+
+
+def cmd_block(args: argparse.Namespace) -> int:
+    from arguard.manual import DaemonDown, ask_daemon, direct_block
+
+    target, kind = _one_target(args)
+    if target is None:
         return EXIT_USAGE
     config = _operator_config(args).config
     reply = ask_daemon(config, {"op": "block", "target": target, "kind": kind,
@@ -306,6 +336,8 @@ def _report(reply: dict, as_json: bool) -> int:
 
 def _describe(applied: dict) -> str:
     verb, command, target = applied["verb"], applied["command"], applied["target"]
+    if verb == "add" and applied.get("detail"):  # an action that acts once says what it did
+        return f"{command} {target}: {applied['detail']}"
     if verb in ("add", "extend"):
         expires = applied.get("expires_at")
         until = "permanently" if expires is None else \
@@ -317,16 +349,11 @@ def _describe(applied: dict) -> str:
 
 
 def _duration(text: str) -> int:
-    """Seconds from `600`, `90s`, `10m`, `2h` or `1d`."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    """Seconds from a duration as the configuration takes it (600, 10m, 1h30m, 7d)."""
     try:
-        seconds = int(number) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 600, 10m, 2h, 1d)")
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("the duration must be positive")
-    return seconds
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     wazuh.set_defaults(handler=cmd_import_wazuh)
 
     replay = add("replay", cmd_replay, "the whole pipeline over old logs in dry run, on the "
-                                       "lines' own clock: which blocks when")
+                                       "lines' own clock: which blocks when (several files "
+                                       "are merged by time)")
     replay.add_argument("--json", action="store_true",
                         help="one JSON object per response, then a summary object")
     replay.add_argument("files", nargs="+", metavar="FILE")
@@ -405,6 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status,
                  "daemon state, sources, active blocks, alerts per rule (exit 3: not running)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    explain_ = add("explain", cmd_explain,
+                   "why a target is blocked: each offence with its time, rule, alert and the "
+                   "log lines that led to it, the expiry, and the next offence's timeout")
+    explain_.add_argument("target", metavar="TARGET", nargs="?",
+                          help="an IP address or a network (a block of a network holding the "
+                               "address is shown too)")
+    explain_.add_argument("--user", metavar="NAME", help="a user name instead (account locks)")
+    explain_.add_argument("--json", action="store_true", help="machine-readable output")
     block = add("block", cmd_block, "block a target now (through the daemon, or directly "
                                     "when it is not running)")
     block.add_argument("target", metavar="TARGET", nargs="?",
@@ -412,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("--user", metavar="NAME", help="a user name instead (account locks)")
     block.add_argument("--command", metavar="C", help="the [[command]] to use (default: the "
                                                       "first bound one for this kind of target)")
-    block.add_argument("--timeout", metavar="S", type=_duration,
-                       help="seconds (or 10m, 2h, 1d); default: permanent")
+    block.add_argument("--timeout", metavar="DURATION", type=_duration,
+                       help="a duration: seconds, or 10m, 1h30m, 7d; default: permanent")
     block.add_argument("--json", action="store_true", help="machine-readable output")
     unblock = add("unblock", cmd_unblock, "lift a target's blocks (of all commands, or one)")
     unblock.add_argument("target", metavar="TARGET", nargs="?")

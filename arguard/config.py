@@ -18,9 +18,27 @@ from typing import Any, Mapping
 import regex
 
 from arguard.configfiles import ConfigDocument
-from arguard.errors import ConfigError, Problem
+from arguard.durations import parse_duration
+from arguard.errors import ConfigError, Place, Problem
+from arguard.model import RuleInfo
 from arguard.respond.actions import EXECUTABLE_ACTION, action_type, builtin_actions
-from arguard.respond.targets import EXPECT_KINDS
+from arguard.respond.targets import EXPECT_KINDS, check_user
+from arguard.schema import (
+    BOOLEAN,
+    COMMANDS,
+    DURATION,
+    INTEGER,
+    MINUTES,
+    PATH,
+    REQUIRED,
+    RULE_IDS,
+    SIZE,
+    STRING,
+    STRINGS,
+    TABLE,
+    Option,
+    Table,
+)
 from arguard.tomlfile import TomlFile
 
 DEFAULT_CONFIG = Path("/etc/arguard/arguard.toml")
@@ -80,6 +98,8 @@ class Paths:
 @dataclass(frozen=True)
 class GlobalSettings:
     white_list: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: account names never acted on (locked, terminated)
+    white_list_users: tuple[str, ...] = ()
     max_blocks: int = 100_000
     offender_forget: int = 86_400
     unblock_on_exit: bool = False
@@ -158,6 +178,43 @@ class ActiveResponse:
     rules_group: str | None = None
     timeout: int | None = None
     repeated_offenders: tuple[int, ...] = ()
+    #: where rules_id, level and rules_group were written, for the problems found once the
+    #: rules are loaded (ruleset.files.binding_problems)
+    places: Mapping[str, Place] = field(default_factory=lambda: MappingProxyType({}),
+                                        compare=False, repr=False)
+
+    def place(self, key: str) -> Place:
+        """Where `key` was written (a binding made in code: nowhere known)."""
+        return self.places.get(key) or Place("(configuration)", None)
+
+    def selects(self, rule: RuleInfo) -> bool:
+        """Wazuh semantics: `rules_id` OR (`level` AND `rules_group`), where an absent level
+        or group does not restrict. The level matches alerts of that level or higher;
+        `rules_group` names one group, or several separated by `|`, compared with the
+        alert's groups exactly."""
+        if rule.id in self.rules_id:
+            return True
+        if self.level is None and self.rules_group is None:
+            return False
+        if self.level is not None and rule.level < self.level:
+            return False
+        if self.rules_group is not None:
+            wanted = {g.strip() for g in self.rules_group.split("|")}
+            return not wanted.isdisjoint(rule.groups)
+        return True
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    #: (host, port) of the Prometheus endpoint; None: no endpoint
+    listen: tuple[str, int] | None = None
+    #: node_exporter textfile written every `interval` seconds; None: none
+    textfile: Path | None = None
+    interval: int = 15
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen is not None or self.textfile is not None
 
 
 @dataclass(frozen=True)
@@ -172,10 +229,175 @@ class Config:
     correlation: Correlation = Correlation()
     integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
+    metrics: MetricsSettings = MetricsSettings()
     #: the zone of the rules' `time` and `weekday` conditions; None: the host's
     time_zone: str | None = None
     #: each file's path and text as loaded (main file first), for the copy the daemon keeps
     texts: tuple[tuple[Path, str], ...] = ()
+
+# --- the schema: every table and key the loader accepts (docs/configuration.md is made
+# from it, by arguard.configdoc) -------------------------------------------------------------
+
+PATHS = Table("paths", False, (
+    "Where arguard keeps its state, logs and control socket, and where it finds drop-in "
+    "files. Relative paths are relative to the configuration file's directory, so a test or "
+    "a user can keep a whole arguard in one directory. A change takes effect at the next "
+    "restart."), (
+    Option("state_dir", PATH, str(Paths.state_dir),
+           "arguard.db (blocks, offences and their log lines, offenders, read offsets), "
+           "dry-run.db (a dry run's own), config.last-good.json (the configuration the "
+           "daemon loaded, for the CLI when the file is broken) and the daemon's lock file"),
+    Option("log_dir", PATH, str(Paths.log_dir),
+           "alerts.json (Wazuh's alert format) and active-responses.log"),
+    Option("run_dir", PATH, str(Paths.run_dir), "control.sock, the CLI's way to the daemon"),
+    Option("decoders_d", PATH, str(Paths.decoders_d), "drop-in decoder files (*.toml)"),
+    Option("rules_d", PATH, str(Paths.rules_d), "drop-in rule files (*.toml)"),
+    Option("lists_d", PATH, str(Paths.lists_d),
+           "the list files rules name with `list` (Wazuh's CDB lists: `key:value` lines) by "
+           "a path relative to it"),
+    Option("ar_bin_dir", PATH, str(Paths.ar_bin_dir),
+           "the custom response executables a `[[command]]` names with `executable`"),
+))
+RULESET = Table("ruleset", False, (
+    "Which decoder and rule files load, the bounds of the correlation state (what "
+    "`frequency` and `ignore` rules remember) and the time zone of `time` and `weekday` "
+    "conditions (docs/formats.md)."), (
+    Option("shipped", BOOLEAN, True,
+           "load the package's decoders and rules before the drop-ins; false: drop-ins only"),
+    Option("correlation_keys", INTEGER, Correlation.max_keys,
+           "correlation keys each frequency or ignore rule keeps at most (at least 1); past "
+           "it, the key with the fewest events, then the least recently seen, is dropped"),
+    Option("correlation_ipv6_prefix", INTEGER, Correlation.ipv6_prefix,
+           "IPv6 addresses in a `same_*` key count per prefix of this length (1-128; 128: "
+           "per address), so an attacker cycling the addresses of its own /64 is one source"),
+    Option("time_zone", STRING, None,
+           "the zone of the rules' `time` and `weekday` conditions (\"Europe/Berlin\", "
+           "\"UTC\"; a zone of the system's database); none: the host's"),
+))
+GLOBAL = Table("global", False, "Settings of the respond stage as a whole.", (
+    Option("white_list", STRINGS, [],
+           "addresses and CIDRs (IPv4, IPv6, `::ffff:` forms folded) never acted on, "
+           "whatever the logs say"),
+    Option("white_list_users", STRINGS, [],
+           "account names never locked, terminated or otherwise acted on (root and UIDs below "
+           "an action's min_uid never are)"),
+    Option("max_blocks", INTEGER, GlobalSettings.max_blocks,
+           "active blocks at most; past this new blocks are skipped and logged"),
+    Option("offender_forget", DURATION, GlobalSettings.offender_forget,
+           "quiet time after which an offender's count starts again at 1 (seconds or a "
+           "duration)"),
+    Option("unblock_on_exit", BOOLEAN, GlobalSettings.unblock_on_exit,
+           "lift every block when the daemon stops; by default blocks stay in place"),
+))
+SOURCE = Table("source", True, (
+    "A log to follow: a file (`path`, globs allowed) or the systemd journal (`journal`), "
+    "exactly one of them."), (
+    Option("path", STRING, None,
+           "a log file, or a glob (`/var/log/nginx/*access.log`); rotation, truncation and "
+           "symlinks are followed, offsets kept by device and inode"),
+    Option("journal", TABLE, None,
+           "follow the systemd journal through journalctl: `journal = { matches = "
+           "[\"_COMM=sshd\"] }` (the keys of [source.journal] below)"),
+    Option("start_at", STRING, Source.start_at,
+           "where a source never read before starts: \"recent\", its lines of the last "
+           "minutes (as far back as the longest correlation timeframe, at most 8 MiB; "
+           "docs/operations.md); \"end\", new lines only; \"beginning\", all of it",
+           choices=START_AT),
+    Option("max_line_bytes", INTEGER, Source.max_line_bytes,
+           "longer lines are cut (and counted), at least 256"),
+    Option("poll", BOOLEAN, Source.poll,
+           "watch the file by polling instead of inotify (network file systems)"),
+))
+SOURCE_JOURNAL = Table("source.journal", False, "The `journal` table of a `[[source]]`.", (
+    Option("matches", STRINGS, [],
+           "journalctl matches, `FIELD=value` (`_COMM=sshd`, `_SYSTEMD_UNIT=nginx.service`); "
+           "none: the whole journal"),
+    Option("directory", PATH, None,
+           "a journal directory (journalctl --directory); none: the system journal"),
+))
+INTEGRITY = Table("integrity", True, (
+    "Files and directories whose changes are alerts (Wazuh's syscheck: rules 550, 553, 554; "
+    "docs/integrity.md)."), (
+    Option("paths", STRINGS, REQUIRED,
+           "files and directories to watch (relative to the configuration file; not /); a "
+           "path inside another table's belongs to the inner one"),
+    Option("recursive", BOOLEAN, Integrity.recursive,
+           "also watch subdirectories; false: the directory's own files only"),
+    Option("ignore", STRINGS, [],
+           "glob patterns: without / a name anywhere below (\"*.swp\", \".git\"), with / a "
+           "whole path"),
+    Option("realtime", BOOLEAN, Integrity.realtime, "watch through inotify; false: scans only"),
+    Option("scan_interval", DURATION, Integrity.scan_interval,
+           "time between full scans (seconds or a duration)"),
+    Option("checks", STRINGS, list(INTEGRITY_CHECKS),
+           "what a change is: " + ", ".join(INTEGRITY_CHECKS)),
+    Option("follow_symlinks", BOOLEAN, Integrity.follow_symlinks,
+           "watch a symlink as the file or directory it points to (loops are cut)"),
+    Option("keep_copies", SIZE, Integrity.keep_copies,
+           "keep the known-good content of files up to this size (\"1MB\", \"512KB\", bytes; at "
+           "most 64MB) for restore-file; needs sha256 among the checks"),
+    Option("max_eps", INTEGER, Integrity.max_eps, "changes reported per second at most"),
+))
+COMMAND = Table("command", True, (
+    "A response arguard can apply: a built-in action (`action`, with the action's options "
+    "below) or a custom executable (`executable`, the `script` action), exactly one of "
+    "them."), (
+    Option("name", STRING, REQUIRED,
+           "what `[[active_response]]`, `arguard block --command` and the logs call it"),
+    Option("action", STRING, None, "a built-in action: one of the actions below"),
+    Option("executable", STRING, None,
+           "a program in paths.ar_bin_dir (a bare file name), run with Wazuh's 4.x JSON "
+           "protocol on stdin: the `script` action"),
+    Option("expect", STRING, "srcip",
+           "the alert field it acts on (its kind of target: srcip, dstip an address; "
+           "srcuser, dstuser, user an account; filename a watched file; _PID the process "
+           "the journal attested for the entry); default: the action's",
+           choices=tuple(EXPECT_KINDS)),
+    Option("timeout_allowed", BOOLEAN, Command.timeout_allowed,
+           "whether blocks of this command may be timed (active_response.timeout)"),
+    Option("extra_args", STRINGS, [],
+           "executable commands: given to the program as `parameters.extra_args` (argv with "
+           "legacy_args)"),
+    Option("legacy_args", BOOLEAN, Command.legacy_args,
+           "executable commands: `ACTION USER IP ALERT_ID` as argv, the pre-4.x protocol"),
+))
+ACTIVE_RESPONSE = Table("active_response", True, (
+    "Binds a command to rules. `rules_id` OR (`level` AND `rules_group`); a selection that "
+    "selects no loaded alerting rule is an error."), (
+    Option("command", COMMANDS, REQUIRED,
+           "the `[[command]]` to apply, or a list of them: a chain, run in that order for "
+           "each alert (`[\"disable-account\", \"terminate-sessions\"]`: lock, then "
+           "terminate)"),
+    Option("location", STRING, "local", "where: arguard runs on one host",
+           choices=("local",)),
+    Option("rules_id", RULE_IDS, [], "rule ids whose alerts it responds to"),
+    Option("level", INTEGER, None, "alerts of this level (0-16) or higher"),
+    Option("rules_group", STRING, None,
+           "alerts of rules in this group, or in any of several separated by `|`"),
+    Option("timeout", DURATION, None,
+           "how long a block lasts (seconds or a duration); none: permanent. A stateless "
+           "command (terminate-sessions, kill-process) acts once and keeps nothing to lift: "
+           "the timeout applies to the other commands of its chain"),
+    Option("repeated_offenders", MINUTES, [],
+           "the timeouts of the 2nd, 3rd, 4th and later offences (as Wazuh: integers are "
+           "minutes); needs timeout"),
+    Option("disabled", BOOLEAN, False, "keep the binding in the file but do not use it"),
+))
+METRICS = Table("metrics", False, (
+    "Prometheus metrics of the running daemon (docs/metrics.md): an HTTP endpoint, a "
+    "node_exporter textfile, or both. None by default."), (
+    Option("listen", STRING, None,
+           "`host:port` of the HTTP endpoint (`127.0.0.1:9811`, `[::1]:9811`); it serves "
+           "/metrics"),
+    Option("textfile", PATH, None,
+           "a file for node_exporter's textfile collector "
+           "(`/var/lib/node_exporter/textfile_collector/arguard.prom`), replaced atomically"),
+    Option("interval", DURATION, MetricsSettings.interval,
+           "how often the textfile is written (seconds or a duration)"),
+))
+#: every table of the configuration file, in the order the reference shows them
+TABLES: tuple[Table, ...] = (PATHS, GLOBAL, RULESET, SOURCE, SOURCE_JOURNAL, INTEGRITY,
+                             COMMAND, ACTIVE_RESPONSE, METRICS)
 
 
 def shipped_dir(kind: str) -> Path:
@@ -211,23 +433,6 @@ def config_from_texts(files: list[tuple[Path, str]]) -> Config:
     return _Loader(ConfigDocument(main, fragments), is_default=False).load()
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-               dict: "a table", float: "a number"}
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    if isinstance(kind, tuple):
-        return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kind)
-    return _TYPE_NAMES.get(kind, kind.__name__)
-
-
-def _is_type(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False
-    return isinstance(value, kinds)
-
-
 class _Loader:
     def __init__(self, doc: TomlFile | ConfigDocument, is_default: bool):
         self.doc = doc
@@ -239,20 +444,39 @@ class _Loader:
              key: str | None = None) -> None:
         self.problems.append(self.doc.problem(message, table, index, key))
 
-    def check_keys(self, data: dict, allowed: Mapping[str, Any], table: str,
-                   index: int | None = None) -> None:
+    def check(self, data: dict, schema: Table, index: int | None = None,
+              within: str | None = None) -> dict[str, Any]:
+        """The keys of `data` that the schema knows with values of the right type (and among
+        its choices); each other key is reported once. `within`: the key of the parent
+        table that holds this one (an inline table such as `journal = {…}`)."""
+        table = schema.name.split(".")[0]
+        valid: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in allowed:
-                self.fail(f"unknown key {key!r} in [{table}]", table, index, key)
-            elif not _is_type(value, allowed[key]):
-                self.fail(f"{table}.{key} must be {_type_name(allowed[key])}", table, index, key)
+            option = schema.key(key)
+            where = within or key
+            if option is None:
+                self.fail(f"unknown key {key!r} in [{schema.name}]", table, index, where)
+            elif not option.type.accepts(value):
+                self.fail(f"{schema.name}.{key} must be {option.type.name}", table, index,
+                          where)
+            elif option.choices and value not in option.choices:
+                self.fail(f"{schema.name}.{key} must be {option.choices_text}", table, index,
+                          where)
+            else:
+                valid[key] = value
+        return valid
 
-    def table(self, name: str) -> dict:
-        value = self.doc.data.get(name, {})
+    def misspelt(self, before: int) -> bool:
+        """Whether an unknown key was reported since `before` problems: then a key that
+        "is missing" is most likely that one, and is not reported a second time."""
+        return any(p.message.startswith("unknown key") for p in self.problems[before:])
+
+    def table(self, schema: Table) -> dict[str, Any]:
+        value = self.doc.data.get(schema.name, {})
         if not isinstance(value, dict):
-            self.fail(f"[{name}] must be a table", key=name)
+            self.fail(f"[{schema.name}] must be a table", key=schema.name)
             return {}
-        return value
+        return self.check(value, schema)
 
     def array(self, name: str) -> list[dict]:
         value = self.doc.data.get(name, [])
@@ -261,24 +485,33 @@ class _Loader:
             return []
         return value
 
+    def duration(self, data: dict, key: str, table: str, index: int | None,
+                 default: int | None) -> int | None:
+        """A duration (`600`, `"10m"`, `"1h30m"`, `"7d"`) of checked `data`, in seconds."""
+        if key not in data:
+            return default
+        try:
+            return parse_duration(data[key])
+        except ValueError as error:
+            self.fail(f"{table}.{key} must be {error}", table, index, key)
+            return default
+
     def path(self, value: str) -> Path:
         return (self.base / value) if not os.path.isabs(value) else Path(value)
 
     def load(self) -> Config:
-        known = {"paths", "global", "ruleset", "source", "integrity", "command",
-                 "active_response"}
+        known = {schema.name for schema in TABLES if "." not in schema.name}
         for key in self.doc.data:
             if key not in known:
                 self.fail(f"unknown top-level key or table {key!r}", key=key)
         paths = self.load_paths()
         global_ = self.load_global()
-        ruleset = self.table("ruleset")
-        self.check_keys(ruleset, {"shipped": bool, "correlation_keys": int,
-                                  "correlation_ipv6_prefix": int, "time_zone": str}, "ruleset")
+        ruleset = self.table(RULESET)
         time_zone = ruleset.get("time_zone")
-        if isinstance(time_zone, str) and not _is_time_zone(time_zone):
+        if time_zone is not None and not _is_time_zone(time_zone):
             self.fail(f"ruleset.time_zone {time_zone!r} is not a time zone of the system's "
                       "database (e.g. \"Europe/Berlin\", \"UTC\")", "ruleset", key="time_zone")
+            time_zone = None
         correlation = Correlation(ruleset.get("correlation_keys", Correlation.max_keys),
                                   ruleset.get("correlation_ipv6_prefix", Correlation.ipv6_prefix))
         if correlation.max_keys < 1:
@@ -287,107 +520,115 @@ class _Loader:
         if not 1 <= correlation.ipv6_prefix <= 128:
             self.fail("ruleset.correlation_ipv6_prefix must be 1-128", "ruleset",
                       key="correlation_ipv6_prefix")
+        metrics = self.load_metrics()
         sources = tuple(s for s in (self.load_source(i, d)
                                     for i, d in enumerate(self.array("source"))) if s)
         integrity = self.load_integrity_entries()
         commands: dict[str, Command] = {}
+        # commands whose own table has a problem (reported there): a response that names
+        # one is not told again that the command does not exist
+        reported: set[str] = set()
         for index, data in enumerate(self.array("command")):
             command = self.load_command(index, data)
             if command is None:
+                if isinstance(data.get("name"), str):
+                    reported.add(data["name"])
                 continue
             if command.name in commands:
                 self.fail(f"command {command.name!r} is defined twice", "command", index, "name")
             commands[command.name] = command
-        responses = tuple(r for r in (self.load_response(i, d, commands)
-                                      for i, d in enumerate(self.array("active_response"))) if r)
+        responses = tuple(r for i, d in enumerate(self.array("active_response"))
+                          for r in self.load_response(i, d, commands, reported))
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
             path=None if self.is_default else self.doc.path,
             paths=paths, global_=global_, sources=sources,
             commands=MappingProxyType(commands), active_responses=responses,
-            shipped_ruleset=bool(ruleset.get("shipped", True)), correlation=correlation,
-            fragments=getattr(self.doc, "fragments", ()), integrity=integrity,
-            time_zone=time_zone if isinstance(time_zone, str) else None,
-            texts=self.doc.texts,
+            shipped_ruleset=ruleset.get("shipped", True), correlation=correlation,
+            fragments=getattr(self.doc, "fragments", ()), metrics=metrics,
+            integrity=integrity, time_zone=time_zone, texts=self.doc.texts,
         )
 
     def load_paths(self) -> Paths:
-        data = self.table("paths")
-        names = Paths.__dataclass_fields__
-        self.check_keys(data, {name: str for name in names}, "paths")
-        return Paths(**{k: self.path(v) for k, v in data.items()
-                        if k in names and isinstance(v, str)})
+        return Paths(**{k: self.path(v) for k, v in self.table(PATHS).items()})
 
     def load_global(self) -> GlobalSettings:
-        data = self.table("global")
-        self.check_keys(data, {"white_list": list, "max_blocks": int, "offender_forget": int,
-                               "unblock_on_exit": bool}, "global")
+        data = self.table(GLOBAL)
         networks = []
-        for entry in data.get("white_list", []) if isinstance(data.get("white_list"), list) else []:
+        for entry in data.get("white_list", []):
             network = parse_network(entry)
             if network is None:
                 self.fail(f"white_list entry {entry!r} is not an IP address or CIDR",
                           "global", key="white_list")
             else:
                 networks.append(network)
-        for key in ("max_blocks", "offender_forget"):
-            if isinstance(data.get(key), int) and data[key] <= 0:
-                self.fail(f"global.{key} must be positive", "global", key=key)
+        users = data.get("white_list_users", [])
+        for entry in users:
+            refused = check_user(entry).refused
+            if refused is not None:
+                self.fail(f"white_list_users entry {entry!r} is not an account name ({refused})",
+                          "global", key="white_list_users")
+        if data.get("max_blocks", 1) <= 0:
+            self.fail("global.max_blocks must be positive", "global", key="max_blocks")
         defaults = GlobalSettings()
         return GlobalSettings(
             white_list=tuple(networks),
+            white_list_users=tuple(users),
             max_blocks=data.get("max_blocks", defaults.max_blocks),
-            offender_forget=data.get("offender_forget", defaults.offender_forget),
+            offender_forget=self.duration(data, "offender_forget", "global", None,
+                                          defaults.offender_forget),
             unblock_on_exit=data.get("unblock_on_exit", defaults.unblock_on_exit),
         )
 
-    def load_source(self, index: int, data: dict) -> Source | None:
+    def load_metrics(self) -> MetricsSettings:
+        data = self.table(METRICS)
+        listen = None
+        if "listen" in data:
+            listen = parse_endpoint(data["listen"])
+            if listen is None:
+                self.fail(f"metrics.listen {data['listen']!r} must be host:port "
+                          "(127.0.0.1:9811, [::1]:9811)", "metrics", key="listen")
+        return MetricsSettings(
+            listen=listen,
+            textfile=self.path(data["textfile"]) if "textfile" in data else None,
+            interval=self.duration(data, "interval", "metrics", None,
+                                   MetricsSettings.interval))
+
+    def load_source(self, index: int, raw: dict) -> Source | None:
         before = len(self.problems)
-        self.check_keys(data, {"path": str, "journal": dict, "start_at": str,
-                               "max_line_bytes": int, "poll": bool}, "source", index)
-        has_path, has_journal = "path" in data, "journal" in data
-        if has_path == has_journal:
+        data = self.check(raw, SOURCE, index)
+        if ("path" in raw) == ("journal" in raw) and not (
+                "path" not in raw and self.misspelt(before)):
             self.fail("a [[source]] needs exactly one of 'path' or 'journal'", "source", index)
         matches: tuple[str, ...] | None = None
         directory: str | None = None
-        if isinstance(data.get("journal"), dict):
-            journal = data["journal"]
-            unknown = set(journal) - {"matches", "directory"}
-            if unknown:
-                self.fail(f"unknown key {sorted(unknown)[0]!r} in source.journal",
-                          "source", index, "journal")
+        if "journal" in data:
+            journal = self.check(data["journal"], SOURCE_JOURNAL, index, within="journal")
             if "directory" in journal:
-                if isinstance(journal["directory"], str) and journal["directory"]:
-                    directory = str(self.path(journal["directory"]))
-                else:
-                    self.fail("journal.directory must be a directory path",
-                              "source", index, "journal")
+                directory = str(self.path(journal["directory"]))
             if shutil.which(JOURNALCTL) is None:
                 self.fail(f"a journal source needs {JOURNALCTL}, which is not installed (not "
                           "found in PATH); install systemd's journalctl or follow a log file "
                           "instead", "source", index, "journal")
-            raw = journal.get("matches", [])
-            if not isinstance(raw, list) or not all(
-                    isinstance(m, str) and regex.fullmatch(r"[A-Z0-9_]+=.*", m) for m in raw):
-                self.fail("journal.matches must be a list of FIELD=value strings",
-                          "source", index, "journal")
-            else:
-                matches = tuple(raw)
-        if data.get("start_at", "recent") not in START_AT:
-            self.fail("start_at must be \"recent\", \"end\" or \"beginning\"",
-                      "source", index, "start_at")
-        if isinstance(data.get("max_line_bytes"), int) and data["max_line_bytes"] < 256:
+            wrong = [m for m in journal.get("matches", [])
+                     if not regex.fullmatch(r"[A-Z0-9_]+=.*", m)]
+            if wrong:
+                self.fail(f"journal match {wrong[0]!r} is not FIELD=value", "source", index,
+                          "journal")
+            matches = tuple(journal.get("matches", ()))
+        if data.get("max_line_bytes", 256) < 256:
             self.fail("max_line_bytes must be at least 256", "source", index, "max_line_bytes")
         if len(self.problems) > before:
             return None
         path = data.get("path")
+        defaults = Source()
         return Source(
             path=str(self.path(path)) if path else None,
             journal_matches=matches,
-            start_at=data.get("start_at", "recent"),
-            max_line_bytes=data.get("max_line_bytes", 65_536),
-            poll=data.get("poll", False),
+            start_at=data.get("start_at", defaults.start_at),
+            max_line_bytes=data.get("max_line_bytes", defaults.max_line_bytes),
+            poll=data.get("poll", defaults.poll),
             journal_directory=directory,
         )
 
@@ -406,38 +647,37 @@ class _Loader:
             entries.append(entry)
         return tuple(entries)
 
-    def load_integrity(self, index: int, data: dict) -> Integrity | None:
+    def load_integrity(self, index: int, raw: dict) -> Integrity | None:
         before = len(self.problems)
-        self.check_keys(data, {"paths": list, "recursive": bool, "ignore": list,
-                               "realtime": bool, "scan_interval": (int, str), "checks": list,
-                               "follow_symlinks": bool, "keep_copies": (int, str),
-                               "max_eps": int}, "integrity", index)
-        raw_paths = data.get("paths")
+        data = self.check(raw, INTEGRITY, index)
+        given = data.get("paths")
         paths: list[str] = []
-        if not isinstance(raw_paths, list) or not raw_paths or not all(
-                isinstance(p, str) and p.strip() and "\0" not in p for p in raw_paths):
-            self.fail("an [[integrity]] table needs 'paths', a list of files or directories",
-                      "integrity", index, "paths" if "paths" in data else None)
-        else:
-            for raw in raw_paths:
-                path = os.path.normpath(str(self.path(raw)))
+        if "paths" not in raw:
+            if not self.misspelt(before):
+                self.fail("an [[integrity]] table needs 'paths', a list of files or "
+                          "directories", "integrity", index)
+        elif given is not None and (not given or not all(
+                p.strip() and "\0" not in p for p in given)):
+            self.fail("integrity.paths must be a list of files or directories",
+                      "integrity", index, "paths")
+        elif given is not None:
+            for name in given:
+                path = os.path.normpath(str(self.path(name)))
                 if path == "/":
                     self.fail("watching / is not supported: name the directories to watch",
                               "integrity", index, "paths")
                 elif path not in paths:
                     paths.append(path)
         ignore = data.get("ignore", [])
-        if isinstance(ignore, list) and not all(isinstance(g, str) and g for g in ignore):
+        if not all(ignore):
             self.fail("ignore must be a list of glob patterns", "integrity", index, "ignore")
         checks = data.get("checks", list(INTEGRITY_CHECKS))
         if isinstance(checks, list) and (not checks or not all(c in INTEGRITY_CHECKS
                                                                for c in checks)):
             self.fail("checks must be a list of " + ", ".join(INTEGRITY_CHECKS),
                       "integrity", index, "checks")
-        interval = _duration(data.get("scan_interval", Integrity.scan_interval))
-        if interval is None:
-            self.fail("scan_interval must be a positive number of seconds, or e.g. \"30m\", "
-                      "\"12h\", \"1d\"", "integrity", index, "scan_interval")
+        interval = self.duration(data, "scan_interval", "integrity", index,
+                                 Integrity.scan_interval)
         keep = _size(data.get("keep_copies", 0))
         if keep is None or keep > MAX_KEEP_COPIES:
             self.fail("keep_copies must be a size such as \"1MB\" or \"512KB\" (at most "
@@ -445,7 +685,7 @@ class _Loader:
         elif keep and isinstance(checks, list) and "sha256" not in checks:
             self.fail("keep_copies needs \"sha256\" among the checks (a copy is known by "
                       "its sha256)", "integrity", index, "keep_copies")
-        if isinstance(data.get("max_eps"), int) and data["max_eps"] <= 0:
+        if data.get("max_eps", 1) <= 0:
             self.fail("max_eps must be positive", "integrity", index, "max_eps")
         if len(self.problems) > before:
             return None
@@ -458,42 +698,35 @@ class _Loader:
             keep_copies=keep, max_eps=data.get("max_eps", defaults.max_eps),
         )
 
-    def load_command(self, index: int, data: dict) -> Command | None:
+    def load_command(self, index: int, raw: dict) -> Command | None:
         """A [[command]]: its own keys here; the action's options, and which targets it
         acts on, as the action's description (arguard.respond.actions) says."""
         before = len(self.problems)
-        base_keys: dict[str, Any] = {"name": str, "action": str, "executable": str,
-                                     "expect": str, "timeout_allowed": bool,
-                                     "extra_args": list, "legacy_args": bool}
-        self.check_keys({k: v for k, v in data.items() if k in base_keys}, base_keys,
-                        "command", index)
+        own = {k: v for k, v in raw.items() if COMMAND.key(k) is not None}
+        data = self.check(own, COMMAND, index)
         action = data.get("action")
         executable = data.get("executable")
         name = data.get("name")
-        if not isinstance(name, str) or not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-            self.fail("command needs a 'name' of letters, digits, '-', '_' or '.'",
-                      "command", index, "name" if "name" in data else None)
+        if name is not None and not regex.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            self.fail("command name must be letters, digits, '-', '_' or '.'", "command",
+                      index, "name")
         described = None
-        if (action is None) == (executable is None):
+        if ("action" in raw) == ("executable" in raw):
             self.fail("a [[command]] needs exactly one of 'action' (built-in) or 'executable'",
                       "command", index)
         elif executable is not None:
             described = action_type(EXECUTABLE_ACTION)
             action = EXECUTABLE_ACTION
-        elif isinstance(action, str) and action in builtin_actions():
+            if "/" in executable or executable in (".", "..") or not executable.strip():
+                self.fail("executable must be a bare file name inside paths.ar_bin_dir "
+                          "(no '/')", "command", index, "executable")
+        elif action is not None and action in builtin_actions():
             described = action_type(action)
-        elif isinstance(action, str):
+        elif action is not None:
             self.fail(f"unknown action {action!r}; built-in actions are "
                       + ", ".join(builtin_actions()), "command", index, "action")
-        if isinstance(executable, str) and (
-                "/" in executable or executable in (".", "..") or not executable.strip()):
-            self.fail("executable must be a bare file name inside paths.ar_bin_dir "
-                      "(no '/')", "command", index, "executable")
         expect = data.get("expect", described.default_expect if described else "srcip")
-        if expect not in EXPECT_KINDS:
-            self.fail(f"expect must be one of {', '.join(EXPECT_KINDS)}",
-                      "command", index, "expect")
-        elif described is not None and EXPECT_KINDS[expect] not in described.kinds:
+        if described is not None and EXPECT_KINDS[expect] not in described.kinds:
             self.fail(f"expect {expect!r} gives targets of kind {EXPECT_KINDS[expect]}, but "
                       f"action {action!r} acts on targets of kind "
                       + " or ".join(described.kinds), "command", index, "expect")
@@ -501,13 +734,12 @@ class _Loader:
             self.fail("a command that acts on files (expect = \"filename\") runs once per "
                       "alert: timeout_allowed is not supported", "command", index,
                       "timeout_allowed")
-        extra_args = data.get("extra_args", [])
-        if isinstance(extra_args, list) and not all(isinstance(a, str) for a in extra_args):
-            self.fail("extra_args must be a list of strings", "command", index, "extra_args")
-        given = {k: v for k, v in data.items() if k not in base_keys}
+        given = {k: v for k, v in raw.items() if k not in own}
         if described is not None:
             for key, message in described.problems(action, given):
                 self.fail(message, "command", index, key)
+        if "name" not in raw and not self.misspelt(before):
+            self.fail("command needs a 'name'", "command", index)
         if len(self.problems) > before or described is None:
             return None
         options = described.with_defaults(given)
@@ -517,73 +749,102 @@ class _Loader:
         return Command(
             name=name, action=action, expect=expect,
             timeout_allowed=data.get("timeout_allowed", False), executable=executable,
-            extra_args=tuple(extra_args), legacy_args=data.get("legacy_args", False),
-            options=MappingProxyType(options),
+            extra_args=tuple(data.get("extra_args", ())),
+            legacy_args=data.get("legacy_args", False), options=MappingProxyType(options),
         )
 
-    def load_response(self, index: int, data: dict,
-                      commands: Mapping[str, Command]) -> ActiveResponse | None:
+    def load_response(self, index: int, raw: dict, commands: Mapping[str, Command],
+                      reported: set[str]) -> list[ActiveResponse]:
+        """An [[active_response]]: one binding per command it names, in their order.
+        `command = ["disable-account", "terminate-sessions"]` is a chain, whose commands run
+        one after another for each alert (lock, then terminate). A stateless command acts
+        once: the table's timeout and repeated_offenders apply to the others. Each mistake
+        is reported once: a key of the wrong type by `check` only, a command whose own table
+        is wrong at that table only."""
+        table = "active_response"
         before = len(self.problems)
-        self.check_keys(data, {"command": str, "location": str, "rules_id": (list, int),
-                               "level": int, "rules_group": str, "timeout": int,
-                               "repeated_offenders": list, "disabled": bool},
-                        "active_response", index)
+        data = self.check(raw, ACTIVE_RESPONSE, index)
         command = data.get("command")
-        if not isinstance(command, str):
-            self.fail("active_response needs 'command'", "active_response", index)
-        elif command not in commands:
-            self.fail(f"active_response names unknown command {command!r}",
-                      "active_response", index, "command")
-        elif "timeout" in data and not commands[command].timeout_allowed:
-            self.fail(f"timeout given but command {command!r} does not set timeout_allowed",
-                      "active_response", index, "timeout")
-        if data.get("location", "local") != "local":
-            self.fail("location must be \"local\" (arguard runs on one host)",
-                      "active_response", index, "location")
+        names = [command] if isinstance(command, str) else command or []
+        timeout = self.duration(data, "timeout", table, index, None)
+        if "command" not in raw:
+            if not self.misspelt(before):
+                self.fail("active_response needs 'command'", table, index)
+        elif command is not None and not names:
+            self.fail("active_response needs 'command': a command name, or a list of them "
+                      "(run in that order)", table, index, "command")
+        for name in names:
+            if name not in commands and name not in reported:
+                self.fail(f"active_response names unknown command {name!r}", table, index,
+                          "command")
+        if len(set(names)) < len(names):
+            self.fail("active_response names a command twice", table, index, "command")
+        timed = [name for name in names if name in commands and not stateless(commands[name])]
+        if "timeout" in raw:
+            for name in timed:
+                if not commands[name].timeout_allowed:
+                    self.fail(f"timeout given but command {name!r} does not set "
+                              "timeout_allowed", table, index, "timeout")
+            if not timed and names and all(name in commands for name in names):
+                self.fail("timeout given but " + ", ".join(repr(n) for n in names)
+                          + " act once and keep nothing to lift (stateless)",
+                          table, index, "timeout")
         rules_id = data.get("rules_id", [])
         rules_id = [rules_id] if isinstance(rules_id, int) else rules_id
-        if not all(isinstance(r, int) and not isinstance(r, bool) for r in rules_id):
-            self.fail("rules_id must be rule ids (integers)", "active_response", index,
-                      "rules_id")
-        if not rules_id and "level" not in data and "rules_group" not in data:
-            self.fail("active_response needs rules_id, level or rules_group",
-                      "active_response", index)
-        if isinstance(data.get("level"), int) and not 0 <= data["level"] <= 16:
-            self.fail("level must be 0-16", "active_response", index, "level")
-        if isinstance(data.get("timeout"), int) and data["timeout"] <= 0:
-            self.fail("timeout must be a positive number of seconds",
-                      "active_response", index, "timeout")
-        offenders = data.get("repeated_offenders", [])
-        if isinstance(offenders, list) and not all(
-                isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in offenders):
-            self.fail("repeated_offenders must be positive minutes",
-                      "active_response", index, "repeated_offenders")
-        if offenders and "timeout" not in data:
-            self.fail("repeated_offenders needs a timeout", "active_response", index,
-                      "repeated_offenders")
+        if not raw.get("rules_id") and "level" not in raw and "rules_group" not in raw \
+                and not self.misspelt(before):
+            self.fail("active_response needs rules_id, level or rules_group", table, index)
+        if not 0 <= data.get("level", 0) <= 16:
+            self.fail("level must be 0-16", table, index, "level")
+        offenders = self.repeated_offenders(data, index)
+        if offenders and "timeout" not in raw:
+            self.fail("repeated_offenders needs a timeout", table, index, "repeated_offenders")
         if len(self.problems) > before or data.get("disabled", False):
-            return None
-        return ActiveResponse(
-            command=command, location="local", rules_id=tuple(rules_id),
+            return []
+        places = MappingProxyType({key: Place.of(self.doc.problem("", table, index, key))
+                                   for key in ("rules_id", "level", "rules_group")
+                                   if key in data})
+        return [ActiveResponse(
+            command=name, location="local", rules_id=tuple(rules_id),
             level=data.get("level"), rules_group=data.get("rules_group"),
-            timeout=data.get("timeout"), repeated_offenders=tuple(offenders),
-        )
+            timeout=timeout if name in timed else None,
+            repeated_offenders=offenders if name in timed else (), places=places,
+        ) for name in names]
+
+    def repeated_offenders(self, data: dict, index: int) -> tuple[int, ...]:
+        """Minutes for the 2nd, 3rd, … offence: integers (minutes, as in Wazuh) or durations
+        of whole minutes ("30m", "2h", "1d")."""
+        minutes: list[int] = []
+        for entry in data.get("repeated_offenders", []):
+            try:
+                seconds = entry * 60 if isinstance(entry, int) else parse_duration(entry)
+            except ValueError:
+                seconds = 0
+            if seconds <= 0 or seconds % 60:
+                self.fail("repeated_offenders must be positive minutes (30) or durations of "
+                          f"whole minutes (\"30m\", \"2h\"), not {entry!r}",
+                          "active_response", index, "repeated_offenders")
+                return ()
+            minutes.append(seconds // 60)
+        return tuple(minutes)
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+def stateless(command: Command) -> bool:
+    """Whether the command's action acts once and keeps nothing to lift (its description
+    says): no block is recorded for it, a binding's timeout does not apply to it."""
+    described = action_type(command.action)
+    return described is not None and described.stateless
+
+
+def parse_endpoint(text: str) -> tuple[str, int] | None:
+    """`host:port` or `[v6]:port` as (host, port); None when it is neither."""
+    match = regex.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]+)):(\d{1,5})", text)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        return None
+    return (match.group(1) or match.group(2), int(match.group(3)))
+
+
 _SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
-
-
-def _duration(value: Any) -> int | None:
-    """Seconds from a positive integer or `90s`, `30m`, `12h`, `1d`; None if invalid."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    found = regex.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value) if isinstance(value, str) else None
-    if found is None or int(found[1]) <= 0:
-        return None
-    return int(found[1]) * _DURATION_UNITS[found[2] or "s"]
 
 
 def _size(value: Any) -> int | None:

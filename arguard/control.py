@@ -133,7 +133,8 @@ def applied_record(applied: "Applied") -> dict[str, Any]:
     block = applied.block
     return {"verb": applied.verb, "command": applied.command, "target": applied.target,
             "reason": applied.reason,
-            "expires_at": None if block is None else block.expires_at}
+            "expires_at": None if block is None else block.expires_at,
+            "detail": applied.detail}
 
 
 def block_reply(applied: "Applied") -> dict[str, Any]:

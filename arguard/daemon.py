@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from arguard import __version__, control, lastgood, sdnotify
 from arguard.alerts import AlertLog
@@ -44,6 +44,9 @@ from arguard.sources.recent import RecentWindow
 from arguard.status import blocks_section
 from arguard.storage import StorageError, correct_file_modes, open_database, prepare_directories
 from arguard.store import Recovery, Store, read_active_blocks
+
+if TYPE_CHECKING:
+    from arguard.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,9 @@ class Daemon:
         self.line_errors = 0
         self.rule_counts: Counter[int] = Counter()
         self.last_reload: dict[str, Any] = {"at": None, "error": None}
+        #: "ok" / "refused" → how many reloads (metrics)
+        self.reloads: Counter[str] = Counter()
+        self.metrics: Metrics | None = None
         self._watched = self._watched_files()
         self._stopping = asyncio.Event()
         self._exit_code = 0
@@ -111,6 +117,12 @@ class Daemon:
             self._report_recovery(reconciled)
         self._keep_config(self.config)
         server = await control.serve(self.config.paths.control_socket, self.handle)
+        if self.config.metrics.enabled:
+            from arguard.metrics import Metrics
+
+            self.metrics = Metrics(self, self.config.metrics)
+            self.responder.timed = self.metrics.observe
+            await self.metrics.start()
         core = [loop.create_task(self.respond.scheduler.run(), name="expiry"),
                 loop.create_task(self._watch_files(), name="config watch"),
                 loop.create_task(self._report_status(), name="status")]
@@ -134,6 +146,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*core, *self._background, return_exceptions=True)
         self.responder.on_exit()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if claim is not None:
             claim.close()
         self.alert_log.close()
@@ -260,10 +274,16 @@ class Daemon:
         return outcome.responses
 
     def _respond(self, responses: list[Response]) -> None:
-        """Inline actions before `deliver` returns; detached ones (their action says) in the
-        background."""
-        inline = [r for r in responses if not self.responder.detached(r.command)]
-        detached = [r for r in responses if self.responder.detached(r.command)]
+        """Inline actions before `deliver` returns; detached and stateless ones (their action
+        says) in the background — with them whatever an alert asks for after its first such
+        response, so that one alert's responses keep their order (lock, then terminate)."""
+        inline: list[Response] = []
+        detached: list[Response] = []
+        backgrounded: set[int] = set()
+        for response in responses:
+            if self.responder.detached(response.command):
+                backgrounded.add(id(response.alert))
+            (detached if id(response.alert) in backgrounded else inline).append(response)
         if inline:
             self.responder.apply(inline)
         if detached:
@@ -306,18 +326,23 @@ class Daemon:
             except ConfigError as error:
                 message = "\n".join(str(p) for p in error.problems)
                 self.last_reload = {"at": time.time(), "error": message}
+                self.reloads["refused"] += 1
                 for problem in error.problems:
                     log.error("reload (%s) refused, old configuration kept: %s", reason, problem)
                 return {"ok": False, "error": message}
             except OSError as error:
                 message = f"{error.filename or self.config_path}: {error.strerror or error}"
                 self.last_reload = {"at": time.time(), "error": message}
+                self.reloads["refused"] += 1
                 log.error("reload (%s) refused, old configuration kept: %s", reason, message)
                 return {"ok": False, "error": message}
             notes = []
             if config.paths != self.config.paths:
                 notes.append("[paths] changed: takes effect at the next restart")
-                config = _with_paths(config, self.config)
+                config = replace(config, paths=self.config.paths)
+            if config.metrics != self.config.metrics:
+                notes.append("[metrics] changed: takes effect at the next restart")
+                config = replace(config, metrics=self.config.metrics)
             old = self.config
             self.config = config
             self.recent = recent_window(ruleset)
@@ -333,6 +358,7 @@ class Daemon:
                 await self._start_sources()
             self._watched = self._watched_files()
             self.last_reload = {"at": time.time(), "error": None}
+            self.reloads["ok"] += 1
             log.info("reloaded (%s): %d decoders, %d rules, %d sources%s", reason,
                      len(ruleset.decoders), len(ruleset.rules.rules), len(config.sources),
                      "".join("; " + n for n in notes))
@@ -433,9 +459,16 @@ class Daemon:
             "responses": _response_counters(self.responder.counters),
             "failures": list(self.responder.log.recent_failures),
             "reload": self.last_reload,
+            "metrics": None if self.metrics is None else self._metrics_status(),
             "integrity": None if self.sources.integrity is None
             else self.sources.integrity.status(),
         }
+
+    def _metrics_status(self) -> dict[str, Any]:
+        settings = self.config.metrics
+        return {"listen": None if settings.listen is None else "%s:%d" % settings.listen,
+                "textfile": None if settings.textfile is None else str(settings.textfile),
+                "error": self.metrics.error if self.metrics is not None else None}
 
     def _blocks(self, now: float) -> dict[str, Any]:
         """The active blocks; in a dry run, the would-be blocks of its own database, and
@@ -534,10 +567,6 @@ def _response_counters(counters: Counter[tuple[str, str]]) -> dict[str, dict[str
     for (command, verb), count in sorted(counters.items()):
         result.setdefault(command, {})[verb] = count
     return result
-
-
-def _with_paths(config: Config, running: Config) -> Config:
-    return replace(config, paths=running.paths)
 
 
 def recent_window(ruleset: Ruleset) -> RecentWindow:

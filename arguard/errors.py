@@ -17,6 +17,21 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a table or key was written, for problems found after the file was read."""
+
+    path: Path | str
+    line: int | None
+
+    @classmethod
+    def of(cls, problem: Problem) -> "Place":
+        return cls(problem.path, problem.line)
+
+    def problem(self, message: str) -> Problem:
+        return Problem(self.path, self.line, message)
+
+
 class ConfigError(Exception):
     """One or more problems in configuration, decoder or rule files."""
 

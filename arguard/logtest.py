@@ -8,6 +8,8 @@ one in place, or skip it (with the reason, also in --json's `skipped`).
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -17,6 +19,7 @@ from arguard.alerts import predecoder_dict
 from arguard.linetext import TextCounters, iter_text_lines
 from arguard.model import Line, Response
 from arguard.pipeline import Outcome, Pipeline
+from arguard.progress import Progress
 from arguard.respond.responder import Applied
 from arguard.respond.stage import Simulation
 
@@ -88,16 +91,19 @@ def print_outcome(text: str, outcome: Outcome, applied: list[Applied], out: IO[s
             write(f"**Response skipped: {response.command} {response.target}: "
                   f"{done.reason}\n")
         else:
-            timeout = f"{response.timeout} s" if response.timeout else "permanent"
+            timeout = ("acts once, nothing kept" if done.block is None
+                       else f"{response.timeout} s" if response.timeout else "permanent")
             write(f"**Response: {done.verb} {response.command} {response.target} ({timeout}, "
                   f"offence {response.offence})\n")
     write("\n")
 
 
 def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, location: str,
-                mode: str, out: IO[str]) -> int:
-    """`pipeline` decides with `simulation`'s policy; the responses are applied to it."""
+                mode: str, out: IO[str], progress: IO[str] | None = None) -> int:
+    """`pipeline` decides with `simulation`'s policy; the responses are applied to it.
+    `progress`: where --summary draws its progress bar (only on a terminal)."""
     counters = TextCounters()
+    bar = Progress("logtest", _size(source), stream=progress if mode == "summary" else None)
     decoded = ambiguous = 0
     alerts: Counter[int] = Counter()
     descriptions: dict[int, tuple[int, str]] = {}
@@ -105,7 +111,7 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     skipped: Counter[str] = Counter()
     started = time.perf_counter()
     process = pipeline.process
-    for text in iter_text_lines(source, MAX_LINE_BYTES, counters):
+    for text in iter_text_lines(bar.reader(source, counters), MAX_LINE_BYTES, counters):
         outcome = process(Line(text, location, time.time()))
         simulation.advance(outcome.event.time)
         applied = simulation.apply(outcome.responses) if outcome.responses else []
@@ -124,11 +130,21 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
                       + "\n")
         else:
             print_outcome(text, outcome, applied, out)
+    bar.close()
     if mode == "summary":
         elapsed = time.perf_counter() - started
         _print_summary(out, counters, decoded, ambiguous, alerts, descriptions, responses,
                        skipped, elapsed)
     return 0
+
+
+def _size(source: BinaryIO) -> int | None:
+    """The size of a regular file (the bar's total); None for a pipe or a terminal."""
+    try:
+        info = os.fstat(source.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _print_summary(out: IO[str], counters: TextCounters, decoded: int, ambiguous: int,

@@ -19,6 +19,9 @@ class Line:
 
     Sources that split fields themselves (the journal) set `program_name`, `hostname`,
     `timestamp` and `pid`; predecoding then takes the text as the bare message.
+    `attested_pid` is the pid of the process that wrote the entry as the kernel told the
+    journal (`_PID`), unlike `pid` and anything in the text, which the writer chooses; only
+    the journal source sets it.
     """
 
     text: str
@@ -28,6 +31,7 @@ class Line:
     hostname: str | None = None
     timestamp: float | None = None
     pid: str | None = None
+    attested_pid: int | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +83,13 @@ class Alert:
     rule: RuleInfo
     event: Event
     firedtimes: int
+    #: the lines of the earlier events a frequency rule counted for it, oldest first
+    previous: tuple[str, ...] = ()
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The log lines that led to the alert: the counted ones, then its own."""
+        return (*self.previous, self.event.line.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +181,24 @@ class Lift:
     """A request to lift one block now (its expiry, an operator, the daemon's exit)."""
 
     block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class Offence:
+    """One response that added or extended a block, as `arguard explain` shows it: when,
+    for which alert (an operator's block has none), for how long, and the log lines that
+    led to it."""
+
+    at: float
+    verb: Literal["add", "extend"]
+    #: the offence number (1 = first; None: an operator's block)
+    offence: int | None
+    rule_id: int | None
+    level: int | None
+    description: str | None
+    alert_id: str | None
+    #: seconds the response asked for (None: permanent)
+    timeout: float | None
+    #: the block's expiry after it (None: permanent)
+    expires_at: float | None
+    lines: tuple[str, ...] = ()

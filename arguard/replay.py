@@ -1,9 +1,10 @@
 """`arguard replay`: the whole pipeline over old logs, in dry run, on the logs' own clock.
 
-Each line's own timestamp is the time: correlation windows use it (the pipeline's line time),
-and the respond stage runs as a Simulation (arguard.respond.stage) on a clock set to it, so
-blocks are added, extended, escalated and lifted when they would have been that day.
-Nothing touches the kernel or any file.
+Several files are replayed as one log, their lines merged by time (arguard.timeorder), each
+year-less date dated from its own file. Each line's own timestamp is the time: correlation
+windows use it (the pipeline's line time), and the respond stage runs as a Simulation
+(arguard.respond.stage) on a clock set to it, so blocks are added, extended, escalated and
+lifted when they would have been that day. Nothing touches the kernel or any file.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from arguard.config import Config
-from arguard.linetext import TextCounters, iter_text_lines
-from arguard.model import Line
+from arguard.linetext import TextCounters
+from arguard.model import Line, Predecoded
 from arguard.pipeline import Pipeline
+from arguard.progress import Progress
 from arguard.respond.responder import Applied
 from arguard.respond.stage import Simulation
 from arguard.ruleset.files import Ruleset
+from arguard.timeorder import merged_by_time
 
 MAX_LINE_BYTES = 64 * 1024
 #: distinct source addresses counted for the "top sources" summary before pruning
@@ -73,25 +76,20 @@ class Replay:
         self.last: float | None = None
 
     def run(self, paths: list[Path]) -> int:
+        """Replay the files as one log, their lines merged by time (arguard.timeorder)."""
         started = time.monotonic()
-        shown = started
-        for path in paths:
-            with open(path, "rb") as stream:
-                for text in iter_text_lines(stream, MAX_LINE_BYTES, self.counters):
-                    self._line(text, str(path))
-                    if self.progress is not None and self.lines % 10_000 == 0 \
-                            and time.monotonic() - shown > 1.0:
-                        shown = time.monotonic()
-                        self.progress.write(f"\r{path}: {self.lines} lines, "
-                                            f"{sum(self.alerts.values())} alerts")
-                        self.progress.flush()
-        if self.progress is not None:
-            self.progress.write("\n")
+        total = sum(path.stat().st_size for path in paths)
+        progress = Progress("replay", total, stream=self.progress)
+        try:
+            for line, pre in merged_by_time(paths, MAX_LINE_BYTES, self.counters, progress):
+                self._line(line, pre)
+        finally:
+            progress.close()
         self._finish(time.monotonic() - started)
         return 0
 
-    def _line(self, text: str, location: str) -> None:
-        outcome = self.pipeline.process(Line(text, location, self.clock.now))
+    def _line(self, line: Line, pre: Predecoded) -> None:
+        outcome = self.pipeline.process(line, pre)
         when = outcome.event.time
         self.lines += 1
         for lifted_at, applied in self.simulation.advance(when):
@@ -166,5 +164,4 @@ def _iso(when: float | None) -> str | None:
 
 def run_replay(config: Config, ruleset: Ruleset, paths: list[Path], as_json: bool,
                out: IO[str] = sys.stdout) -> int:
-    progress = sys.stderr if sys.stderr.isatty() else None
-    return Replay(config, ruleset, out, as_json, progress).run(paths)
+    return Replay(config, ruleset, out, as_json, sys.stderr).run(paths)

@@ -205,6 +205,12 @@ def render(status: dict[str, Any]) -> str:
     out.extend(_storage(status.get("storage") or {}))
     if status.get("owner"):
         out.append(f"owner of its kernel objects: {status['owner']}")
+    metrics = status.get("metrics")
+    if metrics:
+        where = [f"http://{metrics['listen']}/metrics"] if metrics.get("listen") else []
+        where += [metrics["textfile"]] if metrics.get("textfile") else []
+        out.append("metrics: " + ", ".join(where)
+                   + (f" — {metrics['error']}" if metrics.get("error") else ""))
     for command, note in (status.get("backends") or {}).items():
         out.append(f"command {command}: {note}")
     reload = status.get("reload") or {}

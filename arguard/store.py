@@ -8,6 +8,7 @@ integrity baseline with its known-good records, the recoveries of a damaged data
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Iterator
 from urllib.parse import quote
 
 from arguard import modes
-from arguard.model import Block, FileState, KnownGood
+from arguard.model import Block, FileState, KnownGood, Offence
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
 MIGRATIONS: tuple[str, ...] = (
@@ -110,6 +111,27 @@ MIGRATIONS: tuple[str, ...] = (
         adopted     INTEGER             -- NULL until reconciliation has adopted
     );
     """,
+    # Why a block is there (`arguard explain`): one row per offence that added or extended
+    # it, with the alert's rule and the log lines behind it (a JSON list); deleted with the
+    # block, and bounded (Store.record_offence).
+    """
+    CREATE TABLE offences (
+        id          INTEGER PRIMARY KEY,
+        block_id    INTEGER NOT NULL REFERENCES blocks (id) ON DELETE CASCADE,
+        at          REAL    NOT NULL,
+        verb        TEXT    NOT NULL CHECK (verb IN ('add', 'extend')),
+        offence     INTEGER,
+        rule_id     INTEGER,
+        level       INTEGER,
+        description TEXT,
+        alert_id    TEXT,
+        timeout     REAL,
+        expires_at  REAL,
+        lines       TEXT    NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX offences_block ON offences (block_id);
+    """,
+    # The keys `if_fts` rules have seen (a decoder's first-time-seen values), with when.
     """
     CREATE TABLE first_seen (
         key         TEXT    PRIMARY KEY,
@@ -319,6 +341,10 @@ class Store:
         return {row[0] for row in self.db.execute(
             "SELECT DISTINCT command FROM blocks WHERE state = 'active'")}
 
+    def count_active_blocks_by_command(self) -> dict[str, int]:
+        return dict(self.db.execute(
+            "SELECT command, COUNT(*) FROM blocks WHERE state = 'active' GROUP BY command"))
+
     def count_active_blocks(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM blocks WHERE state = 'active'").fetchone()[0]
 
@@ -352,6 +378,53 @@ class Store:
         """Drop the history of lifted blocks created before the given time."""
         return self.db.execute("DELETE FROM blocks WHERE state = 'lifted' AND created_at < ?",
                                (created_before,)).rowcount
+
+    # --- offences: why a block is there ---------------------------------------------------
+
+    def record_offence(self, command: str, target: str, offence: Offence,
+                       per_block: int, total: int) -> None:
+        """Record an offence of the active block of (command, target), keeping the newest
+        `per_block` of the block and the newest `total` of all."""
+        row = self.db.execute(
+            "INSERT INTO offences (block_id, at, verb, offence, rule_id, level, description, "
+            "alert_id, timeout, expires_at, lines) SELECT id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "FROM blocks WHERE command = ? AND target = ? AND state = 'active' RETURNING "
+            "id, block_id",
+            (offence.at, offence.verb, offence.offence, offence.rule_id, offence.level,
+             offence.description, offence.alert_id, offence.timeout, offence.expires_at,
+             json.dumps(list(offence.lines), ensure_ascii=False), command, target)).fetchone()
+        if row is None:
+            return
+        offence_id, block_id = row
+        self.db.execute("DELETE FROM offences WHERE block_id = ? AND id <= ("
+                        "SELECT id FROM offences WHERE block_id = ? ORDER BY id DESC "
+                        "LIMIT 1 OFFSET ?)", (block_id, block_id, per_block))
+        self.db.execute("DELETE FROM offences WHERE id <= ?", (offence_id - total,))
+
+    def blocks_of(self, target: str, lifted: int) -> list[tuple[int, Block]]:
+        """The target's active blocks and its `lifted` most recent lifted ones, newest
+        first, with their row ids."""
+        rows = self.db.execute(
+            f"SELECT id, {self._BLOCK_COLUMNS} FROM blocks WHERE target = ? AND "
+            "state = 'active' ORDER BY id DESC", (target,)).fetchall()
+        rows += self.db.execute(
+            f"SELECT id, {self._BLOCK_COLUMNS} FROM blocks WHERE target = ? AND "
+            "state = 'lifted' ORDER BY id DESC LIMIT ?", (target, lifted)).fetchall()
+        return [(row[0], self._block(row[1:])) for row in rows]
+
+    def network_blocks(self) -> list[tuple[int, Block]]:
+        """Active blocks of networks (prefix blocks), with their row ids."""
+        rows = self.db.execute(
+            f"SELECT id, {self._BLOCK_COLUMNS} FROM blocks WHERE state = 'active' AND "
+            "target LIKE '%/%' ORDER BY id DESC").fetchall()
+        return [(row[0], self._block(row[1:])) for row in rows]
+
+    def offences_of(self, block_id: int) -> list[Offence]:
+        """A block's offences on record, oldest first."""
+        rows = self.db.execute(
+            "SELECT at, verb, offence, rule_id, level, description, alert_id, timeout, "
+            "expires_at, lines FROM offences WHERE block_id = ? ORDER BY id", (block_id,))
+        return [Offence(*row[:9], lines=tuple(json.loads(row[9]))) for row in rows]
 
     def bump_offender(self, command: str, target: str, now: float, forget: float) -> int:
         """Count one more offence and return the offence number (1 = first). A count whose

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Uninstall arguard: stop the service, lift every block it holds (firewall entries, routes,
 # hosts.deny lines, locked accounts), then remove the virtualenv, the unit, the logrotate
-# snippet and the command symlink. /etc/arguard, the state and the logs are kept unless
+# snippet, the manual page, the completions and the command symlink. /etc/arguard, the state and the logs are kept unless
 # --purge is given.
 #
 #   uninstall.sh [--root DIR] [--purge]
@@ -47,7 +47,9 @@ if [ -x "$PREFIX/bin/arguard" ]; then
 fi
 
 rm -f "$ROOT/etc/systemd/system/arguard.service" "$ROOT/etc/logrotate.d/arguard" \
-    "$ROOT/etc/iproute2/rt_protos.d/arguard.conf"
+    "$ROOT/etc/iproute2/rt_protos.d/arguard.conf" "$ROOT/usr/local/share/man/man1/arguard.1" \
+    "$ROOT/usr/local/share/bash-completion/completions/arguard" \
+    "$ROOT/usr/local/share/zsh/site-functions/_arguard"
 if [ -L "$ROOT/usr/local/sbin/arguard" ]; then
     rm -f "$ROOT/usr/local/sbin/arguard"
 fi

@@ -156,24 +156,68 @@ except OSError as error:
 """)
 
 
-class ActionProcess:
+class JsonChild:
+    """A child process driven over a pipe: one JSON call per line on its stdin, one JSON
+    reply per line on its stdout."""
+
+    #: what the child is, for the message when it dies
+    what = "the child process"
+
+    def __init__(self, argv: list[str]):
+        self._process = subprocess.Popen(argv, cwd=REPO, env=child_env(),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, method: str, *args: Any) -> None:
+        self._process.stdin.write(json.dumps([method, *args]) + "\n")
+        self._process.stdin.flush()
+
+    def _receive(self) -> dict[str, Any]:
+        line = self._process.stdout.readline()
+        if not line:
+            raise AssertionError(f"{self.what} died (exit {self._process.wait()})")
+        return json.loads(line)
+
+
+class ActionProcess(JsonChild):
     """One real action, built by `build_action` in a child process inside a namespace; the
     methods forward to it. An ActionError in the child is raised here as ActionError with
     the same message."""
 
-    def __init__(self, ns: str, action: str, options: dict[str, Any] | None = None,
-                 name: str = "test-command", owner: str = ""):
-        """`owner`: the owner tag of the instance the action works for ("": untagged)."""
+    what = "the action process"
+
+    def __init__(self, ns: str | None, action: str, options: dict[str, Any] | None = None,
+                 name: str = "test-command", owner: str = "", *, expect: str = "srcip",
+                 prefix: list[str] | None = None):
+        """`owner`: the owner tag of the instance the action works for ("": untagged).
+        `prefix`: what runs the child instead of `ip netns exec NS` (tests.pidns: a PID
+        namespace's)."""
         spec = json.dumps({"name": name, "action": action, "options": options or {},
-                           "owner": owner})
-        self._process = subprocess.Popen(
-            [*exec_prefix(ns), sys.executable, "-m", "tests.netns", "serve", spec],
-            cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True)
+                           "owner": owner, "expect": expect})
+        super().__init__([*(prefix if prefix is not None else exec_prefix(ns)),
+                          sys.executable, "-m", "tests.netns", "serve", spec])
         self._reply()  # built (or the construction error)
 
-    def add(self, target: str, timeout: int | None = None) -> None:
-        self._call("add", target, timeout, None)
+    def add(self, target: str, timeout: int | None = None,
+            attested_pid: int | None = None) -> str | None:
+        """`attested_pid`: the call gets an alert whose line the journal attested as
+        written by that pid (else no alert); what the action said it did."""
+        return self._call("add", target, timeout, attested_pid)
 
     def add_many(self, items: list[tuple[str, int | None]]) -> None:
         self._call("add_many", [list(item) for item in items])
@@ -187,29 +231,14 @@ class ActionProcess:
     def list_targets(self) -> set[str]:
         return set(self._call("list_targets"))
 
-    def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.stdin.close()
-            self._process.wait(timeout=30)
-
-    def __enter__(self) -> ActionProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _call(self, method: str, *args: Any) -> Any:
-        self._process.stdin.write(json.dumps([method, *args]) + "\n")
-        self._process.stdin.flush()
+        self._send(method, *args)
         return self._reply()
 
     def _reply(self) -> Any:
         from arguard.respond.actions import ActionError
 
-        line = self._process.stdout.readline()
-        if not line:
-            raise AssertionError(f"the action process died (exit {self._process.wait()})")
-        reply = json.loads(line)
+        reply = self._receive()
         if "error" in reply:
             raise ActionError(reply["error"])
         return reply["result"]
@@ -223,7 +252,7 @@ def _serve(spec_json: str) -> None:
     from arguard.respond.owner import Owner
 
     spec = json.loads(spec_json)
-    command = Command(name=spec["name"], action=spec["action"], expect="srcip",
+    command = Command(name=spec["name"], action=spec["action"], expect=spec["expect"],
                       timeout_allowed=True, options=MappingProxyType(spec["options"]))
 
     def reply(**message: Any) -> None:
@@ -239,12 +268,23 @@ def _serve(spec_json: str) -> None:
         method, *args = json.loads(line)
         if method == "add_many":
             args = [[tuple(item) for item in args[0]]]
+        if method == "add":
+            args[2] = None if args[2] is None else _alert_from(args[2])
         try:
             result = getattr(action, method)(*args)
         except ActionError as error:
             reply(error=str(error))
             continue
         reply(result=sorted(result) if isinstance(result, set) else result)
+
+
+def _alert_from(pid: int) -> Any:
+    """An alert for an entry the journal attested as written by process `pid`."""
+    from arguard.model import Alert, Event, Line, Predecoded, RuleInfo
+
+    line = Line("test entry", "journald", 0.0, attested_pid=pid)
+    return Alert("0.1", RuleInfo(100100, 10, "test", (), ()),
+                 Event(line, Predecoded("test entry"), 0.0), 1)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:

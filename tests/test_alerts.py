@@ -43,6 +43,22 @@ def test_alerts_json_lines_are_the_alert_objects(shipped_ruleset, tmp_path, requ
     assert hostile == HOSTILE
 
 
+def test_an_alert_after_a_torn_line_is_a_line_of_its_own(shipped_ruleset, tmp_path):
+    """A run killed by SIGKILL can leave alerts.json ending mid-line; the next run's first
+    alert is not glued to it: the fragment is removed and every line parses."""
+    path = tmp_path / "alerts.json"
+    path.write_text('{"timestamp": "2026-12-01T13:05:59.161+0000"}\n{"timestamp": "2026-1')
+    alert = Pipeline(shipped_ruleset, line_time=True).process(
+        Line(HOSTILE[1], "auth.log", 1e9)).alert
+    assert alert is not None
+    log = AlertLog(path)
+    log.write(alert)
+    log.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == '{"timestamp": "2026-12-01T13:05:59.161+0000"}'
+    assert json.loads(lines[1]) == alert_to_dict(alert) and len(lines) == 2
+
+
 def test_an_unfinished_last_line_left_by_a_kill_is_removed_at_open(tmp_path):
     path = tmp_path / "alerts.json"
     path.write_bytes(b'{"id": "1"}\n{"id": "2", "full_l')

@@ -63,6 +63,8 @@ def test_fragments_add_sources_commands_responses_and_white_list(tmp_path: Path)
         timeout_allowed = true
         """)
     fragment(config, "README", "not a fragment")
+    (tmp_path / "rules.d" / "web.toml").write_text('[[rule]]\nid = 100003\nlevel = 5\n'
+                                                   'match = "scan"\n')
     loaded = load_config(config)
     assert [str(n) for n in loaded.global_.white_list] == ["127.0.0.0/8", "192.0.2.7/32"]
     assert [s.path for s in loaded.sources] == [str(tmp_path / "auth.log"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED, write_config
+from tests.conftest import REPO, SHARED, require_corpus, write_config
 from tests.daemon_process import failed_password, running_in, status, wait_for
 from tests.netns import connect, namespace_pair, require_netns, run_in, tcp_listener
 
@@ -45,13 +45,10 @@ def arguard(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def root(request, tmp_path: Path) -> Path:
     """The test root: etc/fail2ban (fail2ban's tree and our jail.local), the logs, and
     etc/arguard with its own arguard.toml (shipped rules on) and the import copied in."""
-    if not TREE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{TREE} is missing; CI must have ../shared beside the checkout")
-        pytest.skip(f"{TREE} not present: fail2ban end-to-end test NOT RUN")
+    require_corpus(request, TREE)
     etc = tmp_path / "etc"
     shutil.copytree(TREE, etc / "fail2ban")
     logs = tmp_path / "var/log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -104,6 +105,61 @@ def test_replay_prints_a_readable_timeline_and_summary(tmp_path: Path):
     assert "Replayed 51 lines" in result.stdout
     assert "Blocks still active at the end: 0" in result.stdout
     assert result.stderr == "", "no progress display when stderr is not a terminal"
+
+
+# --- several files: merged by time, year-less dates dated from their own file ---------------
+
+SSH_A, WEB_B, SSH_C = "198.51.100.1", "198.51.100.2", "198.51.100.3"
+NEW_YEAR = datetime(2025, 1, 1).astimezone()        # local midnight, as syslog writes it
+
+
+def syslog_failures(address: str, start: datetime, count: int = 8) -> list[str]:
+    """Year-less BSD syslog lines, as rsyslog writes auth.log."""
+    return [f"{(start + timedelta(seconds=i)).strftime('%b %e %H:%M:%S')} srv sshd[9]: "
+            f"Failed password for root from {address} port {40000 + i} ssh2\n"
+            for i in range(count)]
+
+
+def web_scan(address: str, start: datetime, count: int = 14) -> list[str]:
+    return [f'{address} - - [{(start + timedelta(seconds=i)).strftime("%d/%b/%Y:%H:%M:%S %z")}]'
+            f' "GET /wp-{i}.php HTTP/1.1" 404 162 "-" "scanner"\n' for i in range(count)]
+
+
+def test_replay_of_an_auth_log_and_an_access_log_gives_the_attacks_in_time_order(
+        tmp_path: Path):
+    """auth.log crosses New Year with year-less dates (its last line written on Jan 1st: the
+    December lines are the year before); access.log's scan lies between its two attacks."""
+    auth, access = tmp_path / "auth.log", tmp_path / "access.log"
+    auth.write_text("".join(syslog_failures(SSH_A, NEW_YEAR - timedelta(minutes=10))
+                            + syslog_failures(SSH_C, NEW_YEAR + timedelta(minutes=5))))
+    access.write_text("".join(web_scan(WEB_B, NEW_YEAR - timedelta(minutes=3))))
+    written = (NEW_YEAR + timedelta(minutes=6)).timestamp()
+    os.utime(auth, (written, written))
+    os.utime(access, (written, written))
+    config = write_config(tmp_path, extra="""
+        [[command]]
+        name = "drop"
+        action = "ipset"
+        timeout_allowed = true
+
+        [[active_response]]
+        command = "drop"
+        rules_id = [5763, 31151]
+        timeout = "1h"
+        """)
+    result = subprocess.run([sys.executable, "-m", "arguard.cli", "replay", "--json", "-c",
+                             str(config), str(auth), str(access)], capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    *events, summary = [json.loads(text) for text in result.stdout.splitlines()]
+    added = [(e["time"], e["target"], e["rule"]) for e in events if e["action"] == "add"]
+    assert added == [
+        ((NEW_YEAR - timedelta(minutes=10, seconds=-7)).isoformat(), SSH_A, 5763),
+        ((NEW_YEAR - timedelta(minutes=3, seconds=-13)).isoformat(), WEB_B, 31151),
+        ((NEW_YEAR + timedelta(minutes=5, seconds=7)).isoformat(), SSH_C, 5763),
+    ]
+    assert summary["summary"]["first"] == (NEW_YEAR - timedelta(minutes=10)).isoformat()
+    assert summary["summary"]["last"] == (NEW_YEAR + timedelta(minutes=5, seconds=7)).isoformat()
 
 
 def test_replay_touches_no_kernel_object(tmp_path: Path):

@@ -223,14 +223,15 @@ class DecoderSet:
         return found
 
     def decode(self, pre: Predecoded, memory: SourceMemory | None = None,
-               line: Line | None = None) -> Decoded | None:
+               line: Line | None = None, recent: bool = True) -> Decoded | None:
         """`memory`: the session's SourceMemory, for decoders that remember or recall a
         process's source address or join lines (None: those options are not applied);
-        `line`: the line as read, for decoders with `input = "line"`."""
+        `line`: the line as read, for decoders with `input = "line"`; `recent`: reuse the
+        result of a recent equal text (False: decode every line, the reference path)."""
         program, message = pre.program_name, pre.message
         whole = whole_line(pre, line) if self._reads_lines else None
         text = message if whole is None else whole
-        if len(text) <= _RECENT_MESSAGE_LIMIT:
+        if recent and len(text) <= _RECENT_MESSAGE_LIMIT:
             key = (program, text)
             found = self._recent.get(key)
             if found is None:

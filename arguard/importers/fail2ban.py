@@ -34,6 +34,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import tomli_w
 
@@ -49,6 +50,7 @@ from arguard.importers.f2bconf import (
     split_option_lists,
 )
 from arguard.importers.f2btimes import FormulaError, offence_times, seconds
+from arguard.progress import Progress
 
 DEFAULT_BASE_ID = 100_000
 IDS_PER_FILTER = 10
@@ -571,18 +573,23 @@ def _classify(paths: list[Path], jail_files: list[Path]) -> _Inputs:
 
 
 def import_fail2ban(paths: list[Path], out_dir: Path, jail_files: list[Path] = (),
-                    base_id: int = DEFAULT_BASE_ID) -> Report:
-    """Import and write; on an unreadable or broken input (report.errors) nothing is written."""
+                    base_id: int = DEFAULT_BASE_ID, progress: IO[str] | None = None) -> Report:
+    """Import and write; on an unreadable or broken input (report.errors) nothing is written.
+    `progress`: where to draw a bar of the filters translated (only on a terminal)."""
     report = Report()
     inputs = _classify(paths, list(jail_files))
     live: list[Translated] = []
     library: list[Translated] = []
     config = JailConfig()
+    bar = Progress("import fail2ban", stream=None)
     try:
         jails = _read_jails(inputs, report)
         live_filters = _live_filters(inputs, jails)
+        filter_library = _filter_library(inputs.config_dir) if inputs.config_dir else []
+        bar = Progress("import fail2ban", len(live_filters) + len(filter_library),
+                       unit="filter", stream=progress)
         next_id = base_id
-        for jail, filter_dir, filter_name, passed in live_filters:
+        for jail, filter_dir, filter_name, passed in bar.items(live_filters):
             definition = read_filter(filter_dir, filter_name, passed,
                                      jail.options if jail is not None else None)
             use_dns = _use_dns(jail, definition)
@@ -595,17 +602,18 @@ def import_fail2ban(paths: list[Path], out_dir: Path, jail_files: list[Path] = (
             if jail is not None:
                 translate_jail(jail, translated, config, report)
             live.append(translated)
-        if inputs.config_dir is not None:
-            for path in _filter_library(inputs.config_dir):
-                definition = read_filter(path.parent, path.stem, {})
-                translated = translate_filter(definition, f"filter-{path.stem}", next_id,
-                                              report, _use_dns(None, definition))
-                next_id += IDS_PER_FILTER
-                if translated is not None:
-                    library.append(translated)
+        for path in bar.items(filter_library):
+            definition = read_filter(path.parent, path.stem, {})
+            translated = translate_filter(definition, f"filter-{path.stem}", next_id,
+                                          report, _use_dns(None, definition))
+            next_id += IDS_PER_FILTER
+            if translated is not None:
+                library.append(translated)
     except ConfError as error:
         report.errors.append(str(error))
         return report
+    finally:
+        bar.close()
     _write(out_dir, live, library, config, report)
     return report
 

@@ -19,7 +19,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 import regex
 import tomli_w
@@ -28,6 +28,7 @@ from arguard.config import parse_network, shipped_dir
 from arguard.importers import ospatterns
 from arguard.importers.wazuhroot import list_lines, read_installation
 from arguard.importers.wazuhxml import Node, XmlError, parse_file
+from arguard.progress import Progress
 from arguard.ruleset.clock import EventClock, parse_time, parse_weekday
 from arguard.ruleset.compiled import COMPILED_RULES
 from arguard.ruleset.lists import LOOKUPS, VALUE_LOOKUPS
@@ -133,7 +134,8 @@ def group_name(name: str) -> str:
     return safe if _IDENTIFIER.fullmatch(safe) else "_" + safe
 
 
-def import_installation(root: Path, extra: list[Path] = ()) -> ImportResult:
+def import_installation(root: Path, extra: list[Path] = (),
+                        progress: IO[str] | None = None) -> ImportResult:
     """A whole Wazuh installation (`--ossec-root`): the files its ossec.conf names, then the
     `extra` files."""
     found = read_installation(root)
@@ -142,7 +144,7 @@ def import_installation(root: Path, extra: list[Path] = ()) -> ImportResult:
     else:
         result = import_files(found.decoder_files + found.rule_files + list(extra)
                               + [found.conf],
-                              ossec_root=root, stock=found.stock)
+                              ossec_root=root, stock=found.stock, progress=progress)
     result.notes[:0] = [Note(f.file, f.line, f.subject, f.message, f.translated)
                         for f in found.findings]
     for name, path in found.lists.items():
@@ -152,12 +154,15 @@ def import_installation(root: Path, extra: list[Path] = ()) -> ImportResult:
 
 
 def import_files(paths: list[Path], ossec_root: Path | None = None,
-                 stock: set[Path] | frozenset[Path] = frozenset()) -> ImportResult:
+                 stock: set[Path] | frozenset[Path] = frozenset(),
+                 progress: IO[str] | None = None) -> ImportResult:
     """`stock`: files of Wazuh's own ruleset, where the rules and decoders arguard ships
-    (same ids, same names) are kept rather than imported again."""
+    (same ids, same names) are kept rather than imported again. `progress`: where to draw a
+    bar of the files read (only on a terminal)."""
     result = ImportResult(ossec_root=ossec_root)
     parsed: list[tuple[Path, Node]] = []
-    for path in paths:
+    bar = Progress("import wazuh", len(paths), unit="file", stream=progress)
+    for path in bar.items(paths):
         try:
             root = parse_file(path)
         except XmlError as exc:
@@ -166,6 +171,7 @@ def import_files(paths: list[Path], ossec_root: Path | None = None,
             continue
         _substitute_variables(root)
         parsed.append((path, root))
+    bar.close()
     stems = _output_stems([path for path, _ in parsed])
     shipped = _Shipped.read() if stock else None
     for (path, root), stem in zip(parsed, stems):
@@ -250,9 +256,9 @@ def run(paths: list[Path], directory: Path, report: TextIO = sys.stderr,
     exit code 0 (all translated), 2 (some things not), 1 (an input file could not be read or
     parsed)."""
     if ossec_root is not None:
-        result = import_installation(ossec_root, paths)
+        result = import_installation(ossec_root, paths, progress=report)
     else:
-        result = import_files(paths)
+        result = import_files(paths, progress=report)
     written = write_output(result, directory)
     for note in result.notes:
         print(note, file=report)
@@ -674,7 +680,7 @@ class _Rules(_Translator):
                 raise _Skip(f"<list> check_value {check!r}: a negated value is not supported")
             table["check_value"] = translated.pattern
         elif check is not None:
-            self.note(child, "list", f"check_value dropped: Wazuh reads it only with "
+            self.note(child, "list", "check_value dropped: Wazuh reads it only with "
                       + " and ".join(VALUE_LOOKUPS), True)
         elif lookup in VALUE_LOOKUPS:
             raise _Skip(f"<list> lookup {lookup} without check_value")

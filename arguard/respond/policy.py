@@ -22,10 +22,11 @@ import sqlite3
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from arguard.config import ActiveResponse, Command, Config
+from arguard.config import ActiveResponse, Command, Config, stateless
 from arguard.model import Alert, Block, Lift, Response
 from arguard.respond.actions import action_type
 from arguard.respond.targets import (
+    ATTESTED_PID,
     EXPECT_KINDS,
     Checked,
     TargetKind,
@@ -44,11 +45,11 @@ Verb = Literal["add", "extend", "skip", "lift"]
 class Decision:
     """What one request does.
 
-    add: `block` is the new row, or None for a stateless run (a detached action bound
-    without a timeout: the action runs, nothing is recorded). extend: `block` is the row as
-    extended, `remaining` its seconds left, and `refresh` whether the backend is told the new
-    time. skip: `reason` says why. lift: `block` is the row lifted; `reason` set when the
-    backend is not asked (the command is no longer configured).
+    add: `block` is the new row, or None for a stateless run (a stateless action, or a
+    detached one bound without a timeout: the action runs, nothing is recorded). extend:
+    `block` is the row as extended, `remaining` its seconds left, and `refresh` whether the
+    backend is told the new time. skip: `reason` says why. lift: `block` is the row lifted;
+    `reason` set when the backend is not asked (the command is no longer configured).
     """
 
     verb: Verb
@@ -59,30 +60,29 @@ class Decision:
 
 
 def binding_matches(binding: ActiveResponse, alert: Alert) -> bool:
-    """Wazuh semantics: `rules_id` OR (`level` AND `rules_group`), where an absent level or
-    group does not restrict. The level matches alerts of that level or higher; `rules_group`
-    names one group, or several separated by `|`, compared with the alert's groups exactly."""
-    rule = alert.rule
-    if rule.id in binding.rules_id:
-        return True
-    if binding.level is None and binding.rules_group is None:
-        return False
-    if binding.level is not None and rule.level < binding.level:
-        return False
-    if binding.rules_group is not None:
-        wanted = {g.strip() for g in binding.rules_group.split("|")}
-        return not wanted.isdisjoint(rule.groups)
-    return True
+    return binding.selects(alert.rule)
 
 
-def target_field(command: Command, fields: dict[str, str]) -> str | None:
+def target_field(command: Command, alert: Alert) -> str | None:
     """The alert field the command acts on; `user` is dstuser, else srcuser; `filename` is
-    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`)."""
+    a file integrity alert's path (the decoded field `file`, the alert's `syscheck.path`);
+    `_PID` the pid the kernel attested for the entry (the journal's), never a field decoded
+    from text."""
+    if command.expect == ATTESTED_PID:
+        pid = alert.event.line.attested_pid
+        return None if pid is None else str(pid)
+    fields = alert.event.fields
     if command.expect == "user":
         return fields.get("dstuser") or fields.get("srcuser")
     if command.expect == "filename":
         return fields.get("file")
     return fields.get(command.expect)
+
+
+def _missing(command: Command) -> str:
+    if command.expect == ATTESTED_PID:
+        return "no kernel-attested pid (_PID): the entry did not come from the journal"
+    return f"no {command.expect} in the alert"
 
 
 def escalated_timeout(binding: ActiveResponse, offence: int) -> int | None:
@@ -116,7 +116,8 @@ class Policy:
                  targets: Targets | None = None):
         self.config = config
         self.store = store if store is not None else Store(":memory:")
-        self.targets = targets if targets is not None else Targets(config.global_.white_list)
+        self.targets = targets if targets is not None else Targets(
+            config.global_.white_list, users=config.global_.white_list_users)
         #: the covering prefix lengths of the commands whose actions block networks
         self._prefixes = {name: _prefixes(command) for name, command in config.commands.items()}
 
@@ -136,9 +137,9 @@ class Policy:
             if not binding_matches(binding, alert):
                 continue
             command = self.config.commands[binding.command]
-            raw = target_field(command, alert.event.fields)
+            raw = target_field(command, alert)
             if raw is None:
-                checked = Checked("", f"no {command.expect} in the alert")
+                checked = Checked("", _missing(command))
             else:
                 checked = self._check(command, raw)
             if (command.name, checked.target) in seen:
@@ -184,6 +185,10 @@ class Policy:
             return Response(name or "-", target, timeout, None,
                             skipped="no such command" if name else missing)
         acts_on = EXPECT_KINDS[spec.expect]
+        if acts_on == "process":
+            return Response(spec.name, target, timeout, None, skipped=(
+                "a process is a target only as the kernel-attested pid (_PID) of the journal "
+                "entry that fired a rule"))
         if acts_on != kind:
             return Response(spec.name, target, timeout, None, skipped=(
                 f"command {name!r} acts on user names: give the name with --user"
@@ -234,6 +239,8 @@ class Policy:
         command = self.config.commands.get(response.command)
         if command is None:
             return Decision("skip", reason="unknown command")
+        if stateless(command):
+            return Decision("add")
         alert = response.alert
         rule_id = alert.rule.id if alert else None
         alert_id = alert.id if alert else None

@@ -26,8 +26,10 @@ backend, all in one transaction: the rows of a batch are committed together, bef
 its actions runs. `_invoke` makes each backend call through the one guard (dry run, action
 errors, an action that crashes). `_settle` records the outcomes in a second transaction.
 `apply` makes the calls inline; `apply_async` runs the calls of detached actions (scripts,
-webhooks: they can take seconds) in worker threads. Reconciliation's calls go through the
-same guard. Store access always stays in the caller's thread.
+webhooks: they can take seconds) and stateless ones (ending processes waits a grace) in
+worker threads, and the calls one alert asks for one after another, in the order of their
+bindings (lock, then terminate). Reconciliation's calls go through the same guard. Store
+access always stays in the caller's thread.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from arguard.config import Config
+from arguard.config import Config, stateless
 from arguard.faults import LastingFault
-from arguard.model import Alert, Block, Lift, Response
+from arguard.model import Alert, Block, Lift, Offence, Response
 from arguard.respond.actions import Action, ActionContext, ActionError, build_action
 from arguard.respond.actions.base import BatchAction, OwnerConflict
 from arguard.respond.policy import Decision, Policy, backend_timeout, detached, later_expiry
@@ -58,6 +60,12 @@ log = logging.getLogger(__name__)
 LIFT_RETRY = 60
 #: lifted blocks are kept this long as history (seconds)
 HISTORY = 30 * 86_400
+#: why blocks are there (`arguard explain`): offences kept per block and in all, log lines
+#: kept per offence (the last ones), characters kept per line
+OFFENCES_PER_BLOCK = 10
+OFFENCES_KEPT = 20_000
+LINES_PER_OFFENCE = 20
+LINE_CHARS = 1024
 
 Request = Response | Lift
 
@@ -71,6 +79,8 @@ class Applied:
     target: str
     block: Block | None = None
     reason: str | None = None
+    #: what the action said it did (the pids a terminate ended)
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,13 +103,17 @@ class Reconciled:
 class _Call:
     """One backend call (its action is None in a dry run, where nothing is called)."""
 
+    command: str
     action: Action | None
     method: Literal["add", "delete", "add_many"]
     target: str = ""
     timeout: int | None = None
     alert: Alert | None = None
     items: Sequence[tuple[str, int | None]] = ()
+    #: runs in a worker thread
     detached: bool = False
+    #: what the action said it did (an add's return value)
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -139,6 +153,11 @@ class Responder:
         self.log = ResponseLog(None if dry_run else config.paths.responses_log, clock)
         #: (command, verb) → how many times; failures per command feed `arguard status`
         self.counters: Counter[tuple[str, str]] = Counter()
+        #: (command, reason) → how many requests were skipped for that reason (metrics)
+        self.skips: Counter[tuple[str, str]] = Counter()
+        #: told (command, method, seconds) after every backend call (metrics), from the
+        #: thread that made it
+        self.timed: Callable[[str, str, float], None] | None = None
         self._actions: dict[str, Action] = dict(actions or {})
         self._active = store.count_active_blocks()
         self._listeners: list[Callable[[float], None]] = []
@@ -155,19 +174,20 @@ class Responder:
         return self._settle(steps, [self._invoke(step.call) for step in steps])
 
     async def apply_async(self, requests: Sequence[Request]) -> list[Applied]:
-        """Apply a batch, the calls of detached actions concurrently in worker threads."""
+        """Apply a batch, the calls of detached and stateless actions in worker threads: the
+        calls of one alert one after another in their order, alerts concurrently."""
         steps = self._begin(requests)
         errors: list[str | None] = [None] * len(steps)
-        threaded = []
-        for index, step in enumerate(steps):
-            if step.call is not None and step.call.detached and not self.dry_run:
-                threaded.append(index)
-            else:
-                errors[index] = self._invoke(step.call)
-        outcomes = await asyncio.gather(*(asyncio.to_thread(self._invoke, steps[i].call)
-                                          for i in threaded))
-        for index, error in zip(threaded, outcomes):
-            errors[index] = error
+
+        async def in_order(indices: list[int]) -> None:
+            for index in indices:
+                call = steps[index].call
+                if call is not None and call.detached and not self.dry_run:
+                    errors[index] = await asyncio.to_thread(self._invoke, call)
+                else:
+                    errors[index] = self._invoke(call)
+
+        await asyncio.gather(*(in_order(indices) for indices in _by_alert(steps)))
         return self._settle(steps, errors)
 
     def lift_expired(self) -> list[Applied]:
@@ -216,9 +236,11 @@ class Responder:
     # --- the stage around it ---------------------------------------------------------------
 
     def detached(self, command: str) -> bool:
-        """Whether the command's action runs detached (unknown commands are not)."""
+        """Whether the command's calls run in worker threads, off the daemon's loop: those
+        of detached actions and of stateless ones (unknown commands' do not). Neither kind
+        is reconciled."""
         spec = self.config.commands.get(command)
-        return spec is not None and detached(spec)
+        return spec is not None and (detached(spec) or stateless(spec))
 
     def action(self, command: str) -> Action | None:
         """The action of a configured command, built on first use; None when the command is
@@ -376,7 +398,7 @@ class Responder:
             if block.expires_at != current.expires_at:
                 self._notify(block.expires_at)
             if decision.refresh:
-                step.call = _Call(action, "add", response.target,
+                step.call = _Call(response.command, action, "add", response.target,
                                   backend_timeout(decision.remaining), alert)
             return step
         if block is not None:
@@ -386,7 +408,8 @@ class Responder:
                 self.store.insert_block(block)
             self._active += 1
             self._notify(block.expires_at)
-        step.call = _Call(action, "add", response.target, response.timeout, alert,
+        step.call = _Call(response.command, action, "add", response.target, response.timeout,
+                          alert,
                           detached=self.detached(response.command))
         return step
 
@@ -405,7 +428,7 @@ class Responder:
         except ActionError as error:
             step.failed = str(error)
             return step
-        step.call = _Call(action, "delete", current.target,
+        step.call = _Call(current.command, action, "delete", current.target,
                           detached=self.detached(current.command))
         return step
 
@@ -414,9 +437,10 @@ class Responder:
         if call is None or self.dry_run:
             return None
         assert call.action is not None
+        started = time.perf_counter()
         try:
             if call.method == "add":
-                call.action.add(call.target, call.timeout, call.alert)
+                call.detail = call.action.add(call.target, call.timeout, call.alert)
             elif call.method == "delete":
                 call.action.delete(call.target)
             else:
@@ -428,6 +452,9 @@ class Responder:
             log.exception("action %s(%s) crashed", call.method,
                           call.target or f"{len(call.items)} targets")
             return f"internal error: {type(error).__name__}: {error}"
+        finally:
+            if self.timed is not None:
+                self.timed(call.command, call.method, time.perf_counter() - started)
         return None
 
     def _settle(self, steps: list[_Step], errors: list[str | None]) -> list[Applied]:
@@ -477,8 +504,10 @@ class Responder:
 
         def record(verb: Verb, reason: str | None = None, recorded: Block | None = None,
                    timeout: float | None = response.timeout) -> Applied:
+            detail = step.call.detail if step.call is not None else None
             return self._record(verb, response.command, response.target, block=recorded,
-                                reason=reason, timeout=timeout, response=response)
+                                reason=reason, timeout=timeout, response=response,
+                                detail=detail)
 
         if decision.verb == "skip":
             return record("skip", decision.reason)
@@ -487,6 +516,7 @@ class Responder:
         if decision.verb == "extend":
             if error is not None:
                 return record("fail", f"extend: {error}", block, decision.remaining)
+            self._offence("extend", response, block, step.now)
             return record("extend", None, block, decision.remaining)
         if block is None:
             return record("fail" if error else "add", error)
@@ -494,6 +524,7 @@ class Responder:
             self.store.lift_block(block.command, block.target)
             self._active -= 1
             return record("fail", error, replace(block, state="lifted"))
+        self._offence("add", response, block, step.now)
         return record("add", None, block)
 
     def _settle_lift(self, step: _Step, error: str | None) -> Applied:
@@ -519,12 +550,31 @@ class Responder:
         return self._record("delete", current.command, current.target,
                             block=replace(current, state="lifted"))
 
+    def _offence(self, verb: Literal["add", "extend"], response: Response, block: Block | None,
+                 now: float) -> None:
+        """Keep why the block is there: the alert and its lines (not in a dry run: its
+        would-be blocks are in its own database, which `arguard explain` does not read)."""
+        if self.dry_run or block is None:
+            return
+        alert = response.alert
+        rule = alert.rule if alert is not None else None
+        lines = alert.lines[-LINES_PER_OFFENCE:] if alert is not None else ()
+        self.store.record_offence(block.command, block.target, Offence(
+            at=now, verb=verb, offence=response.offence if alert is not None else None,
+            rule_id=rule.id if rule else None, level=rule.level if rule else None,
+            description=rule.description if rule else None,
+            alert_id=alert.id if alert is not None else None, timeout=response.timeout,
+            expires_at=block.expires_at, lines=tuple(line[:LINE_CHARS] for line in lines)),
+            OFFENCES_PER_BLOCK, OFFENCES_KEPT)
+
     def _record(self, verb: Verb, command: str, target: str, *, block: Block | None = None,
                 reason: str | None = None, timeout: float | None = None,
-                response: Response | None = None) -> Applied:
+                response: Response | None = None, detail: str | None = None) -> Applied:
         """Count and log one outcome; its rule, alert and offence are those of the response
-        that asked for it, else those of the block."""
+        that asked for it, else those of the block; `detail`: what the action said it did."""
         self.counters[(command, verb)] += 1
+        if verb == "skip":
+            self.skips[(command, reason or "")] += 1
         if response is not None:
             alert = response.alert
             rule_id, alert_id = (alert.rule.id, alert.id) if alert else (None, None)
@@ -534,8 +584,8 @@ class Responder:
         else:
             rule_id = alert_id = offence = None
         self.log.write(verb, command, target, rule_id=rule_id, alert_id=alert_id,
-                       timeout=timeout, offence=offence, reason=reason)
-        return Applied(verb, command, target, block, reason)
+                       timeout=timeout, offence=offence, reason=reason, detail=detail)
+        return Applied(verb, command, target, block, reason, detail)
 
     def _notify(self, expires_at: float | None) -> None:
         if expires_at is None:
@@ -592,7 +642,7 @@ class Responder:
                 known.setdefault(command.action, set()).update(unknown)
                 continue
             for target in sorted(unknown):
-                error = self._invoke(_Call(action, "delete", target))
+                error = self._invoke(_Call(name, action, "delete", target))
                 if error is not None:
                     result.failed.append(self._record(
                         "fail", name, target,
@@ -636,7 +686,7 @@ class Responder:
         items = [(b, backend_timeout(None if b.expires_at is None else b.expires_at - now))
                  for b in lost]
         if items and isinstance(action, BatchAction):
-            error = self._invoke(_Call(action, "add_many",
+            error = self._invoke(_Call(name, action, "add_many",
                                        items=[(b.target, timeout) for b, timeout in items]))
             if error is None:
                 result.restored.extend(
@@ -645,7 +695,7 @@ class Responder:
                 return
             log.warning("%s: batch restore failed (%s); restoring one by one", name, error)
         for block, timeout in items:
-            error = self._invoke(_Call(action, "add", block.target, timeout))
+            error = self._invoke(_Call(name, action, "add", block.target, timeout))
             if error is not None:
                 result.failed.append(self._record(
                     "fail", name, block.target, block=block, timeout=timeout,
@@ -654,3 +704,13 @@ class Responder:
                 result.restored.append(self._record(
                     "add", name, block.target, block=block, timeout=timeout,
                     reason="reconcile: restored"))
+
+
+def _by_alert(steps: list[_Step]) -> list[list[int]]:
+    """The steps' indices, those of one alert's responses together in their order (a
+    chain: lock, then terminate); every other request alone."""
+    groups: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        alert = getattr(step.request, "alert", None)
+        groups.setdefault(id(alert) if alert is not None else -1 - index, []).append(index)
+    return list(groups.values())

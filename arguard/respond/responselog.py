@@ -3,8 +3,10 @@
     2026-03-01T10:00:07+00:00 firewall-drop add 203.0.113.1 rule=5763 alert=1772359207.8
         timeout=600 offence=1 reason=-
 
-(one line in the file). Targets and reasons may be attacker-controlled text, so a field is
-written bare only when it is plain, and JSON-quoted otherwise: no log line can be forged.
+(one line in the file). An action that says what it did (the pids `terminate-sessions`
+ended) adds it at the end: `detail="ended 2 processes of UID 1001: 4711 4712 (SIGTERM)"`.
+Targets and reasons may be attacker-controlled text, so a field is written bare only when it
+is plain, and JSON-quoted otherwise: no log line can be forged.
 """
 
 from __future__ import annotations
@@ -61,13 +63,15 @@ class ResponseLog:
 
     def write(self, verb: Verb, command: str, target: str, *, rule_id: int | None = None,
               alert_id: str | None = None, timeout: int | float | None = None,
-              offence: int | None = None, reason: str | None = None) -> None:
+              offence: int | None = None, reason: str | None = None,
+              detail: str | None = None) -> None:
         when = datetime.fromtimestamp(self.clock()).astimezone().isoformat(timespec="seconds")
         if timeout is not None:
             timeout = int(round(timeout))
         line = (f"{when} {_field(command)} {verb} {_field(target)} rule={_field(rule_id)} "
                 f"alert={_field(alert_id)} timeout={_field(timeout)} "
-                f"offence={_field(offence)} reason={_field(reason)}")
+                f"offence={_field(offence)} reason={_field(reason)}"
+                + ("" if detail is None else f" detail={_field(detail)}"))
         if verb == "fail":
             self.recent_failures.append(line)
         log.log(logging.ERROR if verb == "fail" else logging.INFO, "%s", line)

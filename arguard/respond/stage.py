@@ -16,7 +16,7 @@ from arguard.respond.owner import UNTAGGED, Owner, instance_owner
 from arguard.respond.policy import Policy
 from arguard.respond.responder import Applied, Responder
 from arguard.respond.scheduler import Scheduler
-from arguard.respond.targets import TargetKind, Targets
+from arguard.respond.targets import TargetKind
 from arguard.store import Store
 
 #: lines between two purges of a simulation's in-memory store
@@ -57,7 +57,7 @@ class RespondStage:
     def reconfigure(self, config: Config) -> None:
         """Switch to a reloaded configuration: a new white list (and a fresh read of the
         host's own addresses), commands and cap; blocks and offender memory are kept."""
-        self.policy = Policy(config, self.policy.store, Targets(config.global_.white_list))
+        self.policy = Policy(config, self.policy.store)
         self.responder.reconfigure(config, self.policy)
 
 
@@ -71,7 +71,7 @@ def build_respond_stage(config: Config, store: Store, *, dry_run: bool = False,
     replaces the actions of some commands (tests). `backend_reset`: what actions call
     when their backend dropped its entries by itself (ActionContext)."""
     owner = UNTAGGED if dry_run else instance_owner(store, config.paths.state_dir)
-    policy = Policy(config, store, Targets(config.global_.white_list))
+    policy = Policy(config, store)
     context = ActionContext(config.paths, owner, backend_reset)
     responder = Responder(config, store, policy, context,
                           actions=actions, dry_run=dry_run, clock=clock)

@@ -18,7 +18,9 @@ attacker shares a /64 with this host or with a friend, and is still stopped.
 
 A target has a kind, given by the alert field a command expects (EXPECT_KINDS); each action
 declares the kinds it acts on. Adding a kind is a line in EXPECT_KINDS and a check in
-Targets.check.
+Targets.check. A process target is never text: `expect = "_PID"` names the pid the kernel
+attested for the log entry (the journal's `_PID`), which the policy takes from the line the
+source read, never from the fields decoded from its message.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-TargetKind = Literal["ip", "user", "file"]
+TargetKind = Literal["ip", "user", "file", "process"]
 
+#: the `expect` whose target is the kernel-attested pid of the log entry (Line.attested_pid)
+ATTESTED_PID = "_PID"
 #: the kind of target each value of a command's `expect` names
 EXPECT_KINDS: dict[str, TargetKind] = {
     "srcip": "ip", "dstip": "ip", "srcuser": "user", "dstuser": "user", "user": "user",
-    "filename": "file",
+    "filename": "file", ATTESTED_PID: "process",
 }
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+",
@@ -154,25 +158,33 @@ class OwnAddresses:
 
 
 class Targets:
-    """Validates targets against the white list and the built-in refusals.
+    """Validates targets against the white lists and the built-in refusals.
 
     `own_addresses` returns the host's addresses; by default they are read over netlink
-    (OwnAddresses). Tests and dry runs may pass any callable.
+    (OwnAddresses). Tests and dry runs may pass any callable. `users`: account names never
+    acted on (`[global] white_list_users`).
     """
 
     def __init__(self, white_list: Iterable[Network],
-                 own_addresses: Callable[[], Collection[Address]] | None = None):
+                 own_addresses: Callable[[], Collection[Address]] | None = None,
+                 users: Iterable[str] = ()):
         self.white_list = tuple(white_list)
         self.own_addresses = own_addresses if own_addresses is not None else OwnAddresses()
+        self.users = frozenset(users)
 
     def check(self, kind: TargetKind, text: str | None,
               prefixes: tuple[int, int] | None = None) -> Checked:
         """`prefixes`: the command's action blocks networks too, and an address is widened
         to the covering prefix of these lengths (IPv4, IPv6); None: single addresses."""
         if kind == "user":
-            return check_user(text)
+            checked = check_user(text)
+            if checked.refused is None and checked.target in self.users:
+                return Checked(checked.target, "white-listed")
+            return checked
         if kind == "file":
             return check_file(text)
+        if kind == "process":
+            return check_pid(text)
         if prefixes is None:
             return self.check_address(text)
         return self.check_network(text, prefixes)
@@ -273,6 +285,15 @@ def check_user(text: str | None) -> Checked:
     elif not _USER.fullmatch(text):
         reason = "not a valid user name"
     return Checked(text, reason)
+
+
+def check_pid(text: str | None) -> Checked:
+    """A process id as the kernel gives it: decimal digits, not PID 1."""
+    if not text or not text.isascii() or not text.isdigit() or text.startswith("0"):
+        return Checked(text or "", "not a process id")
+    if text == "1":
+        return Checked(text, "PID 1")
+    return Checked(text)
 
 
 def check_file(text: str | None) -> Checked:

@@ -86,8 +86,14 @@ class KeyMaker:
         return prefix
 
 
+#: characters of a counted event's line kept in its window (the lines behind an alert, for
+#: `arguard explain`); a longer line is kept cut
+KEPT_LINE_CHARS = 1024
+
+
 class Windows:
-    """Per correlation key, the recent counted events of one frequency rule."""
+    """Per correlation key, the recent counted events of one frequency rule: (time, values
+    of its different_* fields, its line)."""
 
     __slots__ = ("rule", "keys", "max_keys", "history", "_by_count", "_recent")
 
@@ -115,9 +121,9 @@ class Windows:
             self._moved(key, before, len(window))
         if different is None:
             return len(window) + 1
-        return len({values for _, values in window} | {different})
+        return len({entry[1] for entry in window} | {different})
 
-    def add(self, key: tuple, now: float, different: tuple | None) -> None:
+    def add(self, key: tuple, now: float, different: tuple | None, line: str) -> None:
         window = self.keys.get(key)
         if window is None:
             self._make_room()
@@ -128,7 +134,7 @@ class Windows:
             horizon = now - self.rule.timeframe
             while window and window[0][0] < horizon:
                 window.popleft()
-        window.append((now, different))
+        window.append((now, different, line[:KEPT_LINE_CHARS]))
         self._moved(key, before, len(window))
         recent = self._recent
         recent[key] = now
@@ -140,11 +146,14 @@ class Windows:
                 break
             self.reset(oldest)
 
-    def reset(self, key: tuple) -> None:
+    def reset(self, key: tuple) -> tuple[str, ...]:
+        """Start the key's count again; the lines it had counted, oldest first."""
         window = self.keys.pop(key, None)
-        if window is not None:
-            self._by_count[len(window)].pop(key, None)
         self._recent.pop(key, None)
+        if window is None:
+            return ()
+        self._by_count[len(window)].pop(key, None)
+        return tuple(entry[2] for entry in window)
 
     def _moved(self, key: tuple, before: int, after: int) -> None:
         by_count = self._by_count

@@ -32,6 +32,8 @@ from arguard.ruleset.loader import Rule, RuleTree
 class Evaluation:
     rule: Rule | None
     chain: tuple[Rule, ...]
+    #: the lines of the events a frequency rule of the chain counted before this one
+    previous: tuple[str, ...] = ()
 
 
 _NO_RULE = Evaluation(None, ())
@@ -87,6 +89,8 @@ class Engine:
         #: decoder, fields, program, host, location and message they are the same
         self._recent: dict[tuple, Evaluation] = {}
         self._state_tested = False
+        #: the reference (compiled=False) keeps no recent walks: each event is walked
+        self._remembers = compiled
         if compiled:
             from arguard.ruleset.plan import CompiledWalk
             self._walk = CompiledWalk(self).walk
@@ -191,7 +195,7 @@ class Engine:
         pre = event.pre
         message = pre.message
         key = None
-        if len(message) <= _RECENT_MESSAGE_LIMIT:
+        if self._remembers and len(message) <= _RECENT_MESSAGE_LIMIT:
             key = (event.decoder, event.category, pre.program_name, pre.hostname,
                    event.line.location, message, tuple(event.fields.items()))
             evaluation = self._recent.get(key)
@@ -203,8 +207,7 @@ class Engine:
         chain = self._walk(event)
         if chain:
             final = chain[-1]
-            self._after(final, chain, event)
-            evaluation = Evaluation(final, chain)
+            evaluation = Evaluation(final, chain, self._after(final, chain, event))
         else:
             evaluation = _NO_RULE
         if key is not None and not self._state_tested:
@@ -242,14 +245,17 @@ class Engine:
             else:
                 return tuple(chain)
 
-    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> None:
+    def _after(self, final: Rule, chain: tuple[Rule, ...], event: Event) -> tuple[str, ...]:
+        """Count the event for the rules watching its rule, start the counts of the
+        frequency rules it fired again; the lines those had counted."""
         now = event.time
         key_of = self.keys.key
+        previous: tuple[str, ...] = ()
         for rule in chain:
             if rule.frequency is not None and rule.restarts:
                 key = key_of(rule, event)
                 if key is not None:
-                    self.windows[rule.id].reset(key)
+                    previous = self.windows[rule.id].reset(key) or previous
         if final.ignore:
             key = key_of(final, event)
             if key is not None:
@@ -263,7 +269,9 @@ class Engine:
         for watcher in watchers:
             key = key_of(watcher, event)
             if key is not None:
-                self.windows[watcher.id].add(key, now, self._different(watcher, event))
+                self.windows[watcher.id].add(key, now, self._different(watcher, event),
+                                             event.line.text)
+        return previous
 
     def _different(self, rule: Rule, event: Event) -> tuple | None:
         if not rule.different:

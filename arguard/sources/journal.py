@@ -2,7 +2,9 @@
 
 journalctl runs as an argv-list subprocess (never a shell). Each JSON entry becomes a Line
 with the journal's own fields: SYSLOG_IDENTIFIER (or _COMM) as program name, _HOSTNAME,
-__REALTIME_TIMESTAMP; MESSAGE may be a string or, for non-UTF-8 data, an array of bytes. The
+__REALTIME_TIMESTAMP, SYSLOG_PID (or _PID) as pid; MESSAGE may be a string or, for non-UTF-8
+data, an array of bytes. `_PID` alone, which journald takes from the kernel and the writer
+cannot choose, is also kept as the line's `attested_pid` (what `kill-process` acts on). The
 cursor of the last delivered entry is saved, so a restart continues right after it. If
 journalctl dies it is started again with back-off.
 """
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 LOCATION = "journald"
 READ_BYTES = 256 * 1024
-FIELDS = "MESSAGE,SYSLOG_IDENTIFIER,_COMM,_HOSTNAME"
+FIELDS = "MESSAGE,SYSLOG_IDENTIFIER,_COMM,_HOSTNAME,SYSLOG_PID,_PID"
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 # A journalctl run that lasted this long was healthy: the next failure starts back-off afresh.
 HEALTHY_RUN_SECONDS = 60.0
@@ -244,9 +246,12 @@ class JournalSource:
             timestamp = int(stamp) / 1e6 if stamp is not None else None
         except (TypeError, ValueError):
             timestamp = None
-        pid = _field_text(entry.get("SYSLOG_PID")) or _field_text(entry.get("_PID"))
+        attested = _field_text(entry.get("_PID"))
+        pid = _field_text(entry.get("SYSLOG_PID")) or attested
         return Line(text, LOCATION, now, program_name=program,
-                    hostname=_field_text(entry.get("_HOSTNAME")), timestamp=timestamp, pid=pid)
+                    hostname=_field_text(entry.get("_HOSTNAME")), timestamp=timestamp, pid=pid,
+                    attested_pid=int(attested) if attested and attested.isdecimal()
+                    and attested.isascii() else None)
 
     async def stop(self) -> None:
         self._stopping.set()

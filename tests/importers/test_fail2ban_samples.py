@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from arguard.importers.fail2ban import IDS_PER_FILTER, import_fail2ban
 from arguard.model import Line
 from arguard.pipeline import Pipeline
 from arguard.ruleset.files import load_ruleset
-from tests.conftest import SHARED, coverage_key, write_config
+from tests.conftest import SHARED, coverage_key, require_corpus, write_config
 
 TREE = SHARED / "corpus" / "fail2ban-tree"
 CONFIG, LOGS = TREE / "config", TREE / "logs"
@@ -106,11 +105,8 @@ def _filters_with_logs() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> Samples:
-    if not TREE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{TREE} is missing; CI must have ../shared beside the checkout")
-        pytest.skip(f"{TREE} not present: fail2ban's sample test NOT RUN")
+def samples(request, tmp_path_factory) -> Samples:
+    require_corpus(request, TREE)
     root = tmp_path_factory.mktemp("f2b-samples")
     jails: dict[tuple[str, str], str] = {}
     sections = []

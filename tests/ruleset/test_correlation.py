@@ -45,6 +45,10 @@ def test_ipv6_addresses_of_one_prefix_count_as_one_source(tmp_path, shipped_rule
     assert rules == [5710] * 8
 
 
+#: the line each counted event brings (kept with its window)
+LINE = "Nov 22 10:00:00 host sshd[1]: Invalid user u from 10.0.0.1 port 22"
+
+
 def _rule(frequency: int) -> Rule:
     return Rule(id=1, level=10, file=None, line=None, order=0, frequency=frequency,
                 timeframe=60, if_matched_sid=2)
@@ -52,22 +56,22 @@ def _rule(frequency: int) -> Rule:
 
 def test_a_full_rule_drops_the_least_recently_seen_key_with_the_fewest_events():
     windows = Windows(_rule(frequency=5), max_keys=3)
-    windows.add(("a",), 1.0, None)
-    windows.add(("a",), 2.0, None)       # a: 2 events
-    windows.add(("b",), 3.0, None)       # b: 1 event, seen before c
-    windows.add(("c",), 4.0, None)
-    windows.add(("d",), 5.0, None)       # full: b goes (fewest events, least recently seen)
+    windows.add(("a",), 1.0, None, LINE)
+    windows.add(("a",), 2.0, None, LINE)  # a: 2 events
+    windows.add(("b",), 3.0, None, LINE)  # b: 1 event, seen before c
+    windows.add(("c",), 4.0, None, LINE)
+    windows.add(("d",), 5.0, None, LINE)  # full: b goes (fewest events, least recently seen)
     assert set(windows.keys) == {("a",), ("c",), ("d",)}
-    windows.add(("c",), 6.0, None)
-    windows.add(("e",), 7.0, None)       # d goes: a and c have 2 events
+    windows.add(("c",), 6.0, None, LINE)
+    windows.add(("e",), 7.0, None, LINE)  # d goes: a and c have 2 events
     assert set(windows.keys) == {("a",), ("c",), ("e",)}
     assert windows.count(("a",), 8.0, None) == 3
 
 
 def test_keys_leave_once_their_newest_event_is_older_than_the_timeframe():
     windows = Windows(_rule(frequency=5), max_keys=100)
-    windows.add(("a",), 1.0, None)
-    windows.add(("b",), 30.0, None)
-    windows.add(("c",), 70.0, None)      # a's newest event (1.0) is now outside 60 s
+    windows.add(("a",), 1.0, None, LINE)
+    windows.add(("b",), 30.0, None, LINE)
+    windows.add(("c",), 70.0, None, LINE)      # a's newest event (1.0) is now outside 60 s
     assert set(windows.keys) == {("b",), ("c",)}
     assert windows.count(("b",), 95.0, None) == 1   # b's only event left the window

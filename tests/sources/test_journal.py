@@ -28,9 +28,12 @@ BOOT_ID = "0123456789abcdef0123456789abcdef"
 BASE_TIME = 1_790_000_000_000_000   # microseconds
 
 
-def export_entry(number: int, fields: dict[str, str | bytes]) -> bytes:
-    """One entry in journal export format; bytes values go in the binary form."""
-    out = [f"__REALTIME_TIMESTAMP={BASE_TIME + number}\n".encode(),
+def export_entry(number: int, fields: dict[str, str | bytes],
+                 realtime: int | None = None) -> bytes:
+    """One entry in journal export format; bytes values go in the binary form. `realtime`:
+    when it was written (microseconds since the epoch; default: a fixed time + `number`)."""
+    realtime = BASE_TIME + number if realtime is None else realtime
+    out = [f"__REALTIME_TIMESTAMP={realtime}\n".encode(),
            f"__MONOTONIC_TIMESTAMP={number + 1}\n".encode(), f"_BOOT_ID={BOOT_ID}\n".encode()]
     for key, value in fields.items():
         if isinstance(value, bytes):
@@ -172,3 +175,24 @@ def test_a_journal_directory_journalctl_cannot_open_is_an_error_not_a_crash(tmp_
     assert texts(delivered) == ["file line"]
     assert "journalctl exited with status 1" in status[0]["last_error"]
     assert "restarting journalctl in 1 s" in status[0]["last_error"]
+
+
+def test_only_the_journals_own_pid_is_attested(tmp_path):
+    """_PID comes from the kernel (journald reads the writer's credentials); SYSLOG_PID and
+    the text are the writer's choice: only _PID becomes the line's attested pid."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    add_entries(journal, [
+        sshd(1, "from sshd itself"),
+        export_entry(2, {"MESSAGE": "forged by logger --id=1", "SYSLOG_IDENTIFIER": "sshd",
+                         "_COMM": "sshd", "SYSLOG_PID": "1", "_PID": "4711"}),
+        export_entry(3, {"MESSAGE": "imported without a sender", "_COMM": "sshd",
+                         "SYSLOG_PID": "4242"}),
+    ])
+
+    async def scenario(manager, delivered):
+        await until(lambda: len(delivered) >= 3)
+
+    delivered, _, _ = follow([journal_source(journal)], tmp_path / "db", scenario)
+    assert [(l.pid, l.attested_pid) for l in delivered] == [
+        ("812", 812), ("1", 4711), ("4242", None)]

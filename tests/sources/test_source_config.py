@@ -29,11 +29,11 @@ def test_journal_directory_is_relative_to_the_config_file(tmp_path):
     ("""
      [[source]]
      journal = { matches = ["_COMM=sshd"], dir = "x" }
-     """, "arguard.toml:13: unknown key 'dir' in source.journal"),
+     """, "arguard.toml:13: unknown key 'dir' in [source.journal]"),
     ("""
      [[source]]
      journal = { matches = ["_COMM=sshd"], directory = 5 }
-     """, "arguard.toml:13: journal.directory must be a directory path"),
+     """, "arguard.toml:13: source.journal.directory must be a path"),
     ("""
      [[source]]
      path = "/var/log/auth.log"

@@ -31,6 +31,8 @@ ACTIONS: dict[str, str] = {
     "route": "arguard.respond.actions.route",
     "hosts-deny": "arguard.respond.actions.hostsdeny",
     "disable-account": "arguard.respond.actions.account",
+    "terminate-sessions": "arguard.respond.actions.sessions",
+    "kill-process": "arguard.respond.actions.killprocess",
     "webhook": "arguard.respond.actions.webhook",
     "script": "arguard.respond.actions.script",
     "restore-file": "arguard.respond.actions.restorefile",

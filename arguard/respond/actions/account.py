@@ -15,9 +15,11 @@ file instead of the one that guards the copy. Both are POSIX record locks, which
 the process, not the thread (and glibc's `lckpwdf` fails outright when the process already
 holds it), so threads of arguard also queue on an in-process lock first.
 
-Refusals (ActionError): names that are not plain account names, root and any UID 0
-account, UIDs below `min_uid` (default 1000; UIDs come from the configured passwd file),
-accounts missing from passwd or shadow.
+Refusals (ActionError, AccountGuard: the same for `terminate-sessions`): names that are not
+plain account names, root and any UID 0 account, UIDs below `min_uid` (default 1000; UIDs
+come from the configured passwd file), the UID arguard or its parent process runs as,
+accounts missing from passwd or shadow. White-listed account names (`[global]
+white_list_users`) are refused by the policy before any action is asked.
 
 Which locks are arguard's. The shadow file cannot say who added a `!`, so `list_targets()`
 returns None and the policy's `blocks` table is the record: arguard only ever unlocks what
@@ -66,20 +68,73 @@ def check_account_name(name: str) -> str:
     return name
 
 
+class AccountGuard:
+    """The accounts arguard may act on: found in `passwd`, not root nor any UID 0 account,
+    no UID below `min_uid`, not the UID (real or effective) arguard or its parent process
+    runs as. `verb` says what is refused ("lock", "terminate")."""
+
+    def __init__(self, passwd: Path, min_uid: int, verb: str):
+        self.passwd = passwd
+        self.min_uid = min_uid
+        self.verb = verb
+
+    def uid(self, name: str) -> int:
+        """The UID of account `name` if arguard may act on it, else ActionError saying why."""
+        check_account_name(name)
+        if name == "root":
+            raise ActionError(f"refusing to {self.verb} root")
+        uid = self._uid(name)
+        refusing = f"refusing to {self.verb} {name!r}"
+        if uid == 0:
+            raise ActionError(f"{refusing}: UID 0")
+        if uid < self.min_uid:
+            raise ActionError(f"{refusing}: UID {uid} is below min_uid {self.min_uid}")
+        if uid in (os.getuid(), os.geteuid()):
+            raise ActionError(f"{refusing}: UID {uid} is the one arguard runs as")
+        if uid in _parent_uids():
+            raise ActionError(f"{refusing}: UID {uid} is the one arguard's parent process "
+                              f"(pid {os.getppid()}) runs as")
+        return uid
+
+    def _uid(self, name: str) -> int:
+        prefix = name.encode() + b":"
+        for line in _read(self.passwd).split(b"\n"):
+            if line.startswith(prefix):
+                fields = line.split(b":")
+                if len(fields) < 7 or not fields[2].isdigit():
+                    raise ActionError(f"{self.passwd}: malformed entry for {name!r}")
+                return int(fields[2])
+        raise ActionError(f"unknown account {name!r} (not in {self.passwd})")
+
+
+def _parent_uids() -> set[int]:
+    """The real and effective UIDs of arguard's parent process (none when the parent is
+    outside arguard's PID namespace)."""
+    try:
+        status = Path(f"/proc/{os.getppid()}/status").read_text()
+    except OSError:
+        return set()
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            real, effective = line.split()[1:3]
+            return {int(real), int(effective)}
+    return set()
+
+
 class AccountAction:
     def __init__(self, command: Command, lock_timeout: float = 15.0):
         """`lock_timeout`: how long to wait for the shadow lock (lckpwdf waits 15 s)."""
         options = ACTION.options_of(command)
         self.shadow = Path(options["shadow"])
-        self.passwd = Path(options["passwd"])
-        self.min_uid: int = options["min_uid"]
+        self.guard = AccountGuard(Path(options["passwd"]), options["min_uid"], "lock")
         self.lock_timeout = lock_timeout
         with self._shadow_lock():
             for leftover in remove_leftovers(self.shadow):
                 log.warning("removed %s, left by a write that was interrupted", leftover)
 
     def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
-        name = self._lockable(target)
+        name = check_account_name(target)
+        self.guard.uid(name)
         with self._shadow_lock():
             data, index, fields = self._shadow_entry(name)
             if fields[1].startswith(b"!"):
@@ -105,29 +160,6 @@ class AccountAction:
 
     def list_targets(self) -> set[str] | None:
         return None
-
-    def _lockable(self, target: str) -> str:
-        """The account name if arguard may lock it: known, not root, UID >= min_uid."""
-        name = check_account_name(target)
-        if name == "root":
-            raise ActionError("refusing to lock root")
-        uid = self._uid(name)
-        if uid == 0:
-            raise ActionError(f"refusing to lock {name!r}: UID 0")
-        if uid < self.min_uid:
-            raise ActionError(f"refusing to lock {name!r}: UID {uid} is below "
-                              f"min_uid {self.min_uid}")
-        return name
-
-    def _uid(self, name: str) -> int:
-        prefix = name.encode() + b":"
-        for line in _read(self.passwd).split(b"\n"):
-            if line.startswith(prefix):
-                fields = line.split(b":")
-                if len(fields) < 7 or not fields[2].isdigit():
-                    raise ActionError(f"{self.passwd}: malformed entry for {name!r}")
-                return int(fields[2])
-        raise ActionError(f"unknown account {name!r} (not in {self.passwd})")
 
     def _shadow_entry(self, name: str) -> tuple[bytes, int, list[bytes]]:
         """The shadow file, the index of the account's line and that line's fields."""

@@ -14,7 +14,8 @@ code that uses them.
 
 Actions are idempotent: adding a target that is already in place, or deleting one that is
 not, succeeds quietly. Failures raise ActionError with a message fit for the operator; the
-responder logs it, counts it and writes it to active-responses.log.
+responder logs it, counts it and writes it to active-responses.log. `add` may return a short
+text saying what it did (the pids a terminate ended), which goes to the same line.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class OwnerConflict(ActionError):
 
 
 class Action(Protocol):
-    def add(self, target: str, timeout: int | None, alert: Alert | None) -> None:
-        """Put the response in place for `timeout` seconds (None: until deleted)."""
+    def add(self, target: str, timeout: int | None, alert: Alert | None) -> str | None:
+        """Put the response in place for `timeout` seconds (None: until deleted); optionally
+        a short text of what was done, for active-responses.log."""
 
     def delete(self, target: str) -> None:
         """Lift the response."""
@@ -164,7 +166,8 @@ REQUIRED = _Required.REQUIRED
 
 @dataclass(frozen=True)
 class Option:
-    """One key of a [[command]] table that an action reads."""
+    """One key of a table: of a [[command]] table, that an action reads, or of the
+    configuration's own tables (arguard/schema.py)."""
 
     name: str
     type: OptionType
@@ -180,13 +183,18 @@ class Option:
         if not self.type.accepts(value):
             return f"{self.name} must be {self.type.name}"
         if self.choices and value not in self.choices:
-            names = [f'"{c}"' for c in self.choices]
-            return f"{self.name} must be {', '.join(names[:-1])} or {names[-1]}"
+            return f"{self.name} must be {self.choices_text}"
         if self.check is not None:
             problem = self.check(value)
             if problem is not None:
                 return f"{self.name} {value!r} {problem}"
         return None
+
+    @property
+    def choices_text(self) -> str:
+        """The choices as messages and the configuration reference name them."""
+        names = [f'"{c}"' for c in self.choices]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 #: a problem with a command's options: (the key it is about, or None for the table; message)
@@ -208,6 +216,10 @@ class ActionType:
     #: threads, it cannot be observed (never reconciled), and a binding without a timeout
     #: runs it on every alert without recording a block
     detached: bool = False
+    #: acts once per alert and leaves nothing to lift (it ends processes): no block is
+    #: recorded whatever the binding's timeout, nothing is reconciled, and its calls run in
+    #: worker threads as a detached action's do (they may wait)
+    stateless: bool = False
     #: the `expect` of a command that does not say
     default_expect: str = "srcip"
     #: problems that involve several options, given all of them with their defaults
