@@ -67,11 +67,9 @@ class ListFile:
         if not (networks[4] or networks[6]):
             return None
         try:
-            address = ipaddress.ip_address(value)
+            address = ipaddress.ip_address(normalise_address(value))
         except ValueError:
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         bits = 32 if address.version == 4 else 128
         number = int(address)
         for length, table in networks[address.version]:
