@@ -78,7 +78,7 @@ class Daemon:
                                            backend_reset=self._backend_reset)
         self.responder = self.respond.responder
         self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
-                                 prefilter=True)
+                                 store=self.store, prefilter=True)
         _log_detection(self.pipeline)
         self.alert_log = AlertLog(config.paths.alerts_log)
         self.recent = recent_window(ruleset)
@@ -354,7 +354,7 @@ class Daemon:
             self._keep_config(config)
             self.respond.reconfigure(config)
             pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
-                                prefilter=True)
+                                store=self.store, prefilter=True)
             _log_detection(pipeline)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
@@ -386,6 +386,7 @@ class Daemon:
         for directory in (self.config.paths.decoders_d, self.config.paths.rules_d):
             with contextlib.suppress(OSError):
                 paths.extend(sorted(directory.glob("*.toml")))
+        paths.extend(self.pipeline.engine.tree.list_files)
         signature = {}
         for path in paths:
             with contextlib.suppress(OSError):
