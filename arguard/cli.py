@@ -313,7 +313,15 @@ def cmd_integrity_scan(args: argparse.Namespace) -> int:
 def cmd_import_wazuh(args: argparse.Namespace) -> int:
     from arguard.importers.wazuh import run
 
-    return run([Path(name) for name in args.files], Path(args.output))
+    if not args.files and args.ossec_root is None:
+        print("arguard import wazuh: give FILEs or --ossec-root DIR", file=sys.stderr)
+        return 1
+    root = Path(args.ossec_root) if args.ossec_root is not None else None
+    if root is not None and not (root / "etc" / "ossec.conf").is_file():
+        print(f"arguard import wazuh: {root / 'etc' / 'ossec.conf'} does not exist (--ossec-root "
+              "is the installation's directory, e.g. a copy of /var/ossec)", file=sys.stderr)
+        return 1
+    return run([Path(name) for name in args.files], Path(args.output), ossec_root=root)
 
 
 def cmd_fleet_init(args: argparse.Namespace) -> int:
@@ -423,12 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     fail2ban.set_defaults(handler=cmd_import_fail2ban)
     wazuh = sources.add_parser(
         "wazuh", help="Wazuh 4.x decoder/rule XML and ossec.conf",
-        description="Wazuh 4.x decoder XML, rule XML and ossec.conf (<command>, "
-                    "<active-response>, <global><white_list>) into DIR/decoders.d, "
-                    "DIR/rules.d and DIR/conf.d/60-wazuh.toml; what cannot be translated is "
-                    "reported on stderr. Exit 0: everything translated, 2: something was "
-                    "not, 1: an input file could not be read or parsed.")
-    wazuh.add_argument("files", nargs="+", metavar="FILE")
+        description="A Wazuh 4.x installation (--ossec-root: etc/ossec.conf's <ruleset>, "
+                    "<localfile>, <command>, <active-response>, <global><white_list>, and "
+                    "the decoder, rule and list files it names) or decoder XML, rule XML and "
+                    "ossec.conf files into DIR/decoders.d, DIR/rules.d, DIR/lists and "
+                    "DIR/conf.d/60-wazuh.toml; what cannot be translated is reported on "
+                    "stderr. Exit 0: everything translated, 2: something was not, 1: an "
+                    "input file could not be read or parsed.")
+    wazuh.add_argument("files", nargs="*", metavar="FILE")
+    wazuh.add_argument("--ossec-root", metavar="DIR",
+                       help="a Wazuh installation (a copy of /var/ossec), read as Wazuh does")
     wazuh.add_argument("-o", "--output", required=True, metavar="DIR")
     wazuh.set_defaults(handler=cmd_import_wazuh)
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import urllib.parse
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +59,7 @@ class Paths:
     run_dir: Path = Path("/run/arguard")
     decoders_d: Path = Path("/etc/arguard/decoders.d")
     rules_d: Path = Path("/etc/arguard/rules.d")
+    lists_d: Path = Path("/etc/arguard/lists")       # list files rules name (`list`)
     ar_bin_dir: Path = Path("/etc/arguard/active-response/bin")
 
     @property
@@ -254,6 +256,8 @@ class Config:
     integrity: tuple[Integrity, ...] = ()
     fragments: tuple[Path, ...] = ()   # the conf.d files merged into this configuration
     metrics: MetricsSettings = MetricsSettings()
+    #: the zone of the rules' `time` and `weekday` conditions; None: the host's
+    time_zone: str | None = None
     fleet: Fleet | None = None
     #: each file's path and text as loaded (main file first), for the copy the daemon keeps
     texts: tuple[tuple[Path, str], ...] = ()
@@ -275,12 +279,16 @@ PATHS = Table("paths", False, (
     Option("run_dir", PATH, str(Paths.run_dir), "control.sock, the CLI's way to the daemon"),
     Option("decoders_d", PATH, str(Paths.decoders_d), "drop-in decoder files (*.toml)"),
     Option("rules_d", PATH, str(Paths.rules_d), "drop-in rule files (*.toml)"),
+    Option("lists_d", PATH, str(Paths.lists_d),
+           "the list files rules name with `list` (Wazuh's CDB lists: `key:value` lines) by "
+           "a path relative to it"),
     Option("ar_bin_dir", PATH, str(Paths.ar_bin_dir),
            "the custom response executables a `[[command]]` names with `executable`"),
 ))
 RULESET = Table("ruleset", False, (
-    "Which decoder and rule files load, and the bounds of the correlation state (what "
-    "`frequency` and `ignore` rules remember; docs/formats.md)."), (
+    "Which decoder and rule files load, the bounds of the correlation state (what "
+    "`frequency` and `ignore` rules remember) and the time zone of `time` and `weekday` "
+    "conditions (docs/formats.md)."), (
     Option("shipped", BOOLEAN, True,
            "load the package's decoders and rules before the drop-ins; false: drop-ins only"),
     Option("correlation_keys", INTEGER, Correlation.max_keys,
@@ -289,6 +297,9 @@ RULESET = Table("ruleset", False, (
     Option("correlation_ipv6_prefix", INTEGER, Correlation.ipv6_prefix,
            "IPv6 addresses in a `same_*` key count per prefix of this length (1-128; 128: "
            "per address), so an attacker cycling the addresses of its own /64 is one source"),
+    Option("time_zone", STRING, None,
+           "the zone of the rules' `time` and `weekday` conditions (\"Europe/Berlin\", "
+           "\"UTC\"; a zone of the system's database); none: the host's"),
 ))
 GLOBAL = Table("global", False, "Settings of the respond stage as a whole.", (
     Option("white_list", STRINGS, [],
@@ -550,6 +561,11 @@ class _Loader:
         paths = self.load_paths()
         global_ = self.load_global()
         ruleset = self.table(RULESET)
+        time_zone = ruleset.get("time_zone")
+        if time_zone is not None and not _is_time_zone(time_zone):
+            self.fail(f"ruleset.time_zone {time_zone!r} is not a time zone of the system's "
+                      "database (e.g. \"Europe/Berlin\", \"UTC\")", "ruleset", key="time_zone")
+            time_zone = None
         correlation = Correlation(ruleset.get("correlation_keys", Correlation.max_keys),
                                   ruleset.get("correlation_ipv6_prefix", Correlation.ipv6_prefix))
         if correlation.max_keys < 1:
@@ -586,7 +602,7 @@ class _Loader:
             commands=MappingProxyType(commands), active_responses=responses,
             shipped_ruleset=ruleset.get("shipped", True), correlation=correlation,
             fragments=getattr(self.doc, "fragments", ()), metrics=metrics,
-            integrity=integrity, fleet=fleet, texts=self.doc.texts,
+            integrity=integrity, time_zone=time_zone, fleet=fleet, texts=self.doc.texts,
         )
 
     def load_paths(self) -> Paths:
@@ -950,6 +966,14 @@ def _size(value: Any) -> int | None:
     if found is None:
         return None
     return int(found[1]) * _SIZE_UNITS[(found[2] or "b").lower()]
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def dsn_problem(dsn: str) -> str | None:

@@ -81,7 +81,7 @@ class Daemon:
         if config.fleet is not None and not dry_run:
             self._join_fleet(config)
         self.pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
-                                 prefilter=True, shared=self.correlation)
+                                 store=self.store, prefilter=True, shared=self.correlation)
         _log_detection(self.pipeline)
         self.alert_log = AlertLog(config.paths.alerts_log)
         self.recent = recent_window(ruleset)
@@ -381,7 +381,7 @@ class Daemon:
             self._keep_config(config)
             self.respond.reconfigure(config)
             pipeline = Pipeline(ruleset, line_time=False, decide=self.respond.policy.decide,
-                                prefilter=True, shared=self.correlation)
+                                store=self.store, prefilter=True, shared=self.correlation)
             _log_detection(pipeline)
             pipeline.adopt_state(self.pipeline)
             self.pipeline = pipeline
@@ -413,6 +413,7 @@ class Daemon:
         for directory in (self.config.paths.decoders_d, self.config.paths.rules_d):
             with contextlib.suppress(OSError):
                 paths.extend(sorted(directory.glob("*.toml")))
+        paths.extend(self.pipeline.engine.tree.list_files)
         signature = {}
         for path in paths:
             with contextlib.suppress(OSError):

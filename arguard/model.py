@@ -58,6 +58,8 @@ class Event:
     fields: dict[str, str] = field(default_factory=dict)
     #: the line held more than one candidate for its address: none was decoded
     ambiguous: bool = False
+    #: the fields of its first-time-seen key (the `fts` of the decoder that took it)
+    fts: tuple[str, ...] = ()
 
     @property
     def message(self) -> str:

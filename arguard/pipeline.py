@@ -23,6 +23,7 @@ from arguard.model import Alert, Event, Line, Predecoded, Response
 from arguard.prefilter import Prefilter, build_prefilter
 from arguard.ruleset.engine import Engine, Evaluation, SharedWindows
 from arguard.ruleset.files import Ruleset
+from arguard.store import Store
 
 Decide = Callable[[Alert], list[Response]]
 log = logging.getLogger(__name__)
@@ -54,22 +55,28 @@ class Pipeline:
 
     `line_time`: correlate on each line's own timestamp (replay, logtest) instead of its
     arrival time (live following); lines without a readable timestamp use arrival time.
+    `store`: where `if_fts` rules record what they have seen (the daemon's database); without
+    one, a session of its own in memory (logtest, replay: as a wazuh-logtest session).
     `prefilter`: build the prefilter for `candidates` (the daemon, replay, logtest's summary:
     not for a single line). `reference`: the reference path — every line decoded and every
     rule's checks evaluated one by one, nothing reused (tests/test_differential.py).
     """
 
     def __init__(self, ruleset: Ruleset, line_time: bool, decide: Decide | None = None,
-                 reference_time: float | None = None, prefilter: bool = False,
-                 reference: bool = False, shared: SharedWindows | None = None):
+                 reference_time: float | None = None, store: Store | None = None,
+                 prefilter: bool = False, reference: bool = False,
+                 shared: SharedWindows | None = None):
         """`shared`: where fleet-scoped rules' events go (the daemon of a fleet member);
         without it they count this host's events only."""
         self.predecoder = Predecoder(reference_time)
         self.decoders = ruleset.decoders
         self.source_memory = SourceMemory()
+        if store is None and any(rule.if_fts for rule in ruleset.rules.rules.values()):
+            store = Store(":memory:")
         self.engine = Engine(ruleset.rules, ruleset.correlation.max_keys,
-                             ruleset.correlation.ipv6_prefix, compiled=not reference,
-                             shared=shared)
+                             ruleset.correlation.ipv6_prefix,
+                             first_seen=store.first_seen if store is not None else None,
+                             compiled=not reference, shared=shared)
         self.prefilter: Prefilter | None = (build_prefilter(self.decoders, self.engine)
                                             if prefilter and not reference else None)
         self._recent = not reference
@@ -117,7 +124,7 @@ class Pipeline:
         if decoded is None:
             return Event(line, pre, when)
         return Event(line, pre, when, decoded.decoder, decoded.child, decoded.category,
-                     decoded.fields, decoded.ambiguous)
+                     decoded.fields, decoded.ambiguous, decoded.fts)
 
     def _limited(self, line: Line, pre: Predecoded | None) -> tuple[Event, Evaluation]:
         """A long line's decoding and matching under LONG_LINE_LIMIT (an interval timer: the

@@ -3,9 +3,9 @@
 One database (WAL mode) in the state directory holds the timed blocks, the offender memory,
 the read offsets of file sources, the journal cursors, the instance's owner tag, the file
 integrity baseline with its known-good records, the recoveries of a damaged database
-(arguard.storage), the offences behind each block (arguard explain) and, on a fleet member,
-the outbox of decisions not yet sent, the last fleet decision seen and what became of the
-decisions received (arguard.fleet).
+(arguard.storage), the offences behind each block (arguard explain), the keys `if_fts` rules
+have seen and, on a fleet member, the outbox of decisions not yet sent, the last fleet
+decision seen and what became of the decisions received (arguard.fleet).
 """
 
 from __future__ import annotations
@@ -133,6 +133,13 @@ MIGRATIONS: tuple[str, ...] = (
         lines       TEXT    NOT NULL DEFAULT '[]'
     );
     CREATE INDEX offences_block ON offences (block_id);
+    """,
+    # The keys `if_fts` rules have seen (a decoder's first-time-seen values), with when.
+    """
+    CREATE TABLE first_seen (
+        key         TEXT    PRIMARY KEY,
+        seen_at     REAL    NOT NULL
+    ) WITHOUT ROWID;
     """,
     # A fleet member's own state (arguard.fleet): the outbox of decisions not yet sent, the
     # last fleet decision seen, and what became of the decisions received.
@@ -310,6 +317,14 @@ class Store:
         """Record the owner tag unless one is recorded already; the recorded one."""
         self.db.execute("INSERT OR IGNORE INTO instance (id, owner_tag) VALUES (1, ?)", (tag,))
         return self.owner_tag()
+
+    # --- first time seen (if_fts rules) ----------------------------------------------------
+
+    def first_seen(self, key: str, now: float) -> bool:
+        """Record `key` (a decoder's first-time-seen values) as seen; True if it was new."""
+        cursor = self.db.execute("INSERT OR IGNORE INTO first_seen (key, seen_at) VALUES (?, ?)",
+                                 (key, now))
+        return cursor.rowcount == 1
 
     # --- blocks and offenders (active response) -------------------------------------------
     # At most one row per (command, target) is 'active' (unique partial index); those rows

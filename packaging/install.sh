@@ -57,7 +57,8 @@ python3 -m venv "$PREFIX"
 install -d -m 0755 "$PREFIX/share/doc/arguard"
 install -m 0644 "$SOURCE/README.md" "$SOURCE"/docs/*.md "$PREFIX/share/doc/arguard/"
 
-install -d -m 0755 "$ROOT/etc/arguard" "$ROOT/etc/arguard/decoders.d" "$ROOT/etc/arguard/rules.d"
+install -d -m 0755 "$ROOT/etc/arguard" "$ROOT/etc/arguard/decoders.d" "$ROOT/etc/arguard/rules.d" \
+    "$ROOT/etc/arguard/lists"
 install -d -m 0750 "$ROOT/etc/arguard/active-response" "$ROOT/etc/arguard/active-response/bin"
 # The configuration: the shipped one with its paths under DIR (--root), and the address of
 # this SSH session white-listed.

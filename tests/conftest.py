@@ -16,18 +16,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-def write_config(directory: Path, shipped: bool = True, extra: str = "") -> Path:
-    """An arguard.toml whose state, logs, socket and drop-ins all live in `directory`."""
-    for name in ("decoders.d", "rules.d", "state", "log", "run", "bin"):
+def write_config(directory: Path, shipped: bool = True, extra: str = "",
+                 lists: bool = False) -> Path:
+    """An arguard.toml whose state, logs, socket and drop-ins (and with `lists`, list files:
+    `paths.lists_d`, a line after `rules_d`) all live in `directory`."""
+    for name in ("decoders.d", "rules.d", "lists", "state", "log", "run", "bin"):
         (directory / name).mkdir(exist_ok=True)
     path = directory / "arguard.toml"
+    lists_line = '\n        lists_d = "lists"' if lists else ""
     path.write_text(textwrap.dedent(f"""\
         [paths]
         state_dir = "state"
         log_dir = "log"
         run_dir = "run"
         decoders_d = "decoders.d"
-        rules_d = "rules.d"
+        rules_d = "rules.d"{lists_line}
         ar_bin_dir = "bin"
 
         [ruleset]

@@ -2,11 +2,14 @@
 
 Format (see tests/cases/README.md): an unindented line is a log line (`@journal PROGRAM
 MESSAGE` for a journal entry); the indented `key: value` lines after it are what arguard
-must report for it.
+must report for it. A directory beside a case file with its name (`lists.txt`, `lists/`) holds
+what its session loads besides the shipped ruleset: `decoders.d/`, `rules.d/`, `lists/` and
+`conf.d/` fragments, laid out as in /etc/arguard.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from arguard.config import load_config
 from arguard.model import Line
 from arguard.pipeline import Outcome, Pipeline
+from arguard.ruleset.files import Ruleset, load_ruleset
+from tests.conftest import write_config
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.txt"))
 JOURNAL_START = 1_795_000_000.0
@@ -97,9 +103,21 @@ def test_case_files_exist():
     assert CASES, "tests/cases/*.txt holds the detection cases"
 
 
+def ruleset_for(path: Path, shipped: Ruleset, tmp_path: Path) -> Ruleset:
+    """The shipped ruleset, with the drop-ins, lists and fragments of the case file's own
+    directory when it has one."""
+    extra = path.with_suffix("")
+    if not extra.is_dir():
+        return shipped
+    config = write_config(tmp_path, lists=True)
+    shutil.copytree(extra, tmp_path, dirs_exist_ok=True)
+    return load_ruleset(load_config(config))
+
+
 @pytest.mark.parametrize("path", CASES, ids=[p.name for p in CASES])
-def test_cases(path: Path, shipped_ruleset):
-    pipeline = Pipeline(shipped_ruleset, line_time=True, reference_time=REFERENCE_TIME)
+def test_cases(path: Path, shipped_ruleset, tmp_path):
+    ruleset = ruleset_for(path, shipped_ruleset, tmp_path)
+    pipeline = Pipeline(ruleset, line_time=True, reference_time=REFERENCE_TIME)
     failures = []
     cases = parse_cases(path)
     for case in cases:

@@ -126,17 +126,18 @@ def test_offences_are_bounded_per_block_and_in_total(tmp_path: Path):
 
 
 def test_a_database_from_before_explain_is_migrated(tmp_path: Path):
-    before_explain = 4  # the offences table is migration 5
     path = tmp_path / "arguard.db"
     old = sqlite3.connect(path)
-    for statement in ";".join(MIGRATIONS[:before_explain]).split(";"):
+    before = next(n for n, migration in enumerate(MIGRATIONS) if "CREATE TABLE offences" in
+                  migration)
+    for statement in ";".join(MIGRATIONS[:before]).split(";"):
         if statement.strip():
             old.execute(statement)
     old.execute("INSERT INTO instance VALUES (1, '')")
     old.execute("INSERT INTO blocks (target, kind, command, rule_id, created_at, expires_at, "
                 "offence, state) VALUES ('203.0.113.7', 'ip', 'drop', 5763, 1, NULL, 1, "
                 "'active')")
-    old.execute(f"PRAGMA user_version = {before_explain}")
+    old.execute(f"PRAGMA user_version = {before}")
     old.commit()
     old.close()
     store = Store(path)

@@ -23,14 +23,20 @@ from pathlib import Path
 import regex
 
 from arguard.errors import ConfigError, Problem
+from arguard.decode.jsonlog import ARRAY_STRUCTURES, NULL_FIELDS, JsonDecoding
 from arguard.decode.sequences import SequenceMemory
 from arguard.model import Line, Predecoded
 from arguard.patterns import Pattern, compile_pattern, pattern_problem
 from arguard.tomlfile import TomlFile
 
 _KEYS = {"name", "parent", "program_name", "prematch", "prematch_offset", "regex",
-         "regex_offset", "type", "ambiguous", "input", "cut", "children_field", "join"}
-_BOOL_KEYS = {"remember_source", "recall_source", "require_child"}
+         "regex_offset", "type", "ambiguous", "input", "cut", "children_field", "join",
+         "json_offset", "json_null_field", "json_array_structure"}
+_BOOL_KEYS = {"remember_source", "recall_source", "require_child", "json"}
+_TABLE_KEYS = {"json_fields", "field_names"}
+_JSON_OFFSETS = ("after_parent", "after_prematch")
+# `fts` names Wazuh gives other names (`user` is dstuser)
+_FTS_ALIASES = {"user": "dstuser", "data": "extra_data"}
 _ROOT_ONLY_KEYS = ("priority", "input", "cut", "children_field", "join", "require_child")
 _INPUTS = ("message", "line")
 _REGEX_OFFSETS = ("after_parent", "after_prematch", "after_regex")
@@ -65,6 +71,13 @@ class Decoder:
     children_field: str | None = None
     join: str | None = None
     require_child: bool = False
+    #: the fields of the first-time-seen key (`if_fts` rules)
+    fts: tuple[str, ...] = ()
+    #: Wazuh's JSON_Decoder (arguard/decode/jsonlog.py), and where its text starts
+    json: JsonDecoding | None = None
+    json_offset: str | None = None
+    #: regex group → field name, for names that are not identifiers (`http.method`)
+    field_names: dict[str, str] | None = None
     #: it works on other text than the message (`input`, `cut`); kept as a field, not a
     #: property, because every line asks it of every candidate root
     reshapes: bool = False
@@ -78,6 +91,7 @@ class Decoded:
     category: str
     fields: dict[str, str]
     ambiguous: bool = False
+    fts: tuple[str, ...] = ()
 
 
 _CANONICAL_IPV4 = re.compile(
@@ -97,16 +111,36 @@ def normalise_address(value: str) -> str:
     return str(address)
 
 
-def _capture(pattern: Pattern, message: str, start: int,
-             fields: dict[str, str]) -> int | None:
-    """Search from `start`; on a match add its non-empty named groups and return its end."""
+def _capture(pattern: Pattern, message: str, start: int, fields: dict[str, str],
+             names: dict[str, str] | None = None) -> int | None:
+    """Search from `start`; on a match add its non-empty named groups (renamed by `names`)
+    and return its end."""
     match = pattern.search(message, start)
     if match is None:
         return None
-    for name, value in match.groupdict().items():
+    groups = match.groupdict()
+    if names is not None:
+        groups = {names.get(name, name): value for name, value in groups.items()}
+    for name, value in groups.items():
         if value:
             fields[name] = normalise_address(value) if name in _ADDRESS_FIELDS else value
     return match.end()
+
+
+def _apply_json(decoder: Decoder, message: str, parent_end: int, prematch_end: int,
+                fields: dict[str, str]) -> tuple[int | None, bool]:
+    """A JSON decoder on the message (or after its parent / its prematch): (end of the JSON
+    object or None when there is none, whether its address was ambiguous)."""
+    offset = decoder.json_offset
+    start = parent_end if offset == "after_parent" else \
+        prematch_end if offset == "after_prematch" else 0
+    decoded = decoder.json.decode(message, start)
+    if decoded is None:
+        return None, False
+    found, end, ambiguous = decoded
+    for name, value in found.items():
+        fields[name] = normalise_address(value) if name in _ADDRESS_FIELDS else value
+    return end, ambiguous
 
 
 class SourceMemory:
@@ -211,6 +245,7 @@ class DecoderSet:
             return None
         root, child, category, fields, ambiguous = found
         fields = dict(fields)
+        fts = child.fts if child is not None else root.fts
         if memory is not None and (root.recall_source or
                                    (child is not None and child.remember_source)):
             # an ambiguous line has no address of its own to remember; the one its process
@@ -218,7 +253,8 @@ class DecoderSet:
             self._use_memory(memory, pre, root, child, fields)
         if memory is not None and root.join is not None and root.join in fields:
             memory.sequences.join((root.name, fields[root.join]), fields, pre.time)
-        return Decoded(root.name, child.name if child else None, category, fields, ambiguous)
+        return Decoded(root.name, child.name if child else None, category, fields, ambiguous,
+                       fts)
 
     def _decode_text(self, program: str | None, message: str, whole: str | None) -> tuple:
         """(root, child, category, fields, ambiguous) of the decoders alone — a function of
@@ -241,14 +277,19 @@ class DecoderSet:
             fields: dict[str, str] = {}
             if root.regex is not None:
                 start = parent_end if root.regex_offset == "after_prematch" else 0
-                if _capture(root.regex, text, start, fields) is None and \
+                if _capture(root.regex, text, start, fields, root.field_names) is None and \
                         root.children_field is not None:
                     continue
+            json_ambiguous = False
+            if root.json is not None:
+                _, json_ambiguous = _apply_json(root, text, parent_end, parent_end, fields)
             if root.children_field is not None:
                 content = fields.pop(root.children_field, "")
-                child, ambiguous = self._decode_children(root, content, 0, fields)
+                child, ambiguous = self._decode_children(root, content, 0, fields, program)
             else:
-                child, ambiguous = self._decode_children(root, text, parent_end, fields)
+                child, ambiguous = self._decode_children(root, text, parent_end, fields,
+                                                         program)
+            ambiguous = ambiguous or json_ambiguous
             if child is None and root.require_child:
                 continue
             if root.ambiguous is not None and root.ambiguous.search(text):
@@ -276,9 +317,11 @@ class DecoderSet:
                 fields["srcip"] = recalled
 
     def _decode_children(self, root: Decoder, message: str, parent_end: int,
-                         fields: dict[str, str]) -> tuple[Decoder | None, bool]:
+                         fields: dict[str, str], program: str | None
+                         ) -> tuple[Decoder | None, bool]:
         """The child that takes the message (adding its fields), and whether the message is
-        ambiguous for it."""
+        ambiguous for it. A child with its own `program_name` takes only lines of a program
+        it matches."""
         children = root.children
         prematches = self._prematches[id(root)]
         index = 0
@@ -288,9 +331,18 @@ class DecoderSet:
                 return None, False
             position, prematch_end = found
             child = children[position]
+            if not _program_matches(child, program):
+                index = position + 1
+                continue
             child_fields: dict[str, str] = {}
-            end = _apply_regex(child, message, parent_end, prematch_end, None, child_fields)
-            if child.ambiguous is not None and child.ambiguous.search(message):
+            json_ambiguous = False
+            if child.json is not None:
+                end, json_ambiguous = _apply_json(child, message, parent_end, prematch_end,
+                                                  child_fields)
+            else:
+                end = _apply_regex(child, message, parent_end, prematch_end, None, child_fields)
+            if json_ambiguous or (child.ambiguous is not None and
+                                  child.ambiguous.search(message)):
                 fields.update(child_fields)
                 return child, True
             if end is None:
@@ -299,12 +351,19 @@ class DecoderSet:
             fields.update(child_fields)
             previous_end = end
             for sibling in prematches.siblings[position]:
+                if not _program_matches(sibling, program):
+                    continue
                 sibling_fields: dict[str, str] = {}
                 sibling_end = _apply(sibling, message, parent_end, previous_end, sibling_fields)
                 if sibling_end is not None:
                     fields.update(sibling_fields)
                     previous_end = sibling_end
             return child, False
+
+
+def _program_matches(decoder: Decoder, program: str | None) -> bool:
+    return decoder.program_name is None or (program is not None and
+                                            decoder.program_name.search(program) is not None)
 
 
 def _view(root: Decoder, message: str, whole: str | None,
@@ -441,6 +500,8 @@ def _apply(decoder: Decoder, message: str, parent_end: int, previous_regex_end: 
         if match is None:
             return None
         prematch_end = match.end()
+    if decoder.json is not None:
+        return _apply_json(decoder, message, parent_end, prematch_end, fields)[0]
     return _apply_regex(decoder, message, parent_end, prematch_end, previous_regex_end, fields)
 
 
@@ -458,7 +519,7 @@ def _apply_regex(decoder: Decoder, message: str, parent_end: int, prematch_end: 
         start = previous_regex_end if previous_regex_end is not None else parent_end
     else:
         start = 0
-    return _capture(decoder.regex, message, start, fields)
+    return _capture(decoder.regex, message, start, fields, decoder.field_names)
 
 
 def load_decoder_files(paths: list[Path]) -> DecoderSet:
@@ -523,6 +584,13 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         elif key == "priority":
             if not isinstance(value, int) or isinstance(value, bool):
                 fail("decoder.priority must be an integer", key)
+        elif key in _TABLE_KEYS:
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                fail(f"decoder.{key} must be a table of strings", key)
+        elif key == "fts":
+            if not isinstance(value, list) or not value or \
+                    not all(isinstance(v, str) and v for v in value):
+                fail("decoder.fts must be a list of field names", key)
         elif key not in _KEYS:
             fail(f"unknown key {key!r} in [[decoder]]", key)
         elif not isinstance(value, str):
@@ -553,8 +621,6 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
     if "children_field" in data and "regex" not in data:
         fail("children_field names a field of the decoder's regex, which it does not have",
              "children_field")
-    if parent is not None and "program_name" in data:
-        fail(f"decoder {name!r}: program_name is only allowed on root decoders", "program_name")
     if data.get("prematch_offset", "after_parent") != "after_parent":
         fail("prematch_offset must be \"after_parent\"", "prematch_offset")
     if "prematch_offset" in data and parent is None:
@@ -566,6 +632,9 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         fail("recall_source belongs on a root decoder", "recall_source")
     if offset is not None and "regex" not in data:
         fail("regex_offset without regex", "regex_offset")
+    json_decoding = _json_options(data, parent, fail)
+    fts = tuple(dict.fromkeys(_FTS_ALIASES.get(n.strip(), n.strip()) for n in data["fts"])) \
+        if isinstance(data.get("fts"), list) else ()
     if len(problems) > before:
         return None
     return Decoder(
@@ -579,4 +648,34 @@ def _load_decoder(doc: TomlFile, index: int, data: dict,
         cut=compiled.get("cut"), reshapes=data.get("input") == "line" or "cut" in compiled,
         children_field=data.get("children_field"),
         join=data.get("join"), require_child=data.get("require_child", False),
+        fts=fts, json=json_decoding,
+        json_offset=data.get("json_offset"), field_names=data.get("field_names"),
     )
+
+
+def _json_options(data: dict, parent: str | None, fail) -> JsonDecoding | None:
+    """The JSON options of a decoder with `json = true`; the others are errors without it."""
+    keys = ("json_offset", "json_null_field", "json_array_structure", "json_fields")
+    if not data.get("json"):
+        for key in keys:
+            if key in data:
+                fail(f"{key} needs json = true", key)
+        return None
+    if "regex" in data:
+        fail("a decoder is either json or regex, not both", "regex")
+    offset = data.get("json_offset")
+    if offset is not None and offset not in _JSON_OFFSETS:
+        fail("json_offset must be one of " + ", ".join(_JSON_OFFSETS), "json_offset")
+    if offset == "after_parent" and parent is None:
+        fail("json_offset = \"after_parent\" needs a parent", "json_offset")
+    if offset == "after_prematch" and "prematch" not in data:
+        fail("json_offset = \"after_prematch\" needs a prematch", "json_offset")
+    null_field = data.get("json_null_field", "string")
+    if null_field not in NULL_FIELDS:
+        fail("json_null_field must be one of " + ", ".join(NULL_FIELDS), "json_null_field")
+    structure = data.get("json_array_structure", "array")
+    if structure not in ARRAY_STRUCTURES:
+        fail("json_array_structure must be one of " + ", ".join(ARRAY_STRUCTURES),
+             "json_array_structure")
+    mapped = data.get("json_fields", {})
+    return JsonDecoding(null_field, structure, dict(mapped) if isinstance(mapped, dict) else {})

@@ -26,9 +26,12 @@ import tomli_w
 
 from arguard.config import parse_network, shipped_dir
 from arguard.importers import ospatterns
+from arguard.importers.wazuhroot import list_lines, read_installation
 from arguard.importers.wazuhxml import Node, XmlError, parse_file
 from arguard.progress import Progress
+from arguard.ruleset.clock import EventClock, parse_time, parse_weekday
 from arguard.ruleset.compiled import COMPILED_RULES
+from arguard.ruleset.lists import LOOKUPS, VALUE_LOOKUPS
 
 FRAGMENT = Path("conf.d") / "60-wazuh.toml"
 RENAMED_PREFIX = "wazuh-"
@@ -56,16 +59,17 @@ CORRELATION = {
     "srcuser": "field:srcuser", "dstuser": "field:dstuser", "data": "field:extra_data",
     "extra_data": "field:extra_data", "system_name": "field:system_name",
 }
+_GEOIP = ("GeoIP needs a MaxMind country database and a GeoIP reader, which arguard does "
+          "not have (docs/wazuh-compatibility.md)")
 _UNTRANSLATABLE_RULE_ELEMENTS = {
-    "list": "CDB lists are not supported",
-    "srcgeoip": "GeoIP is not supported", "dstgeoip": "GeoIP is not supported",
-    "time": "time-of-day conditions are not supported",
-    "weekday": "weekday conditions are not supported",
-    "if_fts": "first-time-seen (fts) is not supported",
-    "check_diff": "command-output diffs are not supported",
-    "check_if_ignored": "syscheck ignore lists are not supported",
-    "decoded_as_json": "JSON decoding is not supported",
+    "srcgeoip": _GEOIP, "dstgeoip": _GEOIP,
+    "check_diff": "it compares the output of Wazuh's command monitoring (<localfile> "
+                  "full_command), which arguard does not run",
+    "check_if_ignored": "it reads syscheck's ignore list of Wazuh's FIM database, which "
+                        "arguard's integrity check does not have",
 }
+# Wazuh's plugin decoders; only JSON_Decoder has an arguard equivalent
+_JSON_PLUGIN = "JSON_Decoder"
 _SEPARATORS = regex.compile(r"[,\s]+")
 _IDENTIFIER = regex.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VARIABLE = regex.compile(r"\$([A-Za-z0-9_]+)")
@@ -100,6 +104,11 @@ class ImportResult:
     skipped_rules: set[int] = field(default_factory=set)
     skipped_decoders: set[str] = field(default_factory=set)
     origins: dict[int, tuple[Path, int]] = field(default_factory=dict)
+    #: the Wazuh installation read (`--ossec-root`), and the list files its rules use:
+    #: name under the output's lists/ → file in the installation
+    ossec_root: Path | None = None
+    lists: dict[str, Path] = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -111,17 +120,46 @@ class _Skip(Exception):
 
 
 def field_name(name: str) -> str:
-    """An `<order>` / `<field name>` name as an arguard field name (a regex group name)."""
-    name = ORDER_ALIASES.get(name, name)
+    """An `<order>` / `<field name>` / `<list field>` name as the arguard field it is (Wazuh's
+    `user` is dstuser, `data` extra_data); dynamic names keep their dots (`http.method`)."""
+    return ORDER_ALIASES.get(name, name)
+
+
+def group_name(name: str) -> str:
+    """A field name as a regex group name (an identifier); the decoder's `field_names` maps
+    it back when it differs."""
     if _IDENTIFIER.fullmatch(name):
         return name
     safe = regex.sub(r"[^A-Za-z0-9_]", "_", name)
     return safe if _IDENTIFIER.fullmatch(safe) else "_" + safe
 
 
-def import_files(paths: list[Path], progress: IO[str] | None = None) -> ImportResult:
-    """`progress`: where to draw a bar of the files read (only on a terminal)."""
-    result = ImportResult()
+def import_installation(root: Path, extra: list[Path] = (),
+                        progress: IO[str] | None = None) -> ImportResult:
+    """A whole Wazuh installation (`--ossec-root`): the files its ossec.conf names, then the
+    `extra` files."""
+    found = read_installation(root)
+    if found.unreadable:
+        result = ImportResult(unreadable=True)
+    else:
+        result = import_files(found.decoder_files + found.rule_files + list(extra)
+                              + [found.conf],
+                              ossec_root=root, stock=found.stock, progress=progress)
+    result.notes[:0] = [Note(f.file, f.line, f.subject, f.message, f.translated)
+                        for f in found.findings]
+    for name, path in found.lists.items():
+        result.lists.setdefault(name, path)
+    result.sources = found.sources
+    return result
+
+
+def import_files(paths: list[Path], ossec_root: Path | None = None,
+                 stock: set[Path] | frozenset[Path] = frozenset(),
+                 progress: IO[str] | None = None) -> ImportResult:
+    """`stock`: files of Wazuh's own ruleset, where the rules and decoders arguard ships
+    (same ids, same names) are kept rather than imported again. `progress`: where to draw a
+    bar of the files read (only on a terminal)."""
+    result = ImportResult(ossec_root=ossec_root)
     parsed: list[tuple[Path, Node]] = []
     bar = Progress("import wazuh", len(paths), unit="file", stream=progress)
     for path in bar.items(paths):
@@ -135,17 +173,22 @@ def import_files(paths: list[Path], progress: IO[str] | None = None) -> ImportRe
         parsed.append((path, root))
     bar.close()
     stems = _output_stems([path for path, _ in parsed])
+    shipped = _Shipped.read() if stock else None
     for (path, root), stem in zip(parsed, stems):
         decoders = _Decoders(path, result).translate(root)
+        if path in stock:
+            decoders = shipped.keep_own_decoders(path, decoders, result)
         if decoders:
             result.decoder_files[stem] = decoders
     for (path, root), stem in zip(parsed, stems):
         rules = _Rules(path, result).translate(root)
+        if path in stock:
+            rules = shipped.keep_own_rules(path, rules, result)
         if rules:
             result.rule_files[stem] = rules
-    _drop_orphans(result)
+    _drop_orphans(result, _Shipped.read() if shipped is None else shipped)
     for path, root in parsed:
-        _Config(path, result).translate(root)
+        _Config(path, result, handled=ossec_root is not None).translate(root)
     _add_missing_native_commands(result)
     _rename_default_commands(result)
     return result
@@ -179,7 +222,18 @@ def write_output(result: ImportResult, directory: Path) -> list[Path]:
             path.write_text("# Imported from Wazuh XML by `arguard import wazuh`.\n\n"
                             + tomli_w.dumps({key: tables}), encoding="utf-8")
             written.append(path)
+    for name, source in sorted(result.lists.items()):
+        path = directory / "lists" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text, dropped = list_lines(source)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+        for number in dropped:
+            result.notes.append(Note(source, number, "list", "a line without ':' dropped, as "
+                                     "Wazuh's list compiler drops it", True))
     fragment: dict = {}
+    if result.sources:
+        fragment["source"] = result.sources
     if result.white_list:
         fragment["global"] = {"white_list": result.white_list}
     if result.commands:
@@ -196,17 +250,23 @@ def write_output(result: ImportResult, directory: Path) -> list[Path]:
     return written
 
 
-def run(paths: list[Path], directory: Path, report: TextIO = sys.stderr) -> int:
-    """Import, write, report on `report`; exit code 0 (all translated), 2 (some things not),
-    1 (an input file could not be read or parsed)."""
-    result = import_files(paths, progress=report)
+def run(paths: list[Path], directory: Path, report: TextIO = sys.stderr,
+        ossec_root: Path | None = None) -> int:
+    """Import (the installation at `ossec_root`, then `paths`), write, report on `report`;
+    exit code 0 (all translated), 2 (some things not), 1 (an input file could not be read or
+    parsed)."""
+    if ossec_root is not None:
+        result = import_installation(ossec_root, paths, progress=report)
+    else:
+        result = import_files(paths, progress=report)
     written = write_output(result, directory)
     for note in result.notes:
         print(note, file=report)
     missing = sum(not note.translated for note in result.notes)
     decoders = sum(len(t) for t in result.decoder_files.values())
     rules = sum(len(t) for t in result.rule_files.values())
-    print(f"imported {decoders} decoders, {rules} rules, {len(result.commands)} commands, "
+    print(f"imported {decoders} decoders, {rules} rules, {len(result.lists)} lists, "
+          f"{len(result.sources)} sources, {len(result.commands)} commands, "
           f"{len(result.active_responses)} active responses, {len(result.white_list)} "
           f"white-list entries into {len(written)} files in {directory}; "
           + ("everything translated" if missing == 0 else
@@ -294,7 +354,10 @@ def _condition(translated: ospatterns.Translated) -> str | dict:
 # --- decoders ------------------------------------------------------------------------------
 
 _DECODER_ELEMENTS = {"parent", "program_name", "prematch", "regex", "order", "type", "fts",
-                     "ftscomment"}
+                     "ftscomment", "plugin_decoder", "json_null_field", "json_array_structure"}
+# Wazuh's json_null_field / json_array_structure values arguard has
+_JSON_NULL_FIELDS = ("string", "discard")
+_JSON_ARRAY_STRUCTURES = ("array", "csv")
 
 
 class _Translator:
@@ -331,19 +394,15 @@ class _Decoders(_Translator):
         if not name:
             raise _Skip("a decoder needs a name")
         for child in node.children:
-            if child.tag == "plugin_decoder":
-                raise _Skip(f"plugin decoder {child.value!r} is not supported")
             if child.tag not in _DECODER_ELEMENTS:
                 raise _Skip(f"<{child.tag}> is not supported")
         table: dict = {"name": name}
         parent = _joined(node, "parent")
         if parent:
             table["parent"] = parent[0].strip()
-        names = self.order(node, subject)
+        names = self.order(node, table)
         program = _joined(node, "program_name")
         if program:
-            if parent:
-                raise _Skip("<program_name> on a child decoder is not supported")
             translated = _pattern(program[1], program[0], "osmatch")
             if translated.negate:
                 raise _Skip("a negated <program_name> is not supported")
@@ -353,13 +412,26 @@ class _Decoders(_Translator):
         if prematch:
             offset = prematch[1].attrs.get("offset", "").strip()
             if offset not in ("", "after_parent"):
-                raise _Skip(f"prematch offset {offset!r} is not supported")
+                raise _Skip(f"prematch offset {offset!r}: Wazuh knows only after_parent "
+                            "there and refuses the decoder too")
             after_parent = bool(parent) and offset == "after_parent"
             table["prematch"] = _pattern(prematch[1], prematch[0], "osregex",
                                          at_offset=after_parent, ordered=True).pattern
             if after_parent:
                 table["prematch_offset"] = "after_parent"
+        plugin = node.all("plugin_decoder")
         regex_element = _joined(node, "regex")
+        if plugin:
+            self.json(node, plugin[-1], table, subject)
+            if regex_element:
+                self.note(regex_element[1], subject, "<regex> dropped: Wazuh runs the plugin "
+                          "decoder instead of it", True)
+                regex_element = None
+        else:
+            for tag in ("json_null_field", "json_array_structure"):
+                for child in node.all(tag):
+                    self.note(child, subject, f"<{tag}> dropped: it is an option of "
+                              "JSON_Decoder, which this decoder does not use", True)
         if regex_element:
             offset = regex_element[1].attrs.get("offset", "").strip()
             if offset not in ("", "after_parent", "after_prematch", "after_regex"):
@@ -370,30 +442,65 @@ class _Decoders(_Translator):
                                       at_offset=bool(offset), ordered=True).pattern
             if offset:
                 table["regex_offset"] = offset
-        elif names:
+        elif names and not plugin:
             self.note(node, subject, "<order> without <regex> captures nothing", True)
         decoder_type = _joined(node, "type")
         if decoder_type:
             table["type"] = decoder_type[0].strip()
-        if node.all("fts"):
-            self.note(node.all("fts")[0], subject, "<fts> (first time seen) is ignored", True)
+        fts = _joined(node, "fts")
+        if fts:
+            table["fts"] = [field_name(n.strip()) for n in fts[0].split(",") if n.strip()] \
+                or None
+            if table["fts"] is None:
+                raise _Skip("<fts> names no field")
+        for child in node.all("ftscomment"):
+            self.note(child, subject, "<ftscomment> is reference text only; dropped", True)
         if not parent and "program_name" not in table and "prematch" not in table:
             raise _Skip("a root decoder without program_name or prematch would match "
                         "every line")
         return table
 
-    def order(self, node: Node, subject: str) -> list[str]:
+    def json(self, node: Node, plugin: Node, table: dict, subject: str) -> None:
+        """`<plugin_decoder>JSON_Decoder</plugin_decoder>` and its options."""
+        if plugin.value != _JSON_PLUGIN:
+            raise _Skip(f"plugin decoder {plugin.value!r}: arguard has only Wazuh's "
+                        f"{_JSON_PLUGIN} (the others read Windows, PF, SonicWall, Symantec "
+                        "and OSSEC-alert layouts it does not decode)")
+        table["json"] = True
+        offset = plugin.attrs.get("offset", "").strip()
+        if offset not in ("", "after_parent", "after_prematch"):
+            raise _Skip(f"plugin_decoder offset {offset!r} is not supported")
+        if offset == "after_parent" and "parent" not in table:
+            offset = "after_prematch" if "prematch" in table else ""   # a root's own prematch
+        if offset == "after_prematch" and "prematch" not in table:
+            offset = ""
+        if offset:
+            table["json_offset"] = offset
+        for tag, values, key in (("json_null_field", _JSON_NULL_FIELDS, "json_null_field"),
+                                 ("json_array_structure", _JSON_ARRAY_STRUCTURES,
+                                  "json_array_structure")):
+            found = node.all(tag)
+            if found:
+                value = found[-1].value.lower()
+                if value not in values:
+                    raise _Skip(f"<{tag}> {value!r} is not supported (arguard has "
+                                + ", ".join(values) + ")")
+                table[key] = value
+
+    @staticmethod
+    def order(node: Node, table: dict) -> list[str]:
+        """The regex group names of `<order>`; names that are not identifiers get a
+        `field_names` entry giving the field its own name (`http.method`)."""
         found = _joined(node, "order")
         if not found:
             return []
         names = []
         for raw in found[0].split(","):
-            raw = raw.strip()
-            name = field_name(raw)
-            if raw and name != raw and raw not in ORDER_ALIASES:
-                self.note(found[1], subject, f"field {raw!r} is named {name!r} (arguard field "
-                          "names are identifiers; rules' <field name> are renamed alike)", True)
-            names.append(name)
+            name = field_name(raw.strip())
+            group = group_name(name)
+            if group != name and name:
+                table.setdefault("field_names", {})[group] = name
+            names.append(group)
         return names
 
 
@@ -404,7 +511,7 @@ _RULE_ATTRIBUTES = {"id", "level", "frequency", "timeframe", "ignore", "noalert"
 _RULE_ELEMENTS = ({"if_sid", "if_group", "if_level", "if_matched_sid", "if_matched_group",
                    "decoded_as", "category", "match", "regex", "srcip", "dstip", "user", "id",
                    "field", "description", "group", "mitre", "options", "compiled_rule", "info",
-                   "same_field", "different_field"}
+                   "same_field", "different_field", "list", "time", "weekday", "if_fts"}
                   | set(RULE_FIELD_ELEMENTS) | set(RULE_PREDECODED_ELEMENTS))
 
 
@@ -479,14 +586,12 @@ class _Rules(_Translator):
             if found:
                 table[tag] = _int(found[-1].value, tag)
         matched = "if_matched_sid" in table or "if_matched_group" in table
-        if matched and "frequency" not in table:
-            raise _Skip("if_matched_sid/if_matched_group without frequency is not supported")
         if "frequency" in table and not matched:
             raise _Skip("frequency without if_matched_sid/if_matched_group is not supported")
         if "frequency" in table and table["frequency"] < 2:
             raise _Skip("frequency below 2 is not supported")
-        if "timeframe" in table and "frequency" not in table:
-            del table["timeframe"]   # Wazuh uses a timeframe only with a frequency
+        if "timeframe" in table and not matched:
+            del table["timeframe"]   # Wazuh uses a timeframe only with if_matched_*
 
     def descriptive(self, node: Node, table: dict, wrapper_groups: list[str],
                     subject: str) -> None:
@@ -535,6 +640,19 @@ class _Rules(_Translator):
                     raise _Skip(f"<{tag}> {entry!r} is not an address or network")
             if entries:
                 table[tag] = entries[0] if len(entries) == 1 else entries
+        lists = [self.list_lookup(child) for child in node.all("list")]
+        if lists:
+            table["list"] = lists[0] if len(lists) == 1 else lists
+        for tag, parse in (("time", parse_time), ("weekday", parse_weekday)):
+            found = node.all(tag)
+            if found:
+                try:
+                    parse(found[-1].value, EventClock())
+                except ValueError as exc:
+                    raise _Skip(f"<{tag}>: {exc}") from None
+                table[tag] = found[-1].value
+        if node.all("if_fts"):
+            table["if_fts"] = True
         compiled = node.all("compiled_rule")
         if compiled:
             name = compiled[-1].value
@@ -542,6 +660,42 @@ class _Rules(_Translator):
                 raise _Skip(f"compiled rule {name!r} is not built into arguard (known: "
                             + ", ".join(sorted(COMPILED_RULES)) + ")")
             table["compiled_rule"] = name
+
+    def list_lookup(self, child: Node) -> dict:
+        """`<list field= lookup= check_value=>etc/lists/NAME</list>`; the list file is copied
+        to `lists/NAME` (it must be in the Wazuh installation the rule comes from)."""
+        lookup = child.attrs.get("lookup", "match_key").strip()
+        if lookup not in LOOKUPS:
+            raise _Skip(f"<list> lookup {lookup!r} is not one of Wazuh's: " + ", ".join(LOOKUPS))
+        name = child.attrs.get("field", "").strip()
+        if not name:
+            raise _Skip("<list> without field=")
+        # Wazuh's `user` here is srcuser, else dstuser, as in arguard's lists: not renamed
+        table = {"field": name, "lookup": lookup,
+                 "file": self.list_file(child, child.value)}
+        check = child.attrs.get("check_value")
+        if check is not None and lookup in VALUE_LOOKUPS:
+            translated = _pattern(child, check, "osmatch")
+            if translated.negate:
+                raise _Skip(f"<list> check_value {check!r}: a negated value is not supported")
+            table["check_value"] = translated.pattern
+        elif check is not None:
+            self.note(child, "list", "check_value dropped: Wazuh reads it only with "
+                      + " and ".join(VALUE_LOOKUPS), True)
+        elif lookup in VALUE_LOOKUPS:
+            raise _Skip(f"<list> lookup {lookup} without check_value")
+        return table
+
+    def list_file(self, child: Node, text: str) -> str:
+        root = self.result.ossec_root or _installation_of(self.path)
+        source = root / text if root is not None else None
+        if source is None or not source.is_file():
+            where = f"in {root}" if root is not None else "(no Wazuh installation around " \
+                f"{self.path.name}: give --ossec-root)"
+            raise _Skip(f"<list> file {text!r} not found {where}")
+        name = text.removeprefix("etc/lists/").lstrip("/")
+        self.result.lists[name] = source
+        return name
 
     def correlation(self, child: Node, subject: str) -> tuple[str, str, Node]:
         tag = child.tag
@@ -562,8 +716,10 @@ class _Rules(_Translator):
                   subject: str) -> None:
         if not correlation:
             return
-        if "frequency" not in table:
-            raise _Skip("same_*/different_* without frequency are not supported")
+        if "frequency" not in table and "if_matched_sid" not in table and \
+                "if_matched_group" not in table:
+            raise _Skip("same_*/different_* without if_matched_sid/if_matched_group are not "
+                        "supported")
         for kind, value, child in correlation:
             if not value:
                 self.note(child, subject, f"<{child.tag}> always holds on one host; dropped",
@@ -576,34 +732,90 @@ class _Rules(_Translator):
                 table[f"{kind}_{value}"] = True
 
 
-def _drop_orphans(result: ImportResult) -> None:
-    """Skip (and report) rules whose parent rule was skipped and children of skipped root
-    decoders, repeating until nothing changes."""
+@dataclass(frozen=True)
+class _Shipped:
+    """The rule ids and root decoder names of arguard's shipped ruleset."""
+
+    rule_ids: frozenset[int]
+    roots: frozenset[str]
+
+    @classmethod
+    def read(cls) -> "_Shipped":
+        ids, roots = set(), set()
+        for path in sorted(shipped_dir("rules").glob("*.toml")):
+            with open(path, "rb") as file:
+                ids |= {rule["id"] for rule in tomllib.load(file).get("rule", [])}
+        for path in sorted(shipped_dir("decoders").glob("*.toml")):
+            with open(path, "rb") as file:
+                roots |= {d["name"] for d in tomllib.load(file).get("decoder", [])
+                          if "parent" not in d}
+        return cls(frozenset(ids), frozenset(roots))
+
+    def keep_own_rules(self, path: Path, tables: list[dict],
+                       result: ImportResult) -> list[dict]:
+        kept = [t for t in tables if t["id"] not in self.rule_ids]
+        same = sorted(t["id"] for t in tables if t["id"] in self.rule_ids)
+        if same:
+            result.notes.append(Note(path, None, "stock ruleset", "not imported again, "
+                                     "arguard ships them: rules " + _ranges(same), True))
+        return kept
+
+    def keep_own_decoders(self, path: Path, tables: list[dict],
+                          result: ImportResult) -> list[dict]:
+        names = sorted({t["name"] for t in tables if "parent" not in t and
+                        t["name"] in self.roots})
+        if not names:
+            return tables
+        result.notes.append(Note(path, None, "stock ruleset", "not imported again, arguard "
+                                 "ships them: decoders " + ", ".join(names), True))
+        return [t for t in tables if t["name"] not in self.roots and
+                t.get("parent") not in self.roots]
+
+
+def _ranges(ids: list[int]) -> str:
+    spans: list[list[int]] = []
+    for number in ids:
+        if spans and spans[-1][1] == number - 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _drop_orphans(result: ImportResult, shipped: _Shipped) -> None:
+    """Skip (and report) rules whose parent rule was skipped or is nowhere (neither imported
+    nor shipped) and children of skipped or missing root decoders, repeating until nothing
+    changes."""
     changed = True
     while changed:
         changed = False
-        kept_rules = {t["id"] for tables in result.rule_files.values() for t in tables}
+        kept_rules = {t["id"] for tables in result.rule_files.values() for t in tables} \
+            | shipped.rule_ids
         kept_roots = {t["name"] for tables in result.decoder_files.values() for t in tables
-                      if "parent" not in t}
+                      if "parent" not in t} | shipped.roots
         for tables in result.rule_files.values():
             for table in list(tables):
                 parents = table.get("if_sid", [])
                 parents = [parents] if isinstance(parents, int) else list(parents)
                 parents += [table["if_matched_sid"]] if "if_matched_sid" in table else []
-                lost = [p for p in parents if p in result.skipped_rules and p not in kept_rules]
+                lost = [p for p in parents if p not in kept_rules]
                 if lost:
+                    why = "was skipped" if lost[0] in result.skipped_rules else \
+                        "is in none of the imported files and not shipped"
                     tables.remove(table)
                     result.skipped_rules.add(table["id"])
                     _dependant_note(result, table, f"rule {table['id']}",
-                                    f"its parent rule {lost[0]} was skipped; rule skipped")
+                                    f"its parent rule {lost[0]} {why}; rule skipped")
                     changed = True
         for tables in result.decoder_files.values():
             for table in list(tables):
                 parent = table.get("parent")
-                if parent in result.skipped_decoders and parent not in kept_roots:
+                if parent is not None and parent not in kept_roots:
                     tables.remove(table)
+                    why = "was skipped" if parent in result.skipped_decoders else \
+                        "is in none of the imported files and not shipped"
                     _dependant_note(result, table, f"decoder {table['name']!r}",
-                                    f"its parent {parent!r} was skipped; decoder skipped")
+                                    f"its parent {parent!r} {why}; decoder skipped")
                     changed = True
     for files in (result.rule_files, result.decoder_files):
         for stem in [s for s, tables in files.items() if not tables]:
@@ -621,12 +833,17 @@ _CONFIG_SECTIONS = {"command", "active-response", "global"}
 
 
 class _Config(_Translator):
+    """`handled`: ossec.conf's `<ruleset>` and `<localfile>` were read already (wazuhroot)."""
+
+    def __init__(self, path: Path, result: ImportResult, handled: bool = False):
+        super().__init__(path, result)
+        self.known = _CONFIG_SECTIONS | ({"ruleset", "localfile"} if handled else set())
 
     def translate(self, root: Node) -> None:
         sections = [child for node in root.children if node.tag == "ossec_config"
                     for child in node.children]
         sections += [node for node in root.children if node.tag in _CONFIG_SECTIONS]
-        ignored = [s for s in sections if s.tag not in _CONFIG_SECTIONS]
+        ignored = [s for s in sections if s.tag not in self.known]
         if ignored:
             self.note(ignored[0], "ossec.conf", "sections outside arguard's scope ignored: "
                       + ", ".join(sorted({s.tag for s in ignored})), True)
@@ -733,6 +950,14 @@ class _Config(_Translator):
                           "(host names are not supported); entry skipped", False)
             elif entry not in self.result.white_list:
                 self.result.white_list.append(entry)
+
+
+def _installation_of(path: Path) -> Path | None:
+    """The Wazuh root a rule file such as /var/ossec/etc/rules/local_rules.xml is in."""
+    parents = path.resolve().parents
+    if len(parents) > 2 and parents[0].name == "rules" and parents[1].name == "etc":
+        return parents[2]
+    return None
 
 
 def _text(node: Node, tag: str) -> str | None:

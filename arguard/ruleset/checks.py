@@ -24,6 +24,8 @@ from arguard.ruleset.compiled import COMPILED_RULES
 
 if TYPE_CHECKING:
     from arguard.model import Event
+    from arguard.ruleset.clock import DayWindow, TimeWindow
+    from arguard.ruleset.lists import ListLookup
     from arguard.ruleset.loader import AddressCondition, Rule
 
 CONTAINS, STARTS, ENDS, EQUALS = "in", "startswith", "endswith", "=="
@@ -114,6 +116,10 @@ class Check:
     order only decides how soon a failing rule is given up)."""
 
     cost = 5
+    #: its answer depends on more than the event's text and fields (the event's time): the
+    #: engine marks a walk that tested it, as it does for the state checks, so that the walk
+    #: cache does not keep it
+    volatile = False
 
     def holds(self, context: Context) -> bool:
         raise NotImplementedError
@@ -291,6 +297,105 @@ class StateCheck(Check):
         return f"{names.bind(self.test, 's')}(ev)"
 
 
+def _list_value_expression(name: str) -> str:
+    """The value a `list` condition looks up: as Wazuh's lists read them, the user is
+    srcuser, else dstuser, and host and program are the header's."""
+    if name == "user":
+        return "(f.get('srcuser') or f.get('dstuser'))"
+    if name in ("hostname", "program_name"):
+        return f"ev.pre.{name}"
+    return f"f.get({name!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class ListCheck(Check):
+    """A `list` condition: a field's value looked up in a list file (arguard/ruleset/lists.py)."""
+
+    lookup: "ListLookup"
+    cost = 4
+
+    def holds(self, context: Context) -> bool:
+        name = self.lookup.field
+        if name == "user":
+            fields = context.fields
+            value = fields.get("srcuser") or fields.get("dstuser")
+        elif name in ("hostname", "program_name"):
+            value = getattr(context.event.pre, name)
+        else:
+            value = context.fields.get(name)
+        return self.lookup.holds(value)
+
+    def expression(self, names: Names) -> str:
+        return f"{names.bind(self.lookup.holds, 'l')}({_list_value_expression(self.lookup.field)})"
+
+
+@dataclass(frozen=True, eq=False)
+class TimeCheck(Check):
+    """A `time` or `weekday` condition on the event's time (arguard/ruleset/clock.py)."""
+
+    window: "TimeWindow | DayWindow"
+    cost = 7   # after the rule's other conditions: only walks that get this far are marked
+    volatile = True
+
+    def holds(self, context: Context) -> bool:
+        return self.window.holds(context.event.time)
+
+    def expression(self, names: Names) -> str:
+        return f"{names.bind(self.window.holds, 't')}(ev.time)"
+
+
+@dataclass(frozen=True, eq=False)
+class MarkedCheck(Check):
+    """A volatile check that first tells the engine it is being tested (`mark`)."""
+
+    check: Check
+    mark: Callable[[], None] = field(repr=False)
+
+    @property
+    def cost(self) -> int:  # type: ignore[override]
+        return self.check.cost
+
+    def holds(self, context: Context) -> bool:
+        self.mark()
+        return self.check.holds(context)
+
+    def expression(self, names: Names) -> str:
+        return f"({names.bind(self.mark, 'k')}() or {self.check.expression(names)})"
+
+
+@dataclass(frozen=True, eq=False)
+class FirstSeenCheck(Check):
+    """`if_fts`: the event's first-time-seen key (its decoder's `fts` fields) is new, asked of
+    the first-seen store, which records it (so it is made by the engine, which has the store,
+    and comes after the rule's other conditions, as in Wazuh)."""
+
+    test: Callable[["Event"], bool] = field(repr=False)
+    cost = 8
+
+    def holds(self, context: Context) -> bool:
+        return self.test(context.event)
+
+    def expression(self, names: Names) -> str:
+        return f"{names.bind(self.test, 'n')}(ev)"
+
+
+def first_seen_key(event: Event) -> str | None:
+    """An event's first-time-seen key, as Wazuh's FTS() makes it: the name of the decoder that
+    took it and the values of that decoder's `fts` fields (missing ones empty); None when the
+    decoder has none."""
+    if not event.fts:
+        return None
+    fields = event.fields
+    location = event.line.location
+    values = [event.decoder_child or event.decoder or ""]
+    for name in event.fts:
+        if name == "location":
+            values.append(location)
+        elif name != "name":   # the decoder's name, which every key starts with
+            values.append(fields.get(name, ""))
+    return "\x1f".join(values)
+
+
 def _condition_check(source: str, name: str, condition: Condition) -> Check:
     alternatives = literal_alternatives(condition)
     if source == "message":
@@ -326,4 +431,6 @@ def static_checks(rule: "Rule", is_root: bool) -> tuple[Check, ...]:
         checks.append(_condition_check("header", name, condition))
     if rule.compiled_rule is not None:
         checks.append(CompiledCheck(rule.compiled_rule))
+    checks.extend(ListCheck(lookup) for lookup in rule.lists)
+    checks.extend(TimeCheck(window) for window in (rule.time, rule.weekday) if window is not None)
     return tuple(sorted(checks, key=lambda check: check.cost))

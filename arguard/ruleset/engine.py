@@ -23,10 +23,11 @@ interface; how windows are kept stays the engine's business.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from arguard.model import Event
-from arguard.ruleset.checks import Check, Context, StateCheck, ValueLiterals, static_checks
+from arguard.ruleset.checks import (Check, Context, FirstSeenCheck, MarkedCheck, StateCheck,
+                                    ValueLiterals, first_seen_key, static_checks)
 from arguard.ruleset.correlation import (DEFAULT_IPV6_PREFIX, DEFAULT_MAX_KEYS, IgnoreTable,
                                          KeyMaker, Windows)
 from arguard.ruleset.loader import Rule, RuleTree
@@ -72,11 +73,18 @@ class SharedWindows(Protocol):
     def fired(self, rule: Rule, key: tuple[str | int, ...], at: float) -> None: ...
 
 
+#: the first-seen store's test: True when the key is new (and it is recorded)
+FirstSeen = Callable[[str, float], bool]
+
+
 class Engine:
     def __init__(self, tree: RuleTree, max_keys: int = DEFAULT_MAX_KEYS,
                  ipv6_prefix: int = DEFAULT_IPV6_PREFIX, compiled: bool = True,
-                 shared: SharedWindows | None = None):
+                 first_seen: FirstSeen | None = None, shared: SharedWindows | None = None):
+        """`first_seen`: the store `if_fts` rules ask (needed only when a rule has if_fts);
+        `shared`: where fleet-scoped rules' events go (see the module's docstring)."""
         self.tree = tree
+        self.first_seen = first_seen
         self.shared = shared
         self.keys = KeyMaker(ipv6_prefix)
         self.windows = {rule.id: Windows(rule, max_keys) for rule in tree.rules.values()
@@ -86,7 +94,8 @@ class Engine:
         roots = {id(rule) for rule in tree.roots}
         #: per rule id, its checks: its own conditions, then its correlation state
         self.checks: dict[int, tuple[Check, ...]] = {
-            rule.id: static_checks(rule, id(rule) in roots) + self._state_checks(rule)
+            rule.id: self._marked(static_checks(rule, id(rule) in roots))
+            + self._first_seen_checks(rule) + self._state_checks(rule)
             for rule in tree.rules.values()}
         #: per rule id, its children as a tuple (a level of the tree)
         self.children: dict[int, tuple[Rule, ...]] = {
@@ -103,6 +112,31 @@ class Engine:
             self._walk = CompiledWalk(self).walk
         else:
             self._walk = self._reference_walk
+
+    def _tested(self) -> None:
+        self._state_tested = True
+
+    def _marked(self, checks: tuple[Check, ...]) -> tuple[Check, ...]:
+        """Volatile checks (the event's time) mark the walk that tests them, as the state
+        checks do, so that the walk cache does not keep it."""
+        if not any(check.volatile for check in checks):
+            return checks
+        return tuple(MarkedCheck(check, self._tested) if check.volatile else check
+                     for check in checks)
+
+    def _first_seen_checks(self, rule: Rule) -> tuple[Check, ...]:
+        if not rule.if_fts:
+            return ()
+        store = self.first_seen
+        if store is None:
+            raise ValueError(f"rule {rule.id} has if_fts: the engine needs a first-seen store")
+
+        def new(event: Event) -> bool:
+            self._state_tested = True
+            key = first_seen_key(event)
+            return key is not None and store(key, event.time)
+
+        return (FirstSeenCheck(new),)
 
     def _state_checks(self, rule: Rule) -> tuple[Check, ...]:
         if not (rule.ignore or rule.frequency is not None):
@@ -258,7 +292,7 @@ class Engine:
         shared = self.shared
         previous: tuple[str, ...] = ()
         for rule in chain:
-            if rule.frequency is not None:
+            if rule.frequency is not None and rule.restarts:
                 key = key_of(rule, event)
                 if key is not None:
                     previous = self.windows[rule.id].reset(key) or previous

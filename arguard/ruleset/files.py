@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def load_ruleset(config: Config) -> Ruleset:
         decoders = load_decoder_files(decoder_files(config))
     except ConfigError as exc:
         problems.extend(exc.problems)
+    zone = zoneinfo.ZoneInfo(config.time_zone) if config.time_zone else None
     try:
-        rules = load_rule_files(rule_files(config))
+        rules = load_rule_files(rule_files(config), config.paths.lists_d, zone)
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems or decoders is None or rules is None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 
 from arguard.config import parse_network
 from arguard.errors import ConfigError, Problem
 from arguard.model import RuleInfo
 from arguard.patterns import Condition, parse_condition
+from arguard.ruleset.clock import DayWindow, EventClock, TimeWindow, parse_time, parse_weekday
 from arguard.ruleset.compiled import COMPILED_RULES
+from arguard.ruleset.lists import LOOKUPS, VALUE_LOOKUPS, ListFiles, ListLookup
 from arguard.syscheck import RULE_FIELD_ALIASES
 from arguard.tomlfile import TomlFile
 
@@ -22,6 +25,10 @@ PREDECODED_KEYS = ("program_name", "hostname", "location")
 CORRELATION_FIELDS = ("srcip", "dstip", "srcport", "dstport", "user", "id", "url", "location",
                       "protocol", "action", "status")
 DEFAULT_TIMEFRAME = 360
+# What a `list` condition may look a value up by, besides any decoded field's name: the
+# user (srcuser, else dstuser, as Wazuh's lists read it) and the header parts.
+LIST_HEADER_FIELDS = ("hostname", "program_name")
+LIST_FIELD_ALIASES = {"data": "extra_data", "systemname": "system_name"}
 
 
 @dataclass(slots=True)
@@ -57,6 +64,13 @@ class Rule:
     noalert: bool = False
     overwrite: bool = False
     maxsize: int | None = None
+    lists: tuple[ListLookup, ...] = ()
+    time: TimeWindow | None = None
+    weekday: DayWindow | None = None
+    if_fts: bool = False
+    #: a frequency rule's count restarts after it fires; not for `if_matched_sid` without
+    #: `frequency` ("after that rule for this key within timeframe": every such event fires)
+    restarts: bool = True
     #: "fleet": a frequency rule counting the events of every host of the fleet
     scope: str = "local"
     children: list["Rule"] = field(default_factory=list)
@@ -100,6 +114,8 @@ class RuleTree:
     # rules counting events (if_matched_sid / if_matched_group), by the rule id or group watched
     watchers_by_sid: dict[int, list[Rule]]
     watchers_by_group: dict[str, list[Rule]]
+    #: the list files the rules read (a change to one is a change to the ruleset)
+    list_files: tuple[Path, ...] = ()
 
 
 _SIMPLE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -107,7 +123,8 @@ _SIMPLE_KEYS: dict[str, type | tuple[type, ...]] = {
     "if_sid": (int, list), "if_group": str, "if_level": int, "if_matched_sid": int,
     "if_matched_group": str, "decoded_as": str, "category": str, "compiled_rule": str,
     "frequency": int, "timeframe": int, "ignore": int, "noalert": bool, "overwrite": bool,
-    "maxsize": int, "scope": str,
+    "maxsize": int, "list": (dict, list), "time": str, "weekday": str, "if_fts": bool,
+    "scope": str,
     "srcip": (str, list), "dstip": (str, list), "field": dict, "same_field": list,
     "different_field": list,
 }
@@ -124,8 +141,12 @@ def _allowed_keys() -> set[str]:
 _ALLOWED = _allowed_keys()
 
 
-def load_rule_files(paths: list[Path]) -> RuleTree:
+def load_rule_files(paths: list[Path], lists_dir: Path | None = None,
+                    time_zone: tzinfo | None = None) -> RuleTree:
+    """`lists_dir`: where `list` files named by a relative path are; `time_zone`: of the
+    `time` and `weekday` conditions (None: the host's)."""
     problems: list[Problem] = []
+    environment = _Environment(ListFiles(lists_dir), EventClock(time_zone))
     rules: dict[int, Rule] = {}
     order = 0
     for path in paths:
@@ -142,7 +163,7 @@ def load_rule_files(paths: list[Path]) -> RuleTree:
             problems.append(doc.problem("rules must be written as [[rule]] tables", key="rule"))
             continue
         for index, data in enumerate(entries):
-            rule = _parse_rule(doc, index, data, order, problems)
+            rule = _parse_rule(doc, index, data, order, problems, environment)
             order += 1
             if rule is None:
                 continue
@@ -159,12 +180,21 @@ def load_rule_files(paths: list[Path]) -> RuleTree:
     if not problems:
         tree = _build_tree(rules, problems)
         if not problems:
+            tree.list_files = tuple(environment.lists.loaded)
             return tree
     raise ConfigError(problems)
 
 
+@dataclass(frozen=True)
+class _Environment:
+    """What one load of rule files shares: its list files and its clock."""
+
+    lists: ListFiles
+    clock: EventClock
+
+
 def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
-                problems: list[Problem]) -> Rule | None:
+                problems: list[Problem], environment: _Environment) -> Rule | None:
     before = len(problems)
 
     def fail(message: str, key: str | None = None) -> None:
@@ -233,9 +263,9 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
     matched = "if_matched_sid" in data or "if_matched_group" in data
     if frequency is not None and not matched:
         fail(f"rule {rule_id}: frequency needs if_matched_sid or if_matched_group", "frequency")
+    restarts = True
     if matched and frequency is None:
-        fail(f"rule {rule_id}: if_matched_sid/if_matched_group needs frequency",
-             "if_matched_sid" if "if_matched_sid" in data else "if_matched_group")
+        frequency, restarts = 2, False   # this event and one earlier one, every time
     if isinstance(frequency, int) and frequency < 2:
         fail(f"rule {rule_id}: frequency must be at least 2", "frequency")
     if "timeframe" in data and frequency is None:
@@ -260,6 +290,14 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
     elif scope == "fleet" and different:
         fail(f"rule {rule_id}: scope = \"fleet\" does not support different_* (only the "
              "rule, its key and the time travel between hosts)", "scope")
+    lists = _parse_lists(doc, index, rule_id, data.get("list"), problems, environment.lists)
+    windows: dict[str, TimeWindow | DayWindow] = {}
+    for key, parse in (("time", parse_time), ("weekday", parse_weekday)):
+        if isinstance(data.get(key), str):
+            try:
+                windows[key] = parse(data[key], environment.clock)
+            except ValueError as exc:
+                fail(f"rule {rule_id}: {exc}", key)
     if len(problems) > before:
         return None
     return Rule(
@@ -276,8 +314,63 @@ def _parse_rule(doc: TomlFile, index: int, data: dict, order: int,
         frequency=frequency, timeframe=data.get("timeframe", DEFAULT_TIMEFRAME),
         same=tuple(same), different=tuple(different), ignore=data.get("ignore", 0),
         noalert=data.get("noalert", False), overwrite=data.get("overwrite", False),
-        maxsize=data.get("maxsize"), scope=scope,
+        maxsize=data.get("maxsize"), lists=lists, time=windows.get("time"),
+        weekday=windows.get("weekday"), if_fts=data.get("if_fts", False), restarts=restarts,
+        scope=scope,
     )
+
+
+_LIST_KEYS = {"field": str, "lookup": str, "file": str, "check_value": str}
+
+
+def _parse_lists(doc: TomlFile, index: int, rule_id: int, value: dict | list | None,
+                 problems: list[Problem], files: ListFiles) -> tuple[ListLookup, ...]:
+    """`list = { field = "srcip", lookup = "address_match_key", file = "blocked" }`, or a list
+    of such tables (all must hold)."""
+    if value is None:
+        return ()
+
+    def fail(message: str) -> None:
+        problems.append(doc.problem(f"rule {rule_id}: {message}", "rule", index, "list"))
+
+    entries = [value] if isinstance(value, dict) else value
+    lookups = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            fail("list must be a table { field, lookup, file } or a list of them")
+            continue
+        for key, item in entry.items():
+            if key not in _LIST_KEYS or not isinstance(item, _LIST_KEYS[key]):
+                fail(f"list.{key}: expected field, lookup, file and check_value, as strings")
+        name, lookup, field_name = entry.get("file"), entry.get("lookup", "match_key"), \
+            entry.get("field")
+        if not isinstance(name, str) or not isinstance(field_name, str):
+            fail("list needs a file and a field")
+            continue
+        if lookup not in LOOKUPS:
+            fail(f"list.lookup {lookup!r} is not one of " + ", ".join(LOOKUPS))
+            continue
+        check_value = None
+        if lookup in VALUE_LOOKUPS:
+            text = entry.get("check_value")
+            if not isinstance(text, str):
+                fail(f"list lookup {lookup} needs check_value (a pattern of the key's value)")
+                continue
+            condition = parse_condition(doc, "rule", index, "list", text, problems)
+            if condition is None:
+                continue
+            check_value = condition.pattern
+        elif "check_value" in entry:
+            fail(f"check_value belongs to the lookups {' and '.join(VALUE_LOOKUPS)}")
+        found = files.get(name, problems)
+        if found is None:
+            path = files.resolve(name)
+            if not path.is_file():
+                fail(f"list file {str(path)!r} does not exist")
+            continue
+        field_name = LIST_FIELD_ALIASES.get(field_name, field_name)
+        lookups.append(ListLookup(field_name, lookup, found, check_value))
+    return tuple(lookups)
 
 
 def _decoded_field_name(name: str) -> str | None:
@@ -333,14 +426,18 @@ def _build_tree(rules: dict[int, Rule], problems: list[Problem]) -> RuleTree:
                                         f"rule {rule.id}: if_sid names missing rule {sid}"))
             else:
                 parents.append(rules[sid])
+        # as in Wazuh's rules.c, a rule counting another's events is that rule's child only
+        # when nothing else places it (if_sid, if_group, if_level)
+        placed = bool(rule.if_sid or rule.if_group or rule.if_level is not None)
         if rule.if_matched_sid is not None:
             if rule.if_matched_sid not in rules:
                 problems.append(Problem(rule.file, rule.line, f"rule {rule.id}: if_matched_sid "
                                         f"names missing rule {rule.if_matched_sid}"))
             else:
-                parents.append(rules[rule.if_matched_sid])
+                if not placed:
+                    parents.append(rules[rule.if_matched_sid])
                 watchers_by_sid.setdefault(rule.if_matched_sid, []).append(rule)
-        for group_key in (rule.if_group, rule.if_matched_group):
+        for group_key in (rule.if_group, None if placed else rule.if_matched_group):
             if group_key is None:
                 continue
             members = [r for r in by_group.get(group_key, []) if r is not rule]

@@ -31,14 +31,15 @@ def import_wazuh(out: Path, *names: str) -> subprocess.CompletedProcess:
     return arguard("import", "wazuh", *(str(FIXTURES / n) for n in names), "-o", str(out))
 
 
-def config_for(directory: Path, imported: Path) -> Path:
-    """A configuration with the white list and commands of arguard's default one, and the
-    importer's output copied in as it is (cp -r OUT/. DIR): drop-ins and conf.d/60-wazuh.toml."""
+def config_for(directory: Path, imported: Path, shipped: bool = False) -> Path:
+    """A configuration with the white list and commands of arguard's default one (and the
+    shipped ruleset when `shipped`), and the importer's output copied in as it is (cp -r
+    OUT/. DIR): drop-ins, lists and conf.d/60-wazuh.toml."""
     directory.mkdir(exist_ok=True)
     with open(shipped_dir("conf") / "arguard.toml", "rb") as default:
-        shipped = tomllib.load(default)
-    config = write_config(directory, shipped=False, extra=tomli_w.dumps(
-        {"global": shipped["global"], "command": shipped["command"]}))
+        default_config = tomllib.load(default)
+    config = write_config(directory, shipped=shipped, lists=True, extra=tomli_w.dumps(
+        {"global": default_config["global"], "command": default_config["command"]}))
     shutil.copytree(imported, directory, dirs_exist_ok=True)
     return config
 
@@ -89,14 +90,14 @@ def test_everything_translated_exits_0_and_the_output_loads(imported, config):
     assert "conf.d/60-wazuh.toml" in check.stdout
 
 
-def test_notes_name_file_and_line(imported):
-    _, result = imported
-    fts = line_of("decoders.xml", "<fts>")
-    assert f"decoders.xml:{fts}: note: decoder 'webapp': <fts> (first time seen) is ignored" \
-        in result.stderr
-    renamed = line_of("decoders.xml", "http.method")
-    assert f"decoders.xml:{renamed}: note: decoder 'webapp': field 'http.method' is named " \
-           "'http_method'" in result.stderr
+def test_fts_and_dotted_field_names_are_kept(imported):
+    out, result = imported
+    [webapp] = [d for d in tomllib.loads((out / "decoders.d/decoders.toml").read_text())
+                ["decoder"] if d["name"] == "webapp"]
+    assert webapp["fts"] == ["srcip"]
+    # a field name that is not an identifier keeps its name: the group is renamed back
+    assert webapp["field_names"] == {"http_method": "http.method"}
+    assert "NOT TRANSLATED" not in result.stderr
 
 
 def test_order_offsets_and_joined_regex_give_the_fields(config):
@@ -188,7 +189,7 @@ def test_pcre2_dynamic_field_id_url_join_different_url(config):
         ("POST", "/admin/users", 200),      # <id>^4</id> fails
         ("POST", "/admin/users", 404), ("POST", "/xmlrpc.php", 401))]
     events = logtest(config, lines)
-    assert events[0]["fields"] == {"srcip": "203.0.113.50", "http_method": "POST",
+    assert events[0]["fields"] == {"srcip": "203.0.113.50", "http.method": "POST",
                                    "url": "/wp-login.php", "id": "403"}
     assert events[0]["decoder"] == {"name": "webapp", "child": None}
     assert [e["rule"]["id"] for e in events] == [100121, 100121, 100120, 100120, 100120,
@@ -234,10 +235,15 @@ def test_untranslatable_things_are_reported_per_rule_and_skipped(tmp_path):
     assert result.returncode == 2
     report = result.stderr
     expected = [
-        ('<decoder name="json-app">', "decoder 'json-app': plugin decoder 'JSON_Decoder'"),
-        ('<decoder name="json-app-child">', "decoder 'json-app-child': its parent 'json-app' "
-                                             "was skipped"),
-        ('id="100200"', "rule 100200: <list>: CDB lists are not supported; rule skipped"),
+        ('<decoder name="sonicwall-app">', "decoder 'sonicwall-app': plugin decoder "
+                                            "'SonicWall_Decoder': arguard has only Wazuh's "
+                                            "JSON_Decoder"),
+        ('<decoder name="sonicwall-app-child">', "decoder 'sonicwall-app-child': its parent "
+                                                  "'sonicwall-app' was skipped"),
+        ('id="100200"', "rule 100200: <list> file 'etc/lists/blacklist' not found (no Wazuh "
+                        "installation around untranslatable.xml: give --ossec-root); rule "
+                        "skipped"),
+        ('id="100206"', "rule 100206: <srcgeoip>: GeoIP needs a MaxMind country database"),
         ('id="100201"', "rule 100201: its parent rule 100200 was skipped"),
         ('id="100202"', "rule 100202: compiled rule 'is_maximum_length' is not built into"),
         ('id="100203"', "rule 100203: <not_same_source_ip> is not supported"),
@@ -247,7 +253,7 @@ def test_untranslatable_things_are_reported_per_rule_and_skipped(tmp_path):
     for marker, message in expected:
         where = f"untranslatable.xml:{line_of('untranslatable.xml', marker)}: NOT TRANSLATED: "
         assert where + message in report, (where + message, report)
-    assert "8 thing(s) NOT translated" in report
+    assert "9 thing(s) NOT translated" in report
     config = config_for(tmp_path / "config", out)
     check = arguard("check-config", "-c", str(config))
     assert check.returncode == 0, check.stderr

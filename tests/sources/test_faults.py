@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from arguard.config import Source
+from arguard.store import Store
 from tests.conftest import REPO
 from tests.sources.helpers import DEADLINE, follow, texts, until
 
@@ -108,11 +109,24 @@ def test_unreadable_file_is_reported_and_others_followed(tmp_path):
     assert stderr.count(f"{secret}: cannot open: Permission denied") == 1
 
 
+def fresh_database_bytes(directory: Path) -> int:
+    """What a new database takes on disk while it is open (the file, its WAL and shared
+    memory): it grows with each migration."""
+    directory.mkdir()
+    store = Store(directory / "arguard.db")
+    try:
+        return sum(path.stat().st_size for path in directory.iterdir())
+    finally:
+        store.close()
+
+
 def test_disk_full_database_is_reported_and_following_goes_on(tmp_path):
-    """The state directory is a tiny tmpfs (in a private mount namespace): once it is full,
-    saving offsets fails with SQLite's "database or disk is full"; lines keep flowing."""
+    """The state directory is a tiny tmpfs (in a private mount namespace), room for a new
+    database and a few commits: once it is full, saving offsets fails with SQLite's
+    "database or disk is full"; lines keep flowing."""
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare(1)")
+    room = (fresh_database_bytes(tmp_path / "probe") + 32 * 1024) // 4096 * 4096 + 4096
     state = tmp_path / "state"
     state.mkdir()
     log = tmp_path / "app.log"
@@ -122,7 +136,7 @@ def test_disk_full_database_is_reported_and_following_goes_on(tmp_path):
     out = tmp_path / "out.txt"
     follower = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "--",
-         sys.executable, "-m", "tests.sources.follower", "--state-tmpfs", "256k",
+         sys.executable, "-m", "tests.sources.follower", "--state-tmpfs", str(room),
          str(config), str(out)],
         cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
