@@ -13,8 +13,7 @@ import stat
 import sys
 import time
 from collections import Counter
-from itertools import compress, islice
-from typing import IO, BinaryIO, Iterator
+from typing import IO, BinaryIO
 
 from arguard.alerts import predecoder_dict
 from arguard.linetext import TextCounters, iter_text_lines
@@ -112,9 +111,11 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     skipped: Counter[str] = Counter()
     started = time.perf_counter()
     process = pipeline.process
-    for line in _candidate_lines(pipeline, iter_text_lines(bar.reader(source, counters),
-                                                           MAX_LINE_BYTES, counters),
-                                 location, mode):
+    lines = (Line(text, location, time.time())
+             for text in iter_text_lines(bar.reader(source, counters), MAX_LINE_BYTES, counters))
+    for line, matters in pipeline.marked(lines, _itself):
+        if not matters:
+            continue  # no decoder or rule can take it: read, not decoded
         outcome = process(line)
         simulation.advance(outcome.event.time)
         applied = simulation.apply(outcome.responses) if outcome.responses else []
@@ -141,27 +142,8 @@ def run_logtest(pipeline: Pipeline, simulation: Simulation, source: BinaryIO, lo
     return 0
 
 
-def _candidate_lines(pipeline: Pipeline, texts: Iterator[str], location: str,
-                     mode: str) -> Iterator[Line]:
-    """The lines to process: for the summary, only those the prefilter does not rule out
-    (they are not decoded and match no rule: they count as read, not decoded)."""
-    if mode != "summary" or pipeline.prefilter is None:
-        for text in texts:
-            yield Line(text, location, time.time())
-        return
-    while True:
-        batch = [Line(text, location, time.time()) for text in islice(texts, _BATCH)]
-        if not batch:
-            return
-        candidates = pipeline.candidates(batch)
-        if candidates is None:
-            yield from batch
-        else:
-            yield from compress(batch, candidates)
-
-
-#: lines the summary gives the prefilter at a time (as a source's batch in the daemon)
-_BATCH = 512
+def _itself(line: Line) -> Line:
+    return line
 
 
 def _size(source: BinaryIO) -> int | None:

@@ -14,8 +14,9 @@ import logging
 import signal
 import threading
 from collections import Counter
+from itertools import islice
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from arguard.decode.decoders import SourceMemory
 from arguard.decode.predecode import Predecoder
@@ -26,8 +27,11 @@ from arguard.ruleset.files import Ruleset
 from arguard.store import Store
 
 Decide = Callable[[Alert], list[Response]]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: lines given to the prefilter at a time where they do not come in batches (logtest, replay)
+BATCH = 512
 #: lines longer than this (characters) are decoded and matched under LONG_LINE_LIMIT
 LONG_LINE = 1024
 #: seconds the decoders and rules may spend on one long line
@@ -99,6 +103,21 @@ class Pipeline:
         """Per line of a batch, whether it can matter (None: all of them). A line that
         cannot is not decoded and matches no rule: it need not be processed."""
         return self.prefilter.candidates(lines) if self.prefilter is not None else None
+
+    def marked(self, items: Iterable[T], line_of: Callable[[T], Line]) -> Iterator[tuple[T, bool]]:
+        """Each item (a line, or a line with what the caller knows of it) with whether its
+        line can matter, the prefilter judging BATCH of them at a time; without a prefilter
+        each as it comes (`logtest` answers a line typed at it at once)."""
+        if self.prefilter is None:
+            for item in items:
+                yield item, True
+            return
+        items = iter(items)
+        while batch := list(islice(items, BATCH)):
+            candidates = self.candidates([line_of(item) for item in batch])
+            if candidates is None:
+                candidates = [True] * len(batch)
+            yield from zip(batch, candidates)
 
     def detection(self) -> str:
         """How lines are detected, for `status` and the log."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from re import _constants as _sre, _parser as _sre_parse
 
-from arguard.patterns import _as_re_syntax
+from arguard.patterns import _ZERO_WIDTH, _as_re_syntax
 
 if TYPE_CHECKING:
     from arguard.decode.decoders import Decoder, DecoderSet
@@ -249,17 +249,14 @@ def _best(requirements: list[tuple[str, bool]]) -> str | None:
 def widen(text: str) -> tuple[str, int] | None:
     """A hyperscan pattern that matches (somewhere in a line) every ASCII line in which the
     Python pattern `text` matches somewhere in a substring of the line, with the length of
-    the longest literal it requires; None when there is none (it could match empty)."""
-    try:
-        parsed = list(_sre_parse.parse(_as_re_syntax(text), re.IGNORECASE))
-    except (re.error, ValueError, OverflowError, RecursionError):
+    the shortest of the literals one of which it requires; None when there is none (it could
+    match empty)."""
+    items = _parsed(text)
+    literals = _common_literals(items) if items is not None else ()
+    written = _write(items) if literals else ""
+    if not written:
         return None
-    items = _trim(parsed)
-    written = _write(items)
-    score = _required_literal(items)
-    if not written or score == 0:
-        return None
-    return written, score
+    return written, min(map(len, literals))
 
 
 def _seamed(text: str) -> tuple[str, int] | None:
@@ -267,11 +264,8 @@ def _seamed(text: str) -> tuple[str, int] | None:
     the rest matches `text`: the longest literal a match requires may span the seam, so any
     split of each literal one of which a match requires, its two parts in order with anything
     between."""
-    try:
-        parsed = list(_sre_parse.parse(_as_re_syntax(text), re.IGNORECASE))
-    except (re.error, ValueError, OverflowError, RecursionError):
-        return None
-    literals = _common_literals(_trim(parsed))
+    items = _parsed(text)
+    literals = _common_literals(items) if items is not None else ()
     if not literals:
         return None
     # a piece of a literal is in the text wherever the literal is: pieces short enough to keep
@@ -283,10 +277,19 @@ def _seamed(text: str) -> tuple[str, int] | None:
                     for split in range(len(literal) + 1)), min(map(len, literals))
 
 
+def _parsed(text: str) -> list | None:
+    """The pattern's items (sre's parse, case-insensitive), trimmed; None if it cannot be
+    read."""
+    try:
+        return _trim(list(_sre_parse.parse(_as_re_syntax(text), re.IGNORECASE)))
+    except (re.error, ValueError, OverflowError, RecursionError):
+        return None
+
+
 def _trim(items: list) -> list:
     """Drop zero-width items at the ends and cut the runs at the ends to their minimum: a
     match of the rest is then found wherever one of the whole is."""
-    items = [item for item in items if item[0] not in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT)]
+    items = [item for item in items if item[0] not in _ZERO_WIDTH]
     while items and _is_run(items[0]):
         low, _, body = items[0][1]
         items = _minimum(low, body) + items[1:]
@@ -335,7 +338,7 @@ def _write_item(op, value) -> str:
         return _ANY_CHARACTER
     if op == _sre.IN:
         return _write_class(value)
-    if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
+    if op in _ZERO_WIDTH:
         return ""
     if op in (_sre.SUBPATTERN, getattr(_sre, "ATOMIC_GROUP", None)):
         body = value[-1] if op == _sre.SUBPATTERN else value
@@ -383,25 +386,6 @@ def _write_class(members) -> str:
     if negate:
         return "[^\\n" + "".join(parts) + "]"
     return "[" + "".join(parts) + "]" if parts else "[^\\x00-\\x7f]"
-
-
-def _required_literal(items) -> int:
-    """The length of the longest run of literal characters every match contains (of a
-    branch: the shortest of its branches' runs)."""
-    best = run = 0
-    for op, value in items:
-        if op == _sre.LITERAL and value < 128:
-            run += 1
-            best = max(best, run)
-            continue
-        run = 0
-        if op == _sre.SUBPATTERN:
-            best = max(best, _required_literal(list(value[-1])))
-        elif op == _sre.BRANCH:
-            best = max(best, min(_required_literal(list(branch)) for branch in value[1]))
-        elif op in _REPEATS and value[0] >= 1:
-            best = max(best, _required_literal(list(value[2])))
-    return best
 
 
 def _common_literals(items) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Iterable
 
@@ -30,8 +30,6 @@ from arguard.ruleset.files import Ruleset
 from arguard.timeorder import merged_by_time
 
 MAX_LINE_BYTES = 64 * 1024
-#: lines given to the prefilter at a time
-BATCH = 512
 #: distinct source addresses counted for the "top sources" summary before pruning
 SOURCE_TALLY_LIMIT = 100_000
 TOP_SOURCES = 10
@@ -86,13 +84,11 @@ class Replay:
         progress = Progress("replay", total, stream=self.progress)
         try:
             merged = merged_by_time(paths, MAX_LINE_BYTES, self.counters, progress)
-            while batch := list(islice(merged, BATCH)):
-                candidates = self.pipeline.candidates([line for line, _ in batch])
-                for index, (line, pre) in enumerate(batch):
-                    if candidates is None or candidates[index]:
-                        self._line(line, pre)
-                    else:
-                        self._passed(pre.time if pre.time is not None else line.received)
+            for (line, pre), matters in self.pipeline.marked(merged, itemgetter(0)):
+                if matters:
+                    self._line(line, pre)
+                else:
+                    self._passed(pre.time if pre.time is not None else line.received)
         finally:
             progress.close()
         self._finish(time.monotonic() - started)

@@ -121,19 +121,14 @@ def imported_config(tmp_path: Path, kind: str, sources: list[str]) -> Path:
     out = tmp_path / "imported"
     subprocess.run([sys.executable, "-m", "arguard.cli", "import", kind, *sources, "-o",
                     str(out)], capture_output=True, timeout=600)
-    directory = out / "fail2ban-filters" if kind == "fail2ban" else out
-    decoders, rules = tmp_path / "decoders.d", tmp_path / "rules.d"
     config = write_config(tmp_path, shipped=False)
-    if kind == "fail2ban":
-        for path in directory.glob("*.decoders.toml"):
-            (decoders / path.name).write_text(path.read_text())
-        for path in directory.glob("*.rules.toml"):
-            (rules / path.name).write_text(path.read_text())
-    else:
-        for path in (out / "decoders.d").glob("*.toml"):
-            (decoders / path.name).write_text(path.read_text())
-        for path in (out / "rules.d").glob("*.toml"):
-            (rules / path.name).write_text(path.read_text())
+    # fail2ban's import keeps every filter in fail2ban-filters/; Wazuh's writes the drop-ins
+    found = {"decoders.d": out.glob("fail2ban-filters/*.decoders.toml"),
+             "rules.d": out.glob("fail2ban-filters/*.rules.toml")} if kind == "fail2ban" else \
+        {"decoders.d": out.glob("decoders.d/*.toml"), "rules.d": out.glob("rules.d/*.toml")}
+    for directory, paths in found.items():
+        for path in paths:
+            (tmp_path / directory / path.name).write_text(path.read_text())
     return config
 
 
